@@ -1,0 +1,141 @@
+//! Bodies that stream between client and upstream without being buffered,
+//! counting bytes on the way for the access log.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::telemetry::{millis, AccessRecord, JsonLines};
+
+/// A client's request body on its way upstream.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl RequestBody {
+    /// Streams `inner`, adding the data bytes to `counter` when given.
+    pub fn new(inner: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
+        Self { inner: Some(inner), counter }
+    }
+
+    /// No body (a request sent again, a probe).
+    pub fn empty() -> Self {
+        Self { inner: None, counter: None }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = &mut this.inner else { return Poll::Ready(None) };
+        let frame = Pin::new(inner).poll_frame(cx);
+        if let (Some(counter), Poll::Ready(Some(Ok(f)))) = (&this.counter, &frame) {
+            if let Some(d) = f.data_ref() {
+                counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+/// Writes the access-log line when the response body is done or dropped
+/// (the client went away), so `bytes_out` and `ms` cover the whole exchange.
+pub struct AccessLog {
+    pub log: JsonLines,
+    pub record: AccessRecord,
+    pub start: Instant,
+    pub bytes_in: Arc<AtomicU64>,
+    pub bytes_out: u64,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        self.record.bytes_out = self.bytes_out;
+        self.record.ms = millis(self.start.elapsed());
+        self.log.write(&self.record);
+    }
+}
+
+enum Source {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// A response body for the client: the upstream's, streamed, or one that
+/// snigate wrote itself (errors, 404).
+pub struct ResponseBody {
+    source: Source,
+    log: Option<Box<AccessLog>>,
+}
+
+impl ResponseBody {
+    /// Streams an upstream response body.
+    pub fn upstream(body: Incoming) -> Self {
+        Self { source: Source::Upstream(body), log: None }
+    }
+
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self { source: Source::Full((!bytes.is_empty()).then_some(bytes)), log: None }
+    }
+
+    /// Attaches the access-log line written when this body ends.
+    pub fn with_log(mut self, log: Option<Box<AccessLog>>) -> Self {
+        self.log = log;
+        self
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = match &mut this.source {
+            Source::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Source::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if let (Some(log), Poll::Ready(Some(Ok(f)))) = (&mut this.log, &frame) {
+            if let Some(d) = f.data_ref() {
+                log.bytes_out += d.len() as u64;
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Upstream(b) => b.is_end_stream(),
+            Source::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Upstream(b) => b.size_hint(),
+            Source::Full(b) => SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0)),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Configuration: the TOML file read once into typed [`Settings`].
+//!
+//! `raw.rs` mirrors the file, `validate.rs` checks it and builds the typed
+//! values; the rest of snigate never sees TOML. Every error found is kept
+//! (not only the first), each with its file position where there is one.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{Balance, ListenerMode, LogFormat};
+
+/// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
+pub const DEFAULT_CLIENT_HELLO: Duration = Duration::from_secs(10);
+/// Default for `[timeouts] handshake`.
+pub const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
+/// Default for `[timeouts] client_idle`: a keep-alive client connection with no request.
+pub const DEFAULT_CLIENT_IDLE: Duration = Duration::from_secs(120);
+/// Default for `[timeouts] upstream_connect`.
+pub const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(5);
+/// Default for `[timeouts] upstream_response`: time to the response head.
+/// Long because SharePoint and Exchange legitimately think for minutes.
+pub const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(300);
+/// Default for `[timeouts] upstream_idle`: below IIS's 120 s keep-alive so
+/// the backend never closes a connection we are about to reuse.
+pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+/// Default for `[timeouts] shutdown_grace`: how long SIGTERM waits for open
+/// connections to finish.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default `max_connections` per listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it was read from (relative paths are resolved against its folder).
+    pub source: PathBuf,
+    /// Worker threads; 0 = one per CPU.
+    pub workers: usize,
+    /// Admin endpoint address, when configured.
+    pub admin: Option<SocketAddr>,
+    pub log: LogSettings,
+    pub timeouts: Timeouts,
+    pub certificates: Vec<CertificateSettings>,
+    pub listeners: Vec<ListenerSettings>,
+    pub routes: Vec<RouteSettings>,
+    pub upstreams: Vec<UpstreamSettings>,
+    /// Settings that parse and validate but that this version does not act on
+    /// yet, in words for the start-up message.
+    pub inactive: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+    pub handshake_log: Option<PathBuf>,
+    pub access_log: Option<PathBuf>,
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub client_hello: Duration,
+    pub handshake: Duration,
+    pub client_idle: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+    pub upstream_idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            client_hello: DEFAULT_CLIENT_HELLO,
+            handshake: DEFAULT_HANDSHAKE,
+            client_idle: DEFAULT_CLIENT_IDLE,
+            upstream_connect: DEFAULT_UPSTREAM_CONNECT,
+            upstream_response: DEFAULT_UPSTREAM_RESPONSE,
+            upstream_idle: DEFAULT_UPSTREAM_IDLE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// One `[[certificate]]`, paths resolved.
+#[derive(Debug, Clone)]
+pub struct CertificateSettings {
+    pub name: String,
+    pub chain: PathBuf,
+    pub key: PathBuf,
+    /// Explicit names; `None` means the leaf's DNS subjectAltNames.
+    pub names: Option<Vec<String>>,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub name: String,
+    pub bind: Vec<SocketAddr>,
+    pub mode: ListenerMode,
+    pub fallback_certificate: Option<String>,
+    pub strict_sni: bool,
+    pub default_upstream: Option<String>,
+    pub alpn: Vec<String>,
+    pub proxy_protocol: bool,
+    pub max_connections: usize,
+    /// Sources whose `X-Forwarded-For` is extended rather than replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub legacy_upstream: Option<String>,
+}
+
+/// One `[[route]]`, host names lower-cased.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub hosts: Vec<String>,
+    /// Empty: every listener.
+    pub listeners: Vec<String>,
+    pub upstream: String,
+}
+
+/// One `[[upstream]]`.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `host:port` as written; resolved when connecting.
+    pub servers: Vec<String>,
+    pub balance: Balance,
+    pub tls: Option<UpstreamTlsSettings>,
+    pub health: Option<HealthSettings>,
+}
+
+/// `[upstream.tls]` (validated; not active in this version).
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsSettings {
+    pub server_name: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub pin_sha256: Vec<String>,
+    pub insecure_skip_verify: bool,
+}
+
+/// `health = { ... }` (validated; not active in this version).
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub expect_status: u16,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Settings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                position: None,
+                message: format!("cannot read configuration: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates configuration text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
+        validate::parse(path, text)
+    }
+
+    /// The folder relative paths in this configuration are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        base_dir_of(&self.source)
+    }
+
+    /// A one-line summary for `snigate check`.
+    pub fn summary(&self) -> String {
+        let binds: usize = self.listeners.iter().map(|l| l.bind.len()).sum();
+        format!(
+            "{} listener(s) on {} address(es), {} certificate(s), {} route(s), {} upstream(s)",
+            self.listeners.len(),
+            binds,
+            self.certificates.len(),
+            self.routes.len(),
+            self.upstreams.len()
+        )
+    }
+
+    /// Looks up a listener by name.
+    pub fn listener(&self, name: &str) -> Option<&ListenerSettings> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+pub(crate) fn base_dir_of(source: &Path) -> PathBuf {
+    match source.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Parses a duration such as `"10s"`, `"250ms"` or `"2m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("\"{text}\" is not a duration ({e}); write e.g. \"10s\" or \"250ms\""))
+}

@@ -1,0 +1,152 @@
+//! The configuration file as written: serde structs that mirror the TOML.
+//!
+//! Nothing here is interpreted; `validate.rs` turns these into typed
+//! [`Settings`](super::Settings). Values that later need a precise error
+//! position are kept as [`Spanned`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[runtime]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    #[serde(default)]
+    pub workers: usize,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub bind: Spanned<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<Spanned<String>>,
+    pub format: Option<LogFormat>,
+    pub handshake_log: Option<String>,
+    pub access_log: Option<String>,
+}
+
+/// Human log format on stderr.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[timeouts]`: durations as strings such as `"10s"` or `"250ms"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub client_hello: Option<Spanned<String>>,
+    pub handshake: Option<Spanned<String>>,
+    pub client_idle: Option<Spanned<String>>,
+    pub upstream_connect: Option<Spanned<String>>,
+    pub upstream_response: Option<Spanned<String>>,
+    pub upstream_idle: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+/// One `[[certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub name: Spanned<String>,
+    pub chain: Spanned<String>,
+    pub key: Spanned<String>,
+    pub names: Option<Vec<String>>,
+}
+
+/// What a listener does with a connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// Terminate TLS, then proxy HTTP.
+    #[default]
+    Https,
+    /// Route the raw TLS stream by SNI without terminating it.
+    Passthrough,
+    /// Plain HTTP.
+    Http,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Spanned<String>,
+    pub bind: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub mode: ListenerMode,
+    pub fallback_certificate: Option<Spanned<String>>,
+    #[serde(default)]
+    pub strict_sni: bool,
+    pub default_upstream: Option<Spanned<String>>,
+    pub alpn: Option<Vec<String>>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    pub legacy_upstream: Option<Spanned<String>>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub hosts: Spanned<Vec<String>>,
+    pub listeners: Option<Vec<Spanned<String>>>,
+    pub upstream: Spanned<String>,
+}
+
+/// How an upstream spreads requests over its servers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConn,
+    IpHash,
+}
+
+/// `tls = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub server_name: Option<String>,
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub pin_sha256: Vec<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `health = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub expect_status: Option<u16>,
+}
+
+/// One `[[upstream]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: Spanned<String>,
+    pub servers: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub balance: Balance,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+    pub health: Option<Spanned<RawHealth>>,
+}

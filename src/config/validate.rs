@@ -1,0 +1,460 @@
+//! Raw TOML to typed [`Settings`], collecting every error with its position.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::raw::*;
+use super::*;
+
+/// Collects errors against one file.
+struct Errors<'a> {
+    file: &'a Path,
+    text: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let position = span.map(|s| line_col(self.text, s.start));
+        self.list.push(ConfigError {
+            file: self.file.to_path_buf(),
+            position,
+            message: message.into(),
+        });
+    }
+
+    fn toml(&mut self, e: toml::de::Error) {
+        let message = e.message().trim().to_string();
+        self.at(e.span(), message);
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+fn de<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, errors: &mut Errors<'_>) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.toml(e);
+            None
+        }
+    }
+}
+
+/// Deserializes each element of an array of tables on its own, so that one
+/// bad `[[listener]]` does not hide the errors of the next.
+fn de_array<T: DeserializeOwned>(
+    key: &str,
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Errors<'_>,
+) -> Vec<Spanned<T>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => items
+            .into_iter()
+            .filter_map(|item| {
+                let span = item.span();
+                de::<T>(item, errors).map(|v| Spanned::new(span, v))
+            })
+            .collect(),
+        _ => {
+            errors.at(Some(span), format!("`{key}` must be an array of tables: write [[{key}]]"));
+            Vec::new()
+        }
+    }
+}
+
+#[derive(Default)]
+struct RawConfig {
+    runtime: RawRuntime,
+    admin: Option<RawAdmin>,
+    log: RawLog,
+    timeouts: RawTimeouts,
+    certificates: Vec<Spanned<RawCertificate>>,
+    listeners: Vec<Spanned<RawListener>>,
+    routes: Vec<Spanned<RawRoute>>,
+    upstreams: Vec<Spanned<RawUpstream>>,
+}
+
+pub(super) fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
+    let mut errors = Errors { file: path, text, list: Vec::new() };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            errors.toml(e);
+        }
+        return Err(ConfigErrors(errors.list));
+    }
+    let mut raw = RawConfig::default();
+    for (key, value) in root.into_inner() {
+        let key_span = key.span();
+        match key.get_ref().as_ref() {
+            "runtime" => raw.runtime = de(value, &mut errors).unwrap_or_default(),
+            "admin" => raw.admin = de(value, &mut errors),
+            "log" => raw.log = de(value, &mut errors).unwrap_or_default(),
+            "timeouts" => raw.timeouts = de(value, &mut errors).unwrap_or_default(),
+            "certificate" => raw.certificates = de_array("certificate", value, &mut errors),
+            "listener" => raw.listeners = de_array("listener", value, &mut errors),
+            "route" => raw.routes = de_array("route", value, &mut errors),
+            "upstream" => raw.upstreams = de_array("upstream", value, &mut errors),
+            other => errors.at(
+                Some(key_span),
+                format!(
+                    "unknown section `{other}`, expected one of `runtime`, `admin`, `log`, \
+                     `timeouts`, `certificate`, `listener`, `route`, `upstream`"
+                ),
+            ),
+        }
+    }
+    let settings = build(path, raw, &mut errors);
+    if errors.list.is_empty() {
+        Ok(settings)
+    } else {
+        errors.list.sort_by_key(|e| e.position);
+        Err(ConfigErrors(errors.list))
+    }
+}
+
+fn duration(value: &Option<Spanned<String>>, default: Duration, errors: &mut Errors<'_>) -> Duration {
+    let Some(v) = value else { return default };
+    match parse_duration(v.get_ref()) {
+        Ok(d) if d.is_zero() => {
+            errors.at(Some(v.span()), format!("\"{}\" is zero; a timeout must be positive", v.get_ref()));
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            errors.at(Some(v.span()), e);
+            default
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// A host name as written in `hosts`/`names`: lower-cased, `*.` only as the
+/// first label.
+fn host_pattern(host: &str) -> Result<String, String> {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let body = h.strip_prefix("*.").unwrap_or(&h);
+    let valid = !body.is_empty()
+        && body.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if valid {
+        Ok(h)
+    } else {
+        Err(format!("\"{host}\" is not a host name (a wildcard may only be a leading \"*.\")"))
+    }
+}
+
+fn unique_name(name: &Spanned<String>, kind: &str, seen: &mut HashSet<String>, errors: &mut Errors<'_>) {
+    if name.get_ref().trim().is_empty() {
+        errors.at(Some(name.span()), format!("{kind} name must not be empty"));
+    } else if !seen.insert(name.get_ref().clone()) {
+        errors.at(Some(name.span()), format!("duplicate {kind} name \"{}\"", name.get_ref()));
+    }
+}
+
+fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
+    let base = base_dir_of(path);
+    let mut inactive = Vec::new();
+
+    let admin = raw.admin.and_then(|a| match a.bind.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.at(Some(a.bind.span()), format!("admin bind \"{}\" is not an IP:port address", a.bind.get_ref()));
+            None
+        }
+    });
+
+    let level = raw.log.level.as_ref().map(|l| l.get_ref().clone()).unwrap_or_else(|| "info".into());
+    if let Some(l) = &raw.log.level {
+        if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
+            errors.at(Some(l.span()), format!("log level \"{}\" is not valid (trace, debug, info, warn, error)", l.get_ref()));
+        }
+    }
+    let log = LogSettings {
+        level,
+        format: raw.log.format.unwrap_or_default(),
+        handshake_log: raw.log.handshake_log.as_deref().map(|p| resolve(&base, p)),
+        access_log: raw.log.access_log.as_deref().map(|p| resolve(&base, p)),
+    };
+
+    let t = &raw.timeouts;
+    let timeouts = Timeouts {
+        client_hello: duration(&t.client_hello, DEFAULT_CLIENT_HELLO, errors),
+        handshake: duration(&t.handshake, DEFAULT_HANDSHAKE, errors),
+        client_idle: duration(&t.client_idle, DEFAULT_CLIENT_IDLE, errors),
+        upstream_connect: duration(&t.upstream_connect, DEFAULT_UPSTREAM_CONNECT, errors),
+        upstream_response: duration(&t.upstream_response, DEFAULT_UPSTREAM_RESPONSE, errors),
+        upstream_idle: duration(&t.upstream_idle, DEFAULT_UPSTREAM_IDLE, errors),
+        shutdown_grace: duration(&t.shutdown_grace, DEFAULT_SHUTDOWN_GRACE, errors),
+    };
+
+    let mut seen = HashSet::new();
+    let mut certificates = Vec::new();
+    for c in &raw.certificates {
+        let c = c.get_ref();
+        unique_name(&c.name, "certificate", &mut seen, errors);
+        let names = c.names.as_ref().map(|names| {
+            names
+                .iter()
+                .filter_map(|n| host_pattern(n).map_err(|e| errors.at(Some(c.name.span()), format!("certificate \"{}\": {e}", c.name.get_ref()))).ok())
+                .collect::<Vec<_>>()
+        });
+        certificates.push(CertificateSettings {
+            name: c.name.get_ref().clone(),
+            chain: resolve(&base, c.chain.get_ref()),
+            key: resolve(&base, c.key.get_ref()),
+            names,
+        });
+    }
+    let cert_names: HashSet<&str> = certificates.iter().map(|c| c.name.as_str()).collect();
+
+    let mut seen = HashSet::new();
+    let mut upstreams = Vec::new();
+    for u in &raw.upstreams {
+        let u = u.get_ref();
+        unique_name(&u.name, "upstream", &mut seen, errors);
+        if u.servers.get_ref().is_empty() {
+            errors.at(Some(u.servers.span()), format!("upstream \"{}\" has no servers", u.name.get_ref()));
+        }
+        for s in u.servers.get_ref() {
+            if !is_host_port(s) {
+                errors.at(Some(u.servers.span()), format!("upstream \"{}\": server \"{s}\" is not host:port (e.g. \"10.0.0.5:80\")", u.name.get_ref()));
+            }
+        }
+        let tls = u.tls.as_ref().map(|tls| {
+            let span = tls.span();
+            let tls = tls.get_ref();
+            for pin in &tls.pin_sha256 {
+                if !is_sha256_base64(pin) {
+                    errors.at(Some(span.clone()), format!("upstream \"{}\": pin_sha256 \"{pin}\" is not a base64 SHA-256 digest (44 characters)", u.name.get_ref()));
+                }
+            }
+            inactive.push(format!("upstream \"{}\": tls (backends are reached over plain HTTP in this version)", u.name.get_ref()));
+            UpstreamTlsSettings {
+                server_name: tls.server_name.clone(),
+                ca: tls.ca.as_deref().map(|p| resolve(&base, p)),
+                pin_sha256: tls.pin_sha256.clone(),
+                insecure_skip_verify: tls.insecure_skip_verify,
+            }
+        });
+        let health = u.health.as_ref().map(|h| {
+            let span = h.span();
+            let h = h.get_ref();
+            let path = h.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                errors.at(Some(span), format!("upstream \"{}\": health path \"{path}\" must start with /", u.name.get_ref()));
+            }
+            inactive.push(format!("upstream \"{}\": health checks", u.name.get_ref()));
+            HealthSettings {
+                path,
+                interval: duration(&h.interval, Duration::from_secs(5), errors),
+                timeout: duration(&h.timeout, Duration::from_secs(2), errors),
+                expect_status: h.expect_status.unwrap_or(200),
+            }
+        });
+        if u.balance != Balance::RoundRobin {
+            inactive.push(format!("upstream \"{}\": balance {:?} (round-robin is used)", u.name.get_ref(), u.balance));
+        }
+        upstreams.push(UpstreamSettings {
+            name: u.name.get_ref().clone(),
+            servers: u.servers.get_ref().clone(),
+            balance: u.balance,
+            tls,
+            health,
+        });
+    }
+    let upstream_names: HashSet<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+
+    let mut seen = HashSet::new();
+    let mut seen_binds: HashSet<SocketAddr> = HashSet::new();
+    let mut listeners = Vec::new();
+    for l in &raw.listeners {
+        let l = l.get_ref();
+        let name = l.name.get_ref();
+        unique_name(&l.name, "listener", &mut seen, errors);
+        let mut bind = Vec::new();
+        if l.bind.get_ref().is_empty() {
+            errors.at(Some(l.bind.span()), format!("listener \"{name}\" has no bind address"));
+        }
+        for b in l.bind.get_ref() {
+            match b.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if addr.port() != 0 && !seen_binds.insert(addr) {
+                        errors.at(Some(l.bind.span()), format!("listener \"{name}\": {addr} is bound twice"));
+                    }
+                    bind.push(addr)
+                }
+                Err(_) => errors.at(Some(l.bind.span()), format!("listener \"{name}\": bind \"{b}\" is not an IP:port address (e.g. \"0.0.0.0:443\" or \"[::]:443\")")),
+            }
+        }
+        let needs_cert = l.mode == ListenerMode::Https;
+        match &l.fallback_certificate {
+            Some(c) if !cert_names.contains(c.get_ref().as_str()) => errors.at(
+                Some(c.span()),
+                format!("listener \"{name}\": fallback_certificate \"{}\" names no [[certificate]]", c.get_ref()),
+            ),
+            None if needs_cert && !l.strict_sni => errors.at(
+                Some(l.name.span()),
+                format!("listener \"{name}\": an https listener needs fallback_certificate (served to clients without SNI), or strict_sni = true"),
+            ),
+            _ => {}
+        }
+        if needs_cert && certificates.is_empty() {
+            errors.at(Some(l.name.span()), format!("listener \"{name}\": an https listener needs at least one [[certificate]]"));
+        }
+        for (field, up) in [("default_upstream", &l.default_upstream), ("legacy_upstream", &l.legacy_upstream)] {
+            if let Some(u) = up {
+                if !upstream_names.contains(u.get_ref().as_str()) {
+                    errors.at(Some(u.span()), format!("listener \"{name}\": {field} \"{}\" names no [[upstream]]", u.get_ref()));
+                }
+            }
+        }
+        let alpn = l.alpn.clone().unwrap_or_else(|| vec!["h2".into(), "http/1.1".into()]);
+        for a in &alpn {
+            if a != "h2" && a != "http/1.1" {
+                errors.at(Some(l.name.span()), format!("listener \"{name}\": alpn \"{a}\" is not supported (\"h2\", \"http/1.1\")"));
+            }
+        }
+        let mut trusted_proxies = Vec::new();
+        for t in &l.trusted_proxies {
+            let text = t.get_ref();
+            let net = text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => trusted_proxies.push(n),
+                Err(_) => errors.at(Some(t.span()), format!("listener \"{name}\": trusted_proxies \"{text}\" is not an address or CIDR")),
+            }
+        }
+        let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            errors.at(Some(l.name.span()), format!("listener \"{name}\": max_connections must be at least 1"));
+        }
+        if l.proxy_protocol {
+            inactive.push(format!("listener \"{name}\": proxy_protocol"));
+        }
+        if l.legacy_upstream.is_some() {
+            inactive.push(format!("listener \"{name}\": legacy_upstream"));
+        }
+        listeners.push(ListenerSettings {
+            name: name.clone(),
+            bind,
+            mode: l.mode,
+            fallback_certificate: l.fallback_certificate.as_ref().map(|c| c.get_ref().clone()),
+            strict_sni: l.strict_sni,
+            default_upstream: l.default_upstream.as_ref().map(|u| u.get_ref().clone()),
+            alpn,
+            proxy_protocol: l.proxy_protocol,
+            max_connections,
+            trusted_proxies,
+            legacy_upstream: l.legacy_upstream.as_ref().map(|u| u.get_ref().clone()),
+        });
+    }
+    let listener_names: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+
+    let mut routes = Vec::new();
+    for r in &raw.routes {
+        let r = r.get_ref();
+        if !upstream_names.contains(r.upstream.get_ref().as_str()) {
+            errors.at(Some(r.upstream.span()), format!("route upstream \"{}\" names no [[upstream]]", r.upstream.get_ref()));
+        }
+        if r.hosts.get_ref().is_empty() {
+            errors.at(Some(r.hosts.span()), "route has no hosts");
+        }
+        let hosts = r
+            .hosts
+            .get_ref()
+            .iter()
+            .filter_map(|h| host_pattern(h).map_err(|e| errors.at(Some(r.hosts.span()), format!("route: {e}"))).ok())
+            .collect();
+        let mut listeners_of_route = Vec::new();
+        for l in r.listeners.iter().flatten() {
+            if !listener_names.contains(l.get_ref().as_str()) {
+                errors.at(Some(l.span()), format!("route names listener \"{}\", which does not exist", l.get_ref()));
+            }
+            listeners_of_route.push(l.get_ref().clone());
+        }
+        routes.push(RouteSettings { hosts, listeners: listeners_of_route, upstream: r.upstream.get_ref().clone() });
+    }
+
+    if listeners.is_empty() && errors.list.is_empty() {
+        errors.at(None, "no [[listener]]: nothing to serve");
+    }
+
+    Settings {
+        source: path.to_path_buf(),
+        workers: raw.runtime.workers,
+        admin,
+        log,
+        timeouts,
+        certificates,
+        listeners,
+        routes,
+        upstreams,
+        inactive,
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().map(|p| p != 0).unwrap_or(false)
+                && !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        }
+        None => false,
+    }
+}
+
+fn is_sha256_base64(s: &str) -> bool {
+    s.len() == 44 && s.ends_with('=') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let t = "a\nbc\nd";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 3), (2, 2));
+        assert_eq!(line_col(t, 5), (3, 1));
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(host_pattern("Portal.Contoso.TEST.").unwrap(), "portal.contoso.test");
+        assert_eq!(host_pattern("*.apps.test").unwrap(), "*.apps.test");
+        assert!(host_pattern("a.*.test").is_err());
+        assert!(host_pattern("").is_err());
+        assert!(host_pattern("a b").is_err());
+    }
+}

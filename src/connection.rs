@@ -1,0 +1,190 @@
+//! One accepted client connection, in the order of DESIGN.md's data flow:
+//! ClientHello -> certificate (or passthrough upstream) -> TLS -> HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ListenerMode;
+use crate::hello::{read_client_hello, ClientHello, ClientHelloInfo, HelloError};
+use crate::proxy::{self, ConnInfo};
+use crate::replay::PrefixedStream;
+use crate::state::State;
+use crate::telemetry::{millis, timestamp, HandshakeRecord};
+use crate::tls::{self, Selection, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A new connection id, unique in this process.
+pub fn next_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(state: Arc<State>, listener: usize, stream: TcpStream, peer: SocketAddr, local: SocketAddr, cancel: CancellationToken) {
+    let conn = next_conn_id();
+    let mode = state.listeners[listener].settings.mode;
+    let info = ConnInfo { conn, listener, peer, local, sni: None, certificate: None, tls: false };
+    match mode {
+        ListenerMode::Http => proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await,
+        ListenerMode::Https => serve_https(state, info, stream, cancel).await,
+        ListenerMode::Passthrough => serve_passthrough(state, info, stream).await,
+    }
+}
+
+/// The handshake-log line for a connection, filled in as it goes.
+fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeRecord {
+    HandshakeRecord {
+        ts: timestamp(SystemTime::now()),
+        event: "tls_handshake",
+        conn: info.conn,
+        listener: state.listeners[info.listener].settings.name.clone(),
+        local: info.local.to_string(),
+        peer: info.peer.to_string(),
+        sni: hello.and_then(|h| h.sni.clone()),
+        fallback: false,
+        certificate: None,
+        offered_versions: hello.map(|h| h.offered_versions()).unwrap_or_default(),
+        offered_suites: hello.map(|h| h.offered_suites_hex()).unwrap_or_default(),
+        offered_alpn: hello.map(|h| h.alpn.clone()).unwrap_or_default(),
+        ja3: String::new(),
+        ja4: String::new(),
+        outcome: "failed",
+        version: None,
+        suite: None,
+        alpn: None,
+        ms: 0.0,
+        reason: None,
+        hint: None,
+        upstream: None,
+    }
+}
+
+fn emit(state: &State, rec: &HandshakeRecord) {
+    match rec.outcome {
+        "ok" | "passthrough" => tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake"),
+        _ => tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed"),
+    }
+    if let Some(log) = &state.handshake_log {
+        log.write(rec);
+    }
+}
+
+/// Reads the ClientHello under the `client_hello` timeout; logs and closes on
+/// anything that is not a usable hello.
+async fn read_hello(state: &State, info: &ConnInfo, stream: &mut TcpStream, start: Instant) -> Option<ClientHello> {
+    match read_client_hello(stream, state.settings.timeouts.client_hello).await {
+        Ok(hello) => Some(hello),
+        Err(e) => {
+            let (outcome, hello) = match &e {
+                HelloError::Sslv2 { hello } => ("failed", Some(&hello.info)),
+                HelloError::NotTls { .. } | HelloError::Malformed(_) | HelloError::TooLarge { .. } => ("rejected", None),
+                _ => ("failed", None),
+            };
+            let mut rec = record(state, info, hello);
+            rec.outcome = outcome;
+            rec.reason = Some(e.reason());
+            rec.ms = millis(start.elapsed());
+            if let HelloError::Sslv2 { .. } = e {
+                rec.hint = Some("SSLv2-format ClientHello (Java 6, Windows XP era); rustls cannot serve it: the client must enable TLS 1.2, or be passed through to a backend that still speaks its protocol".into());
+            }
+            emit(state, &rec);
+            None
+        }
+    }
+}
+
+async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStream, cancel: CancellationToken) {
+    let start = Instant::now();
+    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else { return };
+    let listener = &state.listeners[info.listener];
+    let mut rec = record(&state, &info, Some(&hello.info));
+    let (certificate, fallback) = match state.certificates.select(&hello.info, listener.fallback, listener.settings.strict_sni) {
+        Selection::Serve { certificate, fallback } => (certificate, fallback),
+        Selection::Refuse(reason) => {
+            rec.reason = Some(reason);
+            rec.hint = Some(match &hello.info.sni {
+                None => "this client sends no SNI: give the listener a fallback_certificate (strict_sni = false), or a listener of its own on a separate IP:port".into(),
+                Some(_) => "add a [[certificate]] whose names cover this SNI, or set strict_sni = false to serve the fallback".into(),
+            });
+            rec.ms = millis(start.elapsed());
+            emit(&state, &rec);
+            let _ = stream.write_all(&ALERT_UNRECOGNIZED_NAME).await;
+            return;
+        }
+    };
+    let cert = state.certificates.get(certificate);
+    rec.certificate = Some(cert.name.clone());
+    rec.fallback = fallback;
+    let config = listener.server_configs[certificate].clone();
+    let replay = PrefixedStream::new(hello.bytes, stream);
+    match tls::handshake(replay, config, state.settings.timeouts.handshake).await {
+        Err(reason) => {
+            rec.reason = Some(reason);
+            rec.ms = millis(start.elapsed());
+            emit(&state, &rec);
+        }
+        Ok((tls_stream, negotiated)) => {
+            rec.outcome = "ok";
+            rec.version = Some(negotiated.version);
+            rec.suite = Some(negotiated.suite);
+            rec.alpn = negotiated.alpn.clone();
+            rec.ms = millis(start.elapsed());
+            emit(&state, &rec);
+            info.sni = hello.info.sni_lowercase().map(|s| s.trim_end_matches('.').to_string());
+            info.certificate = Some(certificate);
+            info.tls = true;
+            let h2 = negotiated.alpn.as_deref() == Some("h2");
+            proxy::serve(state.clone(), Arc::new(info), tls_stream, h2, cancel).await;
+        }
+    }
+}
+
+/// Passthrough: route the raw TLS stream by SNI and copy bytes both ways.
+async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
+    let start = Instant::now();
+    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else { return };
+    let listener = &state.listeners[info.listener];
+    let mut rec = record(&state, &info, Some(&hello.info));
+    let sni = hello.info.sni_lowercase();
+    let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
+    let routed = match listener.routes.route(sni) {
+        Some(crate::route::RouteMatch::Default(_)) if listener.settings.strict_sni => None,
+        other => other,
+    };
+    let Some(route) = routed else {
+        rec.reason = Some(match sni {
+            None => "no SNI and no default_upstream (or strict_sni)".into(),
+            Some(s) => format!("no route for SNI \"{s}\""),
+        });
+        rec.ms = millis(start.elapsed());
+        emit(&state, &rec);
+        let _ = stream.write_all(&ALERT_HANDSHAKE_FAILURE).await;
+        return;
+    };
+    let upstream = &state.upstreams[route.upstream()];
+    rec.upstream = Some(upstream.name.clone());
+    rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
+    let mut backend = match upstream.connect_raw(state.settings.timeouts.upstream_connect).await {
+        Ok(b) => b,
+        Err(e) => {
+            rec.reason = Some(e.to_string());
+            rec.ms = millis(start.elapsed());
+            emit(&state, &rec);
+            return;
+        }
+    };
+    rec.outcome = "passthrough";
+    rec.ms = millis(start.elapsed());
+    emit(&state, &rec);
+    if backend.write_all(&hello.bytes).await.is_err() {
+        return;
+    }
+    let idle = state.settings.timeouts.client_idle;
+    crate::splice::copy_both_ways(stream, backend, idle).await;
+}

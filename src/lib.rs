@@ -1,0 +1,26 @@
+//! snigate: a TLS-terminating, SNI-aware reverse proxy for web farms whose
+//! clients do not all send SNI.
+//!
+//! Data flows one way: [`accept`] -> [`hello`] -> [`tls`] -> [`proxy`]
+//! (HTTP) -> [`route`] -> [`upstream`], with [`config`] and [`telemetry`]
+//! beside them. [`server::Proxy`] starts the whole thing in-process.
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod admin;
+pub mod body;
+pub mod certs;
+pub mod config;
+pub mod demo;
+pub mod connection;
+pub mod gen_certs;
+pub mod hello;
+pub mod proxy;
+pub mod replay;
+pub mod route;
+pub mod server;
+pub mod splice;
+pub mod state;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,162 @@
+//! The `snigate` command line. Thin: every command is a call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use snigate::config::{LogFormat, Settings};
+use snigate::gen_certs::KeyAlgorithm;
+
+/// TLS-terminating, SNI-aware reverse proxy for web farms with clients that send no SNI.
+#[derive(Parser)]
+#[command(name = "snigate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (SIGTERM/SIGINT drain and exit).
+    Run {
+        #[arg(short, long, default_value = "config/snigate.toml")]
+        config: PathBuf,
+    },
+    /// Validate configuration and certificates.
+    Check {
+        #[arg(short, long, default_value = "config/snigate.toml")]
+        config: PathBuf,
+    },
+    /// Start a self-contained demo: lab certificates, two sample web applications, the proxy.
+    Demo {
+        /// Where the lab certificates go.
+        #[arg(long, default_value = "certs/demo")]
+        dir: PathBuf,
+    },
+    /// Create a lab CA, one leaf per name and a fallback certificate covering all names.
+    GenCerts {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Comma-separated host names, e.g. portal.contoso.test,*.apps.contoso.test
+        #[arg(long, value_delimiter = ',', required = true)]
+        names: Vec<String>,
+        #[arg(long, default_value = "ecdsa")]
+        key: KeyAlgorithm,
+    },
+    /// Compatibility report from handshake and access logs.
+    Report {
+        logs: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Demo { dir } => demo(dir),
+        Command::GenCerts { dir, names, key } => gen_certs(dir, names, key),
+        Command::Report { .. } => {
+            eprintln!("snigate report: not available in this version (the compatibility report is planned next)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(config: &PathBuf) -> Result<Settings, ExitCode> {
+    Settings::load(config).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::FAILURE
+    })
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    // One worker: a current-thread runtime has no work-stealing overhead.
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
+}
+
+fn run(config: PathBuf) -> ExitCode {
+    let settings = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    snigate::telemetry::init_tracing(&settings.log.level, settings.log.format);
+    let rt = match runtime(settings.workers) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(snigate::server::run_until_signal(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: cannot start:\n{e}", config.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(config: PathBuf) -> ExitCode {
+    let settings = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match snigate::state::check(&settings) {
+        Ok(notes) => {
+            println!("{}: ok: {}", config.display(), settings.summary());
+            for n in notes {
+                println!("note: {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{}: {e}", config.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_certs(dir: PathBuf, names: Vec<String>, key: KeyAlgorithm) -> ExitCode {
+    match snigate::gen_certs::generate(&dir, &names, key) {
+        Ok(set) => {
+            println!("CA:       {} (key {})", set.ca_cert.display(), set.ca_key.display());
+            for (name, crt, key) in &set.leaves {
+                println!("{name}: {} (key {})", crt.display(), key.display());
+            }
+            println!("fallback: {} (key {})", set.fallback.0.display(), set.fallback.1.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gen-certs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(dir: PathBuf) -> ExitCode {
+    snigate::telemetry::init_tracing("info", LogFormat::Text);
+    let rt = match runtime(0) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(snigate::demo::run(&dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The runtime state built from [`Settings`]: certificates loaded, rustls
+//! configurations made, route tables and upstream pools ready. Built whole
+//! (every error collected) before anything starts serving.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::sync::Semaphore;
+
+use crate::certs::load_certificate;
+use crate::config::{ListenerMode, ListenerSettings, Settings};
+use crate::route::RouteTable;
+use crate::telemetry::JsonLines;
+use crate::tls::{CertificateId, CertificateStore, TlsShared};
+use crate::upstream::Upstream;
+
+/// One listener's runtime part.
+pub struct ListenerState {
+    pub settings: ListenerSettings,
+    pub fallback: Option<CertificateId>,
+    /// rustls configuration per certificate id (https listeners only).
+    pub server_configs: Vec<Arc<ServerConfig>>,
+    pub routes: RouteTable,
+    /// Admission: a permit per open connection, taken before the handshake.
+    pub connections: Arc<Semaphore>,
+    pub default_upstream: Option<usize>,
+}
+
+/// Everything a connection needs, shared read-only.
+pub struct State {
+    pub settings: Settings,
+    pub certificates: CertificateStore,
+    pub upstreams: Vec<Upstream>,
+    pub listeners: Vec<ListenerState>,
+    pub handshake_log: Option<JsonLines>,
+    pub access_log: Option<JsonLines>,
+}
+
+impl State {
+    /// Loads certificates and log files and builds every table. On failure,
+    /// every problem found, in plain words.
+    pub fn build(settings: Settings) -> Result<State, Vec<String>> {
+        let mut errors = Vec::new();
+        let tls = match TlsShared::new(crate::tls::crypto_provider()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(format!("cannot set up TLS: {e}"));
+                None
+            }
+        };
+        let mut loaded = Vec::new();
+        if let Some(tls) = &tls {
+            for c in &settings.certificates {
+                match load_certificate(&c.name, &c.chain, &c.key, c.names.as_deref(), tls.provider()) {
+                    Ok(cert) => loaded.push(cert),
+                    Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
+                }
+            }
+        }
+        let certificates = CertificateStore::new(loaded);
+        let upstreams: Vec<Upstream> = settings.upstreams.iter().map(|u| Upstream::new(u, settings.timeouts)).collect();
+        let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
+
+        let mut listeners = Vec::new();
+        for l in &settings.listeners {
+            let mut server_configs = Vec::new();
+            if l.mode == ListenerMode::Https {
+                if let Some(tls) = &tls {
+                    for c in certificates.all() {
+                        match tls.server_config(c.certified_key.clone(), &l.alpn) {
+                            Ok(cfg) => server_configs.push(cfg),
+                            Err(e) => errors.push(format!("listener \"{}\", certificate \"{}\": {e}", l.name, c.name)),
+                        }
+                    }
+                }
+            }
+            listeners.push(ListenerState {
+                settings: l.clone(),
+                fallback: l.fallback_certificate.as_deref().and_then(|n| certificates.by_name(n)),
+                server_configs,
+                routes: RouteTable::for_listener(l, &settings.routes, upstream_id),
+                connections: Arc::new(Semaphore::new(l.max_connections)),
+                default_upstream: l.default_upstream.as_deref().and_then(upstream_id),
+            });
+        }
+
+        let open = |path: &Option<std::path::PathBuf>, what: &str, errors: &mut Vec<String>| {
+            path.as_ref().and_then(|p| match JsonLines::open(p) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    errors.push(format!("cannot open {what} {}: {e}", p.display()));
+                    None
+                }
+            })
+        };
+        let handshake_log = open(&settings.log.handshake_log, "handshake_log", &mut errors);
+        let access_log = open(&settings.log.access_log, "access_log", &mut errors);
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(State { settings, certificates, upstreams, listeners, handshake_log, access_log })
+    }
+}
+
+/// `snigate check`: loads every certificate without opening logs or
+/// sockets. Ok carries notes worth reading (fallbacks that cannot cover a
+/// routed host, settings not active yet); Err every problem.
+pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
+    let provider = crate::tls::crypto_provider();
+    let mut errors = Vec::new();
+    let mut loaded = Vec::new();
+    for c in &settings.certificates {
+        match load_certificate(&c.name, &c.chain, &c.key, c.names.as_deref(), &provider) {
+            Ok(cert) => loaded.push(cert),
+            Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut notes: Vec<String> = settings.inactive.iter().map(|s| format!("not active in this version: {s}")).collect();
+    let now = std::time::SystemTime::now();
+    for c in &loaded {
+        if !c.is_valid_at(now) {
+            notes.push(format!("certificate \"{}\" is not valid now (expired or not yet valid)", c.name));
+        }
+    }
+    for l in &settings.listeners {
+        let Some(fallback) = l.fallback_certificate.as_deref().and_then(|n| loaded.iter().find(|c| c.name == n)) else {
+            continue;
+        };
+        for r in settings.routes.iter().filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name)) {
+            for h in r.hosts.iter().filter(|h| !h.starts_with("*.") && !fallback.covers(h)) {
+                notes.push(format!(
+                    "listener \"{}\": fallback certificate \"{}\" does not cover {h}; a client without SNI asking for it sees a name warning",
+                    l.name, fallback.name
+                ));
+            }
+        }
+    }
+    Ok(notes)
+}

@@ -1,0 +1,168 @@
+//! Logs: the human log on stderr (tracing), and the two JSON-lines logs of
+//! DESIGN.md (handshakes, HTTP requests).
+//!
+//! JSON lines are handed to a writer thread through a bounded channel, so a
+//! slow disk never stalls a worker thread; when the channel is full the line
+//! is counted as dropped and a warning says how many were lost.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::LogFormat;
+
+/// Lines that may wait for the writer thread before new ones are dropped.
+const LOG_QUEUE_LINES: usize = 65_536;
+
+/// Sets up the human log on stderr. `level` is an `EnvFilter` directive;
+/// `RUST_LOG` overrides it.
+pub fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    // A second init (tests start several proxies) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, as in the log formats.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// An append-only JSON-lines file fed by a writer thread.
+#[derive(Clone)]
+pub struct JsonLines {
+    path: Arc<PathBuf>,
+    tx: SyncSender<Vec<u8>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for JsonLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLines").field("path", &self.path).finish()
+    }
+}
+
+impl JsonLines {
+    /// Opens (creating folders as needed) `path` for appending and starts its
+    /// writer thread.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LOG_QUEUE_LINES);
+        let name = format!("log-writer {}", path.display());
+        std::thread::Builder::new().name(name).spawn(move || write_lines(file, rx))?;
+        Ok(Self { path: Arc::new(path.to_path_buf()), tx, dropped: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Queues one record as a JSON line.
+    pub fn write<T: Serialize>(&self, record: &T) {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a log record");
+                return;
+            }
+        };
+        line.push(b'\n');
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(path = %self.path.display(), dropped = n, "log writer cannot keep up; lines dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!(path = %self.path.display(), "log writer stopped; line dropped");
+            }
+        }
+    }
+}
+
+fn write_lines(file: File, rx: mpsc::Receiver<Vec<u8>>) {
+    let mut out = BufWriter::new(file);
+    while let Ok(line) = rx.recv() {
+        let mut result = out.write_all(&line);
+        // Drain what is already queued before paying for a flush.
+        while let Ok(more) = rx.try_recv() {
+            result = result.and_then(|_| out.write_all(&more));
+        }
+        if let Err(e) = result.and_then(|_| out.flush()) {
+            tracing::error!(error = %e, "cannot write log file");
+        }
+    }
+}
+
+/// One line of the handshake log (field order as in DESIGN.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeRecord {
+    pub ts: String,
+    pub event: &'static str,
+    pub conn: u64,
+    pub listener: String,
+    pub local: String,
+    pub peer: String,
+    pub sni: Option<String>,
+    pub fallback: bool,
+    pub certificate: Option<String>,
+    pub offered_versions: Vec<&'static str>,
+    pub offered_suites: Vec<String>,
+    pub offered_alpn: Vec<String>,
+    pub ja3: String,
+    pub ja4: String,
+    pub outcome: &'static str,
+    pub version: Option<&'static str>,
+    pub suite: Option<String>,
+    pub alpn: Option<String>,
+    pub ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+/// One line of the access log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRecord {
+    pub ts: String,
+    pub event: &'static str,
+    pub conn: u64,
+    pub listener: String,
+    pub peer: String,
+    pub sni: Option<String>,
+    pub method: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub status: u16,
+    pub upstream: Option<String>,
+    pub server: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub ms: f64,
+    pub user_agent: Option<String>,
+    pub version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Milliseconds with microsecond precision, for the `ms` fields.
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
