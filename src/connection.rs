@@ -122,7 +122,8 @@ async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStrea
     rec.certificate = Some(cert.name.clone());
     rec.fallback = fallback;
     let config = listener.server_configs[certificate].clone();
-    let replay = PrefixedStream::new(hello.bytes, stream);
+    let ClientHello { bytes, info: hello } = hello;
+    let replay = PrefixedStream::new(bytes, stream);
     match tls::handshake(replay, config, state.settings.timeouts.handshake).await {
         Err(reason) => {
             rec.reason = Some(reason);
@@ -136,10 +137,13 @@ async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStrea
             rec.alpn = negotiated.alpn.clone();
             rec.ms = millis(start.elapsed());
             emit(&state, &rec);
-            info.sni = hello.info.sni_lowercase().map(|s| s.trim_end_matches('.').to_string());
+            info.sni = hello.sni_lowercase().map(|s| s.trim_end_matches('.').to_string());
             info.certificate = Some(certificate);
             info.tls = true;
             let h2 = negotiated.alpn.as_deref() == Some("h2");
+            // The hello and its log line are done with: free them before a
+            // connection that may stay open for hours.
+            drop((rec, hello));
             proxy::serve(state.clone(), Arc::new(info), tls_stream, h2, cancel).await;
         }
     }

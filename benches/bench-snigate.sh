@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Starts snigate the way ../shared/bench/run.sh's `custom` mode expects:
+# TLS on $BENCH_LISTEN (127.0.0.1:8443), a.test -> RSA, b.test -> ECDSA,
+# anything else -> fallback, HTTP/1.1 to $BENCH_BACKEND, one worker thread.
+#
+#   ../shared/bench/run.sh custom "$PWD/benches/bench-snigate.sh" snigate
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${SNIGATE_BIN:-$here/target/release/snigate}"
+certs="${BENCH_CERT_DIR:?run me from ../shared/bench/run.sh}"
+conf="$(mktemp -d)/snigate-bench.toml"
+cat > "$conf" <<TOML
+[runtime]
+workers = 1
+
+[log]
+level = "warn"
+
+[timeouts]
+client_idle = "300s"
+
+[[certificate]]
+name = "rsa"
+chain = "$certs/rsa.crt"
+key = "$certs/rsa.key"
+
+[[certificate]]
+name = "ecdsa"
+chain = "$certs/ecdsa.crt"
+key = "$certs/ecdsa.key"
+
+[[certificate]]
+name = "fallback"
+chain = "$certs/fallback.crt"
+key = "$certs/fallback.key"
+
+[[listener]]
+name = "bench"
+bind = ["${BENCH_LISTEN:-127.0.0.1:8443}"]
+fallback_certificate = "fallback"
+default_upstream = "backend"
+alpn = ["http/1.1"]
+
+[[upstream]]
+name = "backend"
+servers = ["${BENCH_BACKEND:-127.0.0.1:8080}"]
+TOML
+exec "$bin" run -c "$conf"
