@@ -24,17 +24,28 @@ use snigate::server::Proxy;
 use tokio::net::{TcpListener, TcpStream};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn backend() -> SocketAddr {
-    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = socket.local_addr().expect("backend addr");
     tokio::spawn(async move {
         while let Ok((s, _)) = socket.accept().await {
             tokio::spawn(async move {
-                let svc = service_fn(|_req| async { Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"hello from backend\n")))) });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                let svc = service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        b"hello from backend\n",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -56,11 +67,17 @@ fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-async fn connect(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     let name = ServerName::try_from("b.test").expect("name");
-    tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.expect("handshake")
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -71,7 +88,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["a.test".to_string(), "b.test".to_string()];

@@ -17,7 +17,12 @@ use tokio_util::sync::CancellationToken;
 use crate::state::State;
 
 /// Serves the admin endpoint until `cancel`.
-pub async fn serve(state: Arc<State>, socket: TcpListener, started: SystemTime, cancel: CancellationToken) {
+pub async fn serve(
+    state: Arc<State>,
+    socket: TcpListener,
+    started: SystemTime,
+    cancel: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -37,8 +42,12 @@ pub async fn serve(state: Arc<State>, socket: TcpListener, started: SystemTime, 
                 async move { Ok::<_, Infallible>(answer(&state, &req, started)) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(10));
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -56,10 +65,17 @@ fn answer(state: &State, req: &Request<Incoming>, started: SystemTime) -> Respon
             });
             (StatusCode::OK, "application/json", body.to_string())
         }
-        _ => (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".to_string(),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
     resp
 }

@@ -23,12 +23,18 @@ pub struct RequestBody {
 impl RequestBody {
     /// Streams `inner`, adding the data bytes to `counter` when given.
     pub fn new(inner: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
-        Self { inner: Some(inner), counter }
+        Self {
+            inner: Some(inner),
+            counter,
+        }
     }
 
     /// No body (a request sent again, a probe).
     pub fn empty() -> Self {
-        Self { inner: None, counter: None }
+        Self {
+            inner: None,
+            counter: None,
+        }
     }
 }
 
@@ -36,9 +42,14 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let Some(inner) = &mut this.inner else { return Poll::Ready(None) };
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
         let frame = Pin::new(inner).poll_frame(cx);
         if let (Some(counter), Poll::Ready(Some(Ok(f)))) = (&this.counter, &frame) {
             if let Some(d) = f.data_ref() {
@@ -53,7 +64,10 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| SizeHint::with_exact(0))
     }
 }
 
@@ -91,13 +105,19 @@ pub struct ResponseBody {
 impl ResponseBody {
     /// Streams an upstream response body.
     pub fn upstream(body: Incoming) -> Self {
-        Self { source: Source::Upstream(body), log: None }
+        Self {
+            source: Source::Upstream(body),
+            log: None,
+        }
     }
 
     /// A complete body.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Self { source: Source::Full((!bytes.is_empty()).then_some(bytes)), log: None }
+        Self {
+            source: Source::Full((!bytes.is_empty()).then_some(bytes)),
+            log: None,
+        }
     }
 
     /// Attaches the access-log line written when this body ends.
@@ -111,7 +131,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let frame = match &mut this.source {
             Source::Upstream(b) => Pin::new(b).poll_frame(cx),
@@ -135,7 +158,9 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.source {
             Source::Upstream(b) => b.size_hint(),
-            Source::Full(b) => SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0)),
+            Source::Full(b) => {
+                SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0))
+            }
         }
     }
 }

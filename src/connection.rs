@@ -26,12 +26,29 @@ pub fn next_conn_id() -> u64 {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(state: Arc<State>, listener: usize, stream: TcpStream, peer: SocketAddr, local: SocketAddr, cancel: CancellationToken) {
+pub async fn serve(
+    state: Arc<State>,
+    listener: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cancel: CancellationToken,
+) {
     let conn = next_conn_id();
     let mode = state.listeners[listener].settings.mode;
-    let info = ConnInfo { conn, listener, peer, local, sni: None, certificate: None, tls: false };
+    let info = ConnInfo {
+        conn,
+        listener,
+        peer,
+        local,
+        sni: None,
+        certificate: None,
+        tls: false,
+    };
     match mode {
-        ListenerMode::Http => proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await,
+        ListenerMode::Http => {
+            proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await
+        }
         ListenerMode::Https => serve_https(state, info, stream, cancel).await,
         ListenerMode::Passthrough => serve_passthrough(state, info, stream).await,
     }
@@ -67,8 +84,12 @@ fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> Ha
 
 fn emit(state: &State, rec: &HandshakeRecord) {
     match rec.outcome {
-        "ok" | "passthrough" => tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake"),
-        _ => tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed"),
+        "ok" | "passthrough" => {
+            tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
+        }
+        _ => {
+            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed")
+        }
     }
     if let Some(log) = &state.handshake_log {
         log.write(rec);
@@ -77,13 +98,20 @@ fn emit(state: &State, rec: &HandshakeRecord) {
 
 /// Reads the ClientHello under the `client_hello` timeout; logs and closes on
 /// anything that is not a usable hello.
-async fn read_hello(state: &State, info: &ConnInfo, stream: &mut TcpStream, start: Instant) -> Option<ClientHello> {
+async fn read_hello(
+    state: &State,
+    info: &ConnInfo,
+    stream: &mut TcpStream,
+    start: Instant,
+) -> Option<ClientHello> {
     match read_client_hello(stream, state.settings.timeouts.client_hello).await {
         Ok(hello) => Some(hello),
         Err(e) => {
             let (outcome, hello) = match &e {
                 HelloError::Sslv2 { hello } => ("failed", Some(&hello.info)),
-                HelloError::NotTls { .. } | HelloError::Malformed(_) | HelloError::TooLarge { .. } => ("rejected", None),
+                HelloError::NotTls { .. }
+                | HelloError::Malformed(_)
+                | HelloError::TooLarge { .. } => ("rejected", None),
                 _ => ("failed", None),
             };
             let mut rec = record(state, info, hello);
@@ -99,13 +127,27 @@ async fn read_hello(state: &State, info: &ConnInfo, stream: &mut TcpStream, star
     }
 }
 
-async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStream, cancel: CancellationToken) {
+async fn serve_https(
+    state: Arc<State>,
+    mut info: ConnInfo,
+    mut stream: TcpStream,
+    cancel: CancellationToken,
+) {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else { return };
+    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
+        return;
+    };
     let listener = &state.listeners[info.listener];
     let mut rec = record(&state, &info, Some(&hello.info));
-    let (certificate, fallback) = match state.certificates.select(&hello.info, listener.fallback, listener.settings.strict_sni) {
-        Selection::Serve { certificate, fallback } => (certificate, fallback),
+    let (certificate, fallback) = match state.certificates.select(
+        &hello.info,
+        listener.fallback,
+        listener.settings.strict_sni,
+    ) {
+        Selection::Serve {
+            certificate,
+            fallback,
+        } => (certificate, fallback),
         Selection::Refuse(reason) => {
             rec.reason = Some(reason);
             rec.hint = Some(match &hello.info.sni {
@@ -137,7 +179,9 @@ async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStrea
             rec.alpn = negotiated.alpn.clone();
             rec.ms = millis(start.elapsed());
             emit(&state, &rec);
-            info.sni = hello.sni_lowercase().map(|s| s.trim_end_matches('.').to_string());
+            info.sni = hello
+                .sni_lowercase()
+                .map(|s| s.trim_end_matches('.').to_string());
             info.certificate = Some(certificate);
             info.tls = true;
             let h2 = negotiated.alpn.as_deref() == Some("h2");
@@ -152,7 +196,9 @@ async fn serve_https(state: Arc<State>, mut info: ConnInfo, mut stream: TcpStrea
 /// Passthrough: route the raw TLS stream by SNI and copy bytes both ways.
 async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else { return };
+    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
+        return;
+    };
     let listener = &state.listeners[info.listener];
     let mut rec = record(&state, &info, Some(&hello.info));
     let sni = hello.info.sni_lowercase();
@@ -174,7 +220,10 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     let upstream = &state.upstreams[route.upstream()];
     rec.upstream = Some(upstream.name.clone());
     rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
-    let mut backend = match upstream.connect_raw(state.settings.timeouts.upstream_connect).await {
+    let mut backend = match upstream
+        .connect_raw(state.settings.timeouts.upstream_connect)
+        .await
+    {
         Ok(b) => b,
         Err(e) => {
             rec.reason = Some(e.to_string());

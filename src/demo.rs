@@ -20,17 +20,23 @@ use crate::gen_certs::{generate, KeyAlgorithm};
 use crate::server::Proxy;
 
 /// The host names the demo's certificates and routes use.
-pub const DEMO_NAMES: [&str; 3] = ["portal.contoso.test", "*.apps.contoso.test", "mysites.contoso.test"];
+pub const DEMO_NAMES: [&str; 3] = [
+    "portal.contoso.test",
+    "*.apps.contoso.test",
+    "mysites.contoso.test",
+];
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(dir: &Path) -> Result<(), String> {
     let names: Vec<String> = DEMO_NAMES.iter().map(|s| s.to_string()).collect();
-    let certs = generate(dir, &names, KeyAlgorithm::Ecdsa).map_err(|e| format!("cannot create lab certificates in {}: {e}", dir.display()))?;
+    let certs = generate(dir, &names, KeyAlgorithm::Ecdsa)
+        .map_err(|e| format!("cannot create lab certificates in {}: {e}", dir.display()))?;
     let portal = start_sample_app("portal").await?;
     let mysites = start_sample_app("mysites").await?;
     let config_path = dir.join("snigate-demo.toml");
     let text = demo_config(portal, mysites);
-    std::fs::write(&config_path, &text).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    std::fs::write(&config_path, &text)
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let settings = Settings::parse(&config_path, &text).map_err(|e| e.to_string())?;
     let proxy = Proxy::start(settings).await.map_err(|e| {
         format!("{e}\n(is another snigate demo running? 127.0.0.2 must be usable on loopback, as it is on Linux)")
@@ -141,14 +147,22 @@ Logs:   tail -f {logs}/handshakes.jsonl {logs}/access.jsonl
 /// A sample web application: answers every method with who it is and what
 /// it received.
 pub async fn start_sample_app(name: &'static str) -> Result<SocketAddr, String> {
-    let socket = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot start sample application {name}: {e}"))?;
+    let socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start sample application {name}: {e}"))?;
     let addr = socket.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = socket.accept().await else { continue };
+            let Ok((stream, _)) = socket.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| async move { Ok::<_, Infallible>(sample_answer(name, &req)) });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service = service_fn(move |req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(sample_answer(name, &req))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -156,7 +170,13 @@ pub async fn start_sample_app(name: &'static str) -> Result<SocketAddr, String> 
 }
 
 fn sample_answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let header = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let header = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
     let body = format!(
         "sample web application: {name}\nmethod: {}\npath: {}\nhost: {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\n",
         req.method(),
@@ -166,7 +186,17 @@ fn sample_answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         header("x-forwarded-proto"),
     );
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    resp.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert("x-sample-app", http::HeaderValue::from_static(if name == "portal" { "portal" } else { "mysites" }));
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "x-sample-app",
+        http::HeaderValue::from_static(if name == "portal" {
+            "portal"
+        } else {
+            "mysites"
+        }),
+    );
     resp
 }

@@ -1,6 +1,6 @@
 //! The `snigate` command line. Thin: every command is a call into the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(config: &PathBuf) -> Result<Settings, ExitCode> {
+fn load(config: &Path) -> Result<Settings, ExitCode> {
     Settings::load(config).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::FAILURE
@@ -73,12 +73,23 @@ fn load(config: &PathBuf) -> Result<Settings, ExitCode> {
 }
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    let workers = if workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        workers
+    };
     // One worker: a current-thread runtime has no work-stealing overhead.
     if workers == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
     }
 }
 
@@ -129,11 +140,19 @@ fn check(config: PathBuf) -> ExitCode {
 fn gen_certs(dir: PathBuf, names: Vec<String>, key: KeyAlgorithm) -> ExitCode {
     match snigate::gen_certs::generate(&dir, &names, key) {
         Ok(set) => {
-            println!("CA:       {} (key {})", set.ca_cert.display(), set.ca_key.display());
+            println!(
+                "CA:       {} (key {})",
+                set.ca_cert.display(),
+                set.ca_key.display()
+            );
             for (name, crt, key) in &set.leaves {
                 println!("{name}: {} (key {})", crt.display(), key.display());
             }
-            println!("fallback: {} (key {})", set.fallback.0.display(), set.fallback.1.display());
+            println!(
+                "fallback: {} (key {})",
+                set.fallback.0.display(),
+                set.fallback.1.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

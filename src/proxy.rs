@@ -43,8 +43,13 @@ pub struct ConnInfo {
 
 /// Serves HTTP on one client connection until it closes, the client is idle
 /// too long, or `cancel` asks for a graceful stop.
-pub async fn serve<IO>(state: Arc<State>, info: Arc<ConnInfo>, io: IO, h2: bool, cancel: CancellationToken)
-where
+pub async fn serve<IO>(
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+    io: IO,
+    h2: bool,
+    cancel: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = {
@@ -60,7 +65,10 @@ where
     let idle = state.settings.timeouts.client_idle;
     let result = if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new()).keep_alive_interval(Some(idle / 2)).keep_alive_timeout(idle / 4);
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(idle / 2))
+            .keep_alive_timeout(idle / 4);
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         tokio::select! {
@@ -74,7 +82,10 @@ where
         let mut builder = hyper::server::conn::http1::Builder::new();
         // hyper starts the header timer whenever it waits for a request
         // head, so between keep-alive requests too: it is our idle timeout.
-        builder.timer(TokioTimer::new()).header_read_timeout(idle).preserve_header_case(true);
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle)
+            .preserve_header_case(true);
         let conn = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
@@ -107,7 +118,11 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
                 sni: info.sni.clone(),
                 method: req.method().to_string(),
                 host: host.clone(),
-                path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into()),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "/".into()),
                 status: 0,
                 upstream: None,
                 server: None,
@@ -136,7 +151,10 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
     }
 
     let Some(route) = listener.routes.route(host.as_deref()) else {
-        let msg = format!("404 Not Found: no route for host {}\n", host.as_deref().unwrap_or("(none)"));
+        let msg = format!(
+            "404 Not Found: no route for host {}\n",
+            host.as_deref().unwrap_or("(none)")
+        );
         return local_response(StatusCode::NOT_FOUND, msg, log, None);
     };
     let upstream = &state.upstreams[route.upstream()];
@@ -144,7 +162,12 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
         l.record.upstream = Some(upstream.name.clone());
     }
 
-    let req = rewrite_request(req, info, &listener.settings.trusted_proxies, log.as_ref().map(|l| l.bytes_in.clone()));
+    let req = rewrite_request(
+        req,
+        info,
+        &listener.settings.trusted_proxies,
+        log.as_ref().map(|l| l.bytes_in.clone()),
+    );
     match upstream.send(req).await {
         Ok((resp, server)) => {
             if let Some(l) = log.as_deref_mut() {
@@ -169,21 +192,34 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
             if let Some(l) = log.as_deref_mut() {
                 l.record.server = Some(e.server().to_string());
             }
-            let msg = format!("{} {}: upstream {} did not answer\n", status.as_u16(), status.canonical_reason().unwrap_or(""), upstream.name);
+            let msg = format!(
+                "{} {}: upstream {} did not answer\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                upstream.name
+            );
             local_response(status, msg, log, Some(e.to_string()))
         }
     }
 }
 
 /// A response snigate writes itself.
-fn local_response(status: StatusCode, body: String, mut log: Option<Box<AccessLog>>, error: Option<String>) -> Response<ResponseBody> {
+fn local_response(
+    status: StatusCode,
+    body: String,
+    mut log: Option<Box<AccessLog>>,
+    error: Option<String>,
+) -> Response<ResponseBody> {
     if let Some(l) = log.as_deref_mut() {
         l.record.status = status.as_u16();
         l.record.error = error;
     }
     let mut resp = Response::new(ResponseBody::full(body).with_log(log));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -252,7 +288,9 @@ fn rewrite_request(
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, h.clone());
         }
-        parts.headers.insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
     }
     let peer_ip = info.peer.ip().to_string();
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -268,7 +306,11 @@ fn rewrite_request(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if info.tls { "https" } else { "http" }),
     );
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     // An OPTIONS * request keeps its asterisk form.
     parts.uri = if parts.uri.path() == "*" {
         Uri::from_static("*")

@@ -52,9 +52,12 @@ impl RouteTable {
             default: listener.default_upstream.as_deref().and_then(&upstream_id),
             ..Default::default()
         };
-        let applies = |r: &&RouteSettings| r.listeners.is_empty() || r.listeners.iter().any(|l| *l == listener.name);
+        let applies =
+            |r: &&RouteSettings| r.listeners.is_empty() || r.listeners.contains(&listener.name);
         for route in routes.iter().filter(applies) {
-            let Some(id) = upstream_id(&route.upstream) else { continue };
+            let Some(id) = upstream_id(&route.upstream) else {
+                continue;
+            };
             for host in &route.hosts {
                 let host = host.to_ascii_lowercase();
                 match host.strip_prefix('*') {
@@ -70,7 +73,7 @@ impl RouteTable {
             }
         }
         // Stable sort keeps declaration order among equally long suffixes.
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         table
     }
 
@@ -106,7 +109,11 @@ pub fn normalize_host(authority: &str) -> Option<String> {
         }
     };
     let host = host.trim_end_matches('.');
-    if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@') {
+    if host.is_empty()
+        || host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@')
+    {
         return None;
     }
     Some(host.to_ascii_lowercase())
@@ -142,13 +149,19 @@ mod tests {
     }
 
     fn ids(name: &str) -> Option<UpstreamId> {
-        ["portal", "apps", "deep", "mysites", "fallback"].iter().position(|n| *n == name)
+        ["portal", "apps", "deep", "mysites", "fallback"]
+            .iter()
+            .position(|n| *n == name)
     }
 
     #[test]
     fn table() {
         let routes = vec![
-            route(&["portal.contoso.test", "*.apps.contoso.test"], &[], "portal"),
+            route(
+                &["portal.contoso.test", "*.apps.contoso.test"],
+                &[],
+                "portal",
+            ),
             route(&["special.apps.contoso.test"], &[], "apps"),
             route(&["*.x.apps.contoso.test"], &[], "deep"),
             route(&["my.contoso.test"], &["other"], "mysites"),
@@ -168,14 +181,23 @@ mod tests {
             assert_eq!(t.route(host), want, "{host:?}");
         }
         let other = RouteTable::for_listener(&listener("other", None), &routes, ids);
-        assert_eq!(other.route(Some("my.contoso.test")), Some(RouteMatch::Host(3)));
+        assert_eq!(
+            other.route(Some("my.contoso.test")),
+            Some(RouteMatch::Host(3))
+        );
         assert_eq!(other.route(Some("nothing.test")), None);
     }
 
     #[test]
     fn hosts_are_normalized() {
-        assert_eq!(normalize_host("Portal.Contoso.Test:8443").as_deref(), Some("portal.contoso.test"));
-        assert_eq!(normalize_host("portal.contoso.test.").as_deref(), Some("portal.contoso.test"));
+        assert_eq!(
+            normalize_host("Portal.Contoso.Test:8443").as_deref(),
+            Some("portal.contoso.test")
+        );
+        assert_eq!(
+            normalize_host("portal.contoso.test.").as_deref(),
+            Some("portal.contoso.test")
+        );
         assert_eq!(normalize_host("[::1]:443").as_deref(), Some("::1"));
         assert_eq!(normalize_host("::1").as_deref(), Some("::1"));
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));

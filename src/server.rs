@@ -39,7 +39,10 @@ impl Proxy {
             for addr in &l.settings.bind {
                 match crate::accept::bind(*addr) {
                     Ok(s) => sockets.push((index, s)),
-                    Err(e) => errors.push(format!("listener \"{}\": cannot listen on {addr}: {e}", l.settings.name)),
+                    Err(e) => errors.push(format!(
+                        "listener \"{}\": cannot listen on {addr}: {e}",
+                        l.settings.name
+                    )),
                 }
             }
         }
@@ -62,27 +65,50 @@ impl Proxy {
         let mut bound = Vec::new();
         for (index, socket) in sockets {
             let name = state.listeners[index].settings.name.clone();
-            let addr = socket.local_addr().map_err(|e| StartError(vec![e.to_string()]))?;
+            let addr = socket
+                .local_addr()
+                .map_err(|e| StartError(vec![e.to_string()]))?;
             tracing::info!(listener = %name, %addr, mode = ?state.listeners[index].settings.mode, "listening");
             bound.push((name, addr));
-            tokio::spawn(crate::accept::accept_loop(state.clone(), index, socket, cancel.clone(), tracker.clone()));
+            tokio::spawn(crate::accept::accept_loop(
+                state.clone(),
+                index,
+                socket,
+                cancel.clone(),
+                tracker.clone(),
+            ));
         }
         let admin = match admin_socket {
             Some(s) => {
                 let addr = s.local_addr().ok();
                 tracing::info!(addr = ?addr, "admin endpoint listening");
-                tokio::spawn(crate::admin::serve(state.clone(), s, SystemTime::now(), cancel.clone()));
+                tokio::spawn(crate::admin::serve(
+                    state.clone(),
+                    s,
+                    SystemTime::now(),
+                    cancel.clone(),
+                ));
                 addr
             }
             None => None,
         };
         tokio::spawn(prune_upstreams(state.clone(), cancel.clone()));
-        Ok(Proxy { state, cancel, tracker, bound, admin })
+        Ok(Proxy {
+            state,
+            cancel,
+            tracker,
+            bound,
+            admin,
+        })
     }
 
     /// The addresses a listener is bound to (port 0 resolved).
     pub fn addrs(&self, listener: &str) -> Vec<SocketAddr> {
-        self.bound.iter().filter(|(n, _)| n == listener).map(|(_, a)| *a).collect()
+        self.bound
+            .iter()
+            .filter(|(n, _)| n == listener)
+            .map(|(_, a)| *a)
+            .collect()
     }
 
     /// The first address of a listener.
@@ -111,7 +137,10 @@ impl Proxy {
             Ok(()) => 0,
             Err(_) => {
                 let left = self.tracker.len();
-                tracing::warn!(open = left, "shutdown grace period over; closing remaining connections");
+                tracing::warn!(
+                    open = left,
+                    "shutdown grace period over; closing remaining connections"
+                );
                 left
             }
         }
@@ -142,9 +171,11 @@ pub async fn run_until_signal(settings: Settings) -> Result<(), StartError> {
 #[cfg(unix)]
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -25,10 +25,19 @@ where
     let last = Arc::new(AtomicU64::new(0));
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
-    let _ = tokio::join!(one_way(ar, bw, idle, origin, &last), one_way(br, aw, idle, origin, &last));
+    let _ = tokio::join!(
+        one_way(ar, bw, idle, origin, &last),
+        one_way(br, aw, idle, origin, &last)
+    );
 }
 
-async fn one_way<R, W>(mut from: R, mut to: W, idle: Duration, origin: Instant, last: &AtomicU64) -> std::io::Result<()>
+async fn one_way<R, W>(
+    mut from: R,
+    mut to: W,
+    idle: Duration,
+    origin: Instant,
+    last: &AtomicU64,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -38,7 +47,9 @@ where
         let n = match tokio::time::timeout(idle, from.read(&mut buf)).await {
             Ok(r) => r?,
             Err(_) => {
-                let quiet_for = origin.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                let quiet_for = origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
                 if quiet_for >= idle {
                     let _ = to.shutdown().await;
                     return Err(std::io::ErrorKind::TimedOut.into());

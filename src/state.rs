@@ -51,14 +51,24 @@ impl State {
         let mut loaded = Vec::new();
         if let Some(tls) = &tls {
             for c in &settings.certificates {
-                match load_certificate(&c.name, &c.chain, &c.key, c.names.as_deref(), tls.provider()) {
+                match load_certificate(
+                    &c.name,
+                    &c.chain,
+                    &c.key,
+                    c.names.as_deref(),
+                    tls.provider(),
+                ) {
                     Ok(cert) => loaded.push(cert),
                     Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
                 }
             }
         }
         let certificates = CertificateStore::new(loaded);
-        let upstreams: Vec<Upstream> = settings.upstreams.iter().map(|u| Upstream::new(u, settings.timeouts)).collect();
+        let upstreams: Vec<Upstream> = settings
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u, settings.timeouts))
+            .collect();
         let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
 
         let mut listeners = Vec::new();
@@ -69,14 +79,20 @@ impl State {
                     for c in certificates.all() {
                         match tls.server_config(c.certified_key.clone(), &l.alpn) {
                             Ok(cfg) => server_configs.push(cfg),
-                            Err(e) => errors.push(format!("listener \"{}\", certificate \"{}\": {e}", l.name, c.name)),
+                            Err(e) => errors.push(format!(
+                                "listener \"{}\", certificate \"{}\": {e}",
+                                l.name, c.name
+                            )),
                         }
                     }
                 }
             }
             listeners.push(ListenerState {
                 settings: l.clone(),
-                fallback: l.fallback_certificate.as_deref().and_then(|n| certificates.by_name(n)),
+                fallback: l
+                    .fallback_certificate
+                    .as_deref()
+                    .and_then(|n| certificates.by_name(n)),
                 server_configs,
                 routes: RouteTable::for_listener(l, &settings.routes, upstream_id),
                 connections: Arc::new(Semaphore::new(l.max_connections)),
@@ -99,7 +115,14 @@ impl State {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(State { settings, certificates, upstreams, listeners, handshake_log, access_log })
+        Ok(State {
+            settings,
+            certificates,
+            upstreams,
+            listeners,
+            handshake_log,
+            access_log,
+        })
     }
 }
 
@@ -119,19 +142,38 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut notes: Vec<String> = settings.inactive.iter().map(|s| format!("not active in this version: {s}")).collect();
+    let mut notes: Vec<String> = settings
+        .inactive
+        .iter()
+        .map(|s| format!("not active in this version: {s}"))
+        .collect();
     let now = std::time::SystemTime::now();
     for c in &loaded {
         if !c.is_valid_at(now) {
-            notes.push(format!("certificate \"{}\" is not valid now (expired or not yet valid)", c.name));
+            notes.push(format!(
+                "certificate \"{}\" is not valid now (expired or not yet valid)",
+                c.name
+            ));
         }
     }
     for l in &settings.listeners {
-        let Some(fallback) = l.fallback_certificate.as_deref().and_then(|n| loaded.iter().find(|c| c.name == n)) else {
+        let Some(fallback) = l
+            .fallback_certificate
+            .as_deref()
+            .and_then(|n| loaded.iter().find(|c| c.name == n))
+        else {
             continue;
         };
-        for r in settings.routes.iter().filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name)) {
-            for h in r.hosts.iter().filter(|h| !h.starts_with("*.") && !fallback.covers(h)) {
+        for r in settings
+            .routes
+            .iter()
+            .filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name))
+        {
+            for h in r
+                .hosts
+                .iter()
+                .filter(|h| !h.starts_with("*.") && !fallback.covers(h))
+            {
                 notes.push(format!(
                     "listener \"{}\": fallback certificate \"{}\" does not cover {h}; a client without SNI asking for it sees a name warning",
                     l.name, fallback.name

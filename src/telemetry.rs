@@ -26,7 +26,9 @@ pub fn init_tracing(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
     // A second init (tests start several proxies) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -49,7 +51,9 @@ pub struct JsonLines {
 
 impl std::fmt::Debug for JsonLines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLines").field("path", &self.path).finish()
+        f.debug_struct("JsonLines")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -65,8 +69,14 @@ impl JsonLines {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LOG_QUEUE_LINES);
         let name = format!("log-writer {}", path.display());
-        std::thread::Builder::new().name(name).spawn(move || write_lines(file, rx))?;
-        Ok(Self { path: Arc::new(path.to_path_buf()), tx, dropped: Arc::new(AtomicU64::new(0)) })
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || write_lines(file, rx))?;
+        Ok(Self {
+            path: Arc::new(path.to_path_buf()),
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Queues one record as a JSON line.

@@ -64,7 +64,10 @@ pub struct CertificateStore {
 pub enum Selection {
     /// Serve this certificate; `fallback` when it is the listener's fallback
     /// (no SNI, or an SNI that matches no certificate).
-    Serve { certificate: CertificateId, fallback: bool },
+    Serve {
+        certificate: CertificateId,
+        fallback: bool,
+    },
     /// Refuse the handshake (strict SNI), with the reason in plain words.
     Refuse(String),
 }
@@ -72,7 +75,10 @@ pub enum Selection {
 impl CertificateStore {
     /// Indexes certificates by their names.
     pub fn new(certificates: Vec<LoadedCertificate>) -> Self {
-        let mut store = CertificateStore { certificates, ..Default::default() };
+        let mut store = CertificateStore {
+            certificates,
+            ..Default::default()
+        };
         for (id, c) in store.certificates.iter().enumerate() {
             for name in &c.names {
                 let (map, key) = match name.strip_prefix("*.") {
@@ -107,7 +113,12 @@ impl CertificateStore {
     /// one-label wildcard > fallback; strict listeners refuse the last case.
     /// Among equal matches the client's capabilities choose (ECDSA if it can
     /// take one, else RSA), then declaration order.
-    pub fn select(&self, hello: &ClientHelloInfo, fallback: Option<CertificateId>, strict: bool) -> Selection {
+    pub fn select(
+        &self,
+        hello: &ClientHelloInfo,
+        fallback: Option<CertificateId>,
+        strict: bool,
+    ) -> Selection {
         let sni = hello.sni_lowercase();
         let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
         if let Some(sni) = sni {
@@ -116,23 +127,37 @@ impl CertificateStore {
                 self.wildcard.get(parent)
             });
             if let Some(ids) = candidates {
-                return Selection::Serve { certificate: self.prefer(ids, hello), fallback: false };
+                return Selection::Serve {
+                    certificate: self.prefer(ids, hello),
+                    fallback: false,
+                };
             }
         }
         if strict {
             return Selection::Refuse(match sni {
                 None => "the client sent no SNI and the listener has strict_sni = true".into(),
-                Some(s) => format!("no certificate for SNI \"{s}\" and the listener has strict_sni = true"),
+                Some(s) => {
+                    format!("no certificate for SNI \"{s}\" and the listener has strict_sni = true")
+                }
             });
         }
         match fallback {
-            Some(id) => Selection::Serve { certificate: id, fallback: true },
-            None => Selection::Refuse("no certificate matches and the listener has no fallback_certificate".into()),
+            Some(id) => Selection::Serve {
+                certificate: id,
+                fallback: true,
+            },
+            None => Selection::Refuse(
+                "no certificate matches and the listener has no fallback_certificate".into(),
+            ),
         }
     }
 
     fn prefer(&self, ids: &[CertificateId], hello: &ClientHelloInfo) -> CertificateId {
-        let want = if hello.offers_ecdsa() { KeyKind::Ecdsa } else { KeyKind::Rsa };
+        let want = if hello.offers_ecdsa() {
+            KeyKind::Ecdsa
+        } else {
+            KeyKind::Rsa
+        };
         ids.iter()
             .copied()
             .find(|id| self.certificates[*id].key_kind == want)
@@ -178,7 +203,11 @@ impl TlsShared {
     }
 
     /// A server configuration that serves `key` with the listener's ALPN list.
-    pub fn server_config(&self, key: Arc<CertifiedKey>, alpn: &[String]) -> Result<Arc<ServerConfig>, rustls::Error> {
+    pub fn server_config(
+        &self,
+        key: Arc<CertifiedKey>,
+        alpn: &[String],
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
@@ -226,7 +255,9 @@ where
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
-        alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
     };
     Ok((tls, negotiated))
 }
@@ -236,13 +267,19 @@ pub fn failure_reason(e: &io::Error) -> String {
     use rustls::{Error, PeerIncompatible, PeerMisbehaved};
     let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
         return match e.kind() {
-            io::ErrorKind::UnexpectedEof => "the client closed the connection during the handshake".into(),
-            io::ErrorKind::ConnectionReset => "the client reset the connection during the handshake".into(),
+            io::ErrorKind::UnexpectedEof => {
+                "the client closed the connection during the handshake".into()
+            }
+            io::ErrorKind::ConnectionReset => {
+                "the client reset the connection during the handshake".into()
+            }
             _ => format!("I/O error during the handshake: {e}"),
         };
     };
     match err {
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => "no cipher suite in common".into(),
+        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
+            "no cipher suite in common".into()
+        }
         Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired) => {
             "the client sent no signature_algorithms extension (a TLS 1.0/1.1-era client)".into()
         }
@@ -252,7 +289,9 @@ pub fn failure_reason(e: &io::Error) -> String {
             "the client offers no TLS version snigate serves (TLS 1.2 or 1.3)".into()
         }
         Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon)
-        | Error::PeerIncompatible(PeerIncompatible::NoEcPointFormatsInCommon) => "no key exchange group in common".into(),
+        | Error::PeerIncompatible(PeerIncompatible::NoEcPointFormatsInCommon) => {
+            "no key exchange group in common".into()
+        }
         Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
             "no signature scheme in common with the certificate's key".into()
         }
@@ -261,7 +300,9 @@ pub fn failure_reason(e: &io::Error) -> String {
             format!("the client sent alert {alert:?} after our certificate (it rejected the certificate or the parameters)")
         }
         Error::PeerMisbehaved(PeerMisbehaved::MissingKeyShare)
-        | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => format!("client misbehaved: {err}"),
+        | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
+            format!("client misbehaved: {err}")
+        }
         Error::InvalidMessage(m) => format!("malformed TLS message from the client: {m:?}"),
         other => other.to_string(),
     }

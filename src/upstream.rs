@@ -77,7 +77,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.name).finish()
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -89,7 +91,12 @@ impl Upstream {
             servers: settings
                 .servers
                 .iter()
-                .map(|addr| Arc::new(Server { addr: addr.clone(), idle: Mutex::new(VecDeque::new()) }))
+                .map(|addr| {
+                    Arc::new(Server {
+                        addr: addr.clone(),
+                        idle: Mutex::new(VecDeque::new()),
+                    })
+                })
                 .collect(),
             next: AtomicUsize::new(0),
             timeouts,
@@ -98,7 +105,10 @@ impl Upstream {
 
     /// Sends a request to the next server (round-robin) and returns the
     /// response head, with the server that answered.
-    pub async fn send(&self, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, String), UpstreamError> {
+    pub async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, String), UpstreamError> {
         let server = self.pick();
         let timeout = self.timeouts.upstream_response;
         // Each pass either sends on a pooled connection or, at the end, on a
@@ -106,11 +116,17 @@ impl Upstream {
         // the next connection; an idempotent request without a body that died
         // on a reused connection is rebuilt and tried once on a fresh one.
         loop {
-            let Some((mut sender, idle_for)) = server.checkout(self.timeouts.upstream_idle) else { break };
+            let Some((mut sender, idle_for)) = server.checkout(self.timeouts.upstream_idle) else {
+                break;
+            };
             // Only a connection that sat idle can have been closed by the
             // backend's keep-alive timer under our feet; copying the request
             // for every hot connection would cost more than it saves.
-            let replay = if idle_for >= REPLAY_AFTER_IDLE { replayable(&req) } else { None };
+            let replay = if idle_for >= REPLAY_AFTER_IDLE {
+                replayable(&req)
+            } else {
+                None
+            };
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.finish(&server, sender, resp)),
                 Err(mut e) => match e.take_message() {
@@ -125,7 +141,10 @@ impl Upstream {
                             break;
                         }
                         None => {
-                            return Err(UpstreamError::Protocol { server: server.addr.clone(), reason: e.error().to_string() })
+                            return Err(UpstreamError::Protocol {
+                                server: server.addr.clone(),
+                                reason: e.error().to_string(),
+                            })
                         }
                     },
                 },
@@ -134,8 +153,14 @@ impl Upstream {
         let mut sender = self.connect(&server).await?;
         let sent = tokio::time::timeout(timeout, sender.send_request(req)).await;
         match sent {
-            Err(_) => Err(UpstreamError::Timeout { server: server.addr.clone(), timeout }),
-            Ok(Err(e)) => Err(UpstreamError::Protocol { server: server.addr.clone(), reason: e.to_string() }),
+            Err(_) => Err(UpstreamError::Timeout {
+                server: server.addr.clone(),
+                timeout,
+            }),
+            Ok(Err(e)) => Err(UpstreamError::Protocol {
+                server: server.addr.clone(),
+                reason: e.to_string(),
+            }),
             Ok(Ok(resp)) => Ok(self.finish(&server, sender, resp)),
         }
     }
@@ -147,7 +172,12 @@ impl Upstream {
 
     /// Puts the connection back in the pool once the response body has been
     /// read to its end (hyper reports the connection ready again then).
-    fn finish(&self, server: &Arc<Server>, mut sender: SendRequest<RequestBody>, resp: Response<Incoming>) -> (Response<Incoming>, String) {
+    fn finish(
+        &self,
+        server: &Arc<Server>,
+        mut sender: SendRequest<RequestBody>,
+        resp: Response<Incoming>,
+    ) -> (Response<Incoming>, String) {
         let addr = server.addr.clone();
         if !sender.is_closed() {
             let server = server.clone();
@@ -161,10 +191,18 @@ impl Upstream {
     }
 
     async fn connect(&self, server: &Server) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        let fail = |reason: String| UpstreamError::Connect { server: server.addr.clone(), reason };
+        let fail = |reason: String| UpstreamError::Connect {
+            server: server.addr.clone(),
+            reason,
+        };
         let connect = TcpStream::connect(server.addr.as_str());
         let stream = match tokio::time::timeout(self.timeouts.upstream_connect, connect).await {
-            Err(_) => return Err(fail(format!("no connection within {:?}", self.timeouts.upstream_connect))),
+            Err(_) => {
+                return Err(fail(format!(
+                    "no connection within {:?}",
+                    self.timeouts.upstream_connect
+                )))
+            }
             Ok(Err(e)) => return Err(fail(e.to_string())),
             Ok(Ok(s)) => s,
         };
@@ -186,7 +224,10 @@ impl Upstream {
     /// A raw TCP connection to the next server (passthrough).
     pub async fn connect_raw(&self, timeout: Duration) -> Result<TcpStream, UpstreamError> {
         let server = self.pick();
-        let fail = |reason: String| UpstreamError::Connect { server: server.addr.clone(), reason };
+        let fail = |reason: String| UpstreamError::Connect {
+            server: server.addr.clone(),
+            reason,
+        };
         match tokio::time::timeout(timeout, TcpStream::connect(server.addr.as_str())).await {
             Err(_) => Err(fail(format!("no connection within {timeout:?}"))),
             Ok(Err(e)) => Err(fail(e.to_string())),
@@ -223,7 +264,10 @@ impl Server {
         if idle.len() >= MAX_IDLE_PER_SERVER {
             idle.pop_front();
         }
-        idle.push_back(Idle { sender, since: Instant::now() });
+        idle.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     fn prune(&self, max_idle: Duration) {
@@ -235,7 +279,10 @@ impl Server {
 /// A copy of a request that may be sent again: idempotent method, no body.
 fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     use http_body::Body;
-    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
     if !idempotent || !req.body().is_end_stream() {
         return None;
     }

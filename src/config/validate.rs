@@ -42,7 +42,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .get(line_start..)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -73,7 +77,10 @@ fn de_array<T: DeserializeOwned>(
             })
             .collect(),
         _ => {
-            errors.at(Some(span), format!("`{key}` must be an array of tables: write [[{key}]]"));
+            errors.at(
+                Some(span),
+                format!("`{key}` must be an array of tables: write [[{key}]]"),
+            );
             Vec::new()
         }
     }
@@ -92,7 +99,11 @@ struct RawConfig {
 }
 
 pub(super) fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
-    let mut errors = Errors { file: path, text, list: Vec::new() };
+    let mut errors = Errors {
+        file: path,
+        text,
+        list: Vec::new(),
+    };
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         for e in syntax {
@@ -130,11 +141,18 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
     }
 }
 
-fn duration(value: &Option<Spanned<String>>, default: Duration, errors: &mut Errors<'_>) -> Duration {
+fn duration(
+    value: &Option<Spanned<String>>,
+    default: Duration,
+    errors: &mut Errors<'_>,
+) -> Duration {
     let Some(v) = value else { return default };
     match parse_duration(v.get_ref()) {
         Ok(d) if d.is_zero() => {
-            errors.at(Some(v.span()), format!("\"{}\" is zero; a timeout must be positive", v.get_ref()));
+            errors.at(
+                Some(v.span()),
+                format!("\"{}\" is zero; a timeout must be positive", v.get_ref()),
+            );
             default
         }
         Ok(d) => d,
@@ -161,20 +179,34 @@ fn host_pattern(host: &str) -> Result<String, String> {
     let body = h.strip_prefix("*.").unwrap_or(&h);
     let valid = !body.is_empty()
         && body.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if valid {
         Ok(h)
     } else {
-        Err(format!("\"{host}\" is not a host name (a wildcard may only be a leading \"*.\")"))
+        Err(format!(
+            "\"{host}\" is not a host name (a wildcard may only be a leading \"*.\")"
+        ))
     }
 }
 
-fn unique_name(name: &Spanned<String>, kind: &str, seen: &mut HashSet<String>, errors: &mut Errors<'_>) {
+fn unique_name(
+    name: &Spanned<String>,
+    kind: &str,
+    seen: &mut HashSet<String>,
+    errors: &mut Errors<'_>,
+) {
     if name.get_ref().trim().is_empty() {
         errors.at(Some(name.span()), format!("{kind} name must not be empty"));
     } else if !seen.insert(name.get_ref().clone()) {
-        errors.at(Some(name.span()), format!("duplicate {kind} name \"{}\"", name.get_ref()));
+        errors.at(
+            Some(name.span()),
+            format!("duplicate {kind} name \"{}\"", name.get_ref()),
+        );
     }
 }
 
@@ -182,18 +214,37 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     let base = base_dir_of(path);
     let mut inactive = Vec::new();
 
-    let admin = raw.admin.and_then(|a| match a.bind.get_ref().parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            errors.at(Some(a.bind.span()), format!("admin bind \"{}\" is not an IP:port address", a.bind.get_ref()));
-            None
-        }
-    });
+    let admin = raw
+        .admin
+        .and_then(|a| match a.bind.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.at(
+                    Some(a.bind.span()),
+                    format!(
+                        "admin bind \"{}\" is not an IP:port address",
+                        a.bind.get_ref()
+                    ),
+                );
+                None
+            }
+        });
 
-    let level = raw.log.level.as_ref().map(|l| l.get_ref().clone()).unwrap_or_else(|| "info".into());
+    let level = raw
+        .log
+        .level
+        .as_ref()
+        .map(|l| l.get_ref().clone())
+        .unwrap_or_else(|| "info".into());
     if let Some(l) = &raw.log.level {
         if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
-            errors.at(Some(l.span()), format!("log level \"{}\" is not valid (trace, debug, info, warn, error)", l.get_ref()));
+            errors.at(
+                Some(l.span()),
+                format!(
+                    "log level \"{}\" is not valid (trace, debug, info, warn, error)",
+                    l.get_ref()
+                ),
+            );
         }
     }
     let log = LogSettings {
@@ -222,7 +273,16 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         let names = c.names.as_ref().map(|names| {
             names
                 .iter()
-                .filter_map(|n| host_pattern(n).map_err(|e| errors.at(Some(c.name.span()), format!("certificate \"{}\": {e}", c.name.get_ref()))).ok())
+                .filter_map(|n| {
+                    host_pattern(n)
+                        .map_err(|e| {
+                            errors.at(
+                                Some(c.name.span()),
+                                format!("certificate \"{}\": {e}", c.name.get_ref()),
+                            )
+                        })
+                        .ok()
+                })
                 .collect::<Vec<_>>()
         });
         certificates.push(CertificateSettings {
@@ -240,11 +300,20 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         let u = u.get_ref();
         unique_name(&u.name, "upstream", &mut seen, errors);
         if u.servers.get_ref().is_empty() {
-            errors.at(Some(u.servers.span()), format!("upstream \"{}\" has no servers", u.name.get_ref()));
+            errors.at(
+                Some(u.servers.span()),
+                format!("upstream \"{}\" has no servers", u.name.get_ref()),
+            );
         }
         for s in u.servers.get_ref() {
             if !is_host_port(s) {
-                errors.at(Some(u.servers.span()), format!("upstream \"{}\": server \"{s}\" is not host:port (e.g. \"10.0.0.5:80\")", u.name.get_ref()));
+                errors.at(
+                    Some(u.servers.span()),
+                    format!(
+                        "upstream \"{}\": server \"{s}\" is not host:port (e.g. \"10.0.0.5:80\")",
+                        u.name.get_ref()
+                    ),
+                );
             }
         }
         let tls = u.tls.as_ref().map(|tls| {
@@ -268,7 +337,13 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             let h = h.get_ref();
             let path = h.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                errors.at(Some(span), format!("upstream \"{}\": health path \"{path}\" must start with /", u.name.get_ref()));
+                errors.at(
+                    Some(span),
+                    format!(
+                        "upstream \"{}\": health path \"{path}\" must start with /",
+                        u.name.get_ref()
+                    ),
+                );
             }
             inactive.push(format!("upstream \"{}\": health checks", u.name.get_ref()));
             HealthSettings {
@@ -279,7 +354,11 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             }
         });
         if u.balance != Balance::RoundRobin {
-            inactive.push(format!("upstream \"{}\": balance {:?} (round-robin is used)", u.name.get_ref(), u.balance));
+            inactive.push(format!(
+                "upstream \"{}\": balance {:?} (round-robin is used)",
+                u.name.get_ref(),
+                u.balance
+            ));
         }
         upstreams.push(UpstreamSettings {
             name: u.name.get_ref().clone(),
@@ -300,7 +379,10 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         unique_name(&l.name, "listener", &mut seen, errors);
         let mut bind = Vec::new();
         if l.bind.get_ref().is_empty() {
-            errors.at(Some(l.bind.span()), format!("listener \"{name}\" has no bind address"));
+            errors.at(
+                Some(l.bind.span()),
+                format!("listener \"{name}\" has no bind address"),
+            );
         }
         for b in l.bind.get_ref() {
             match b.parse::<SocketAddr>() {
@@ -326,33 +408,65 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             _ => {}
         }
         if needs_cert && certificates.is_empty() {
-            errors.at(Some(l.name.span()), format!("listener \"{name}\": an https listener needs at least one [[certificate]]"));
+            errors.at(
+                Some(l.name.span()),
+                format!(
+                    "listener \"{name}\": an https listener needs at least one [[certificate]]"
+                ),
+            );
         }
-        for (field, up) in [("default_upstream", &l.default_upstream), ("legacy_upstream", &l.legacy_upstream)] {
+        for (field, up) in [
+            ("default_upstream", &l.default_upstream),
+            ("legacy_upstream", &l.legacy_upstream),
+        ] {
             if let Some(u) = up {
                 if !upstream_names.contains(u.get_ref().as_str()) {
-                    errors.at(Some(u.span()), format!("listener \"{name}\": {field} \"{}\" names no [[upstream]]", u.get_ref()));
+                    errors.at(
+                        Some(u.span()),
+                        format!(
+                            "listener \"{name}\": {field} \"{}\" names no [[upstream]]",
+                            u.get_ref()
+                        ),
+                    );
                 }
             }
         }
-        let alpn = l.alpn.clone().unwrap_or_else(|| vec!["h2".into(), "http/1.1".into()]);
+        let alpn = l
+            .alpn
+            .clone()
+            .unwrap_or_else(|| vec!["h2".into(), "http/1.1".into()]);
         for a in &alpn {
             if a != "h2" && a != "http/1.1" {
-                errors.at(Some(l.name.span()), format!("listener \"{name}\": alpn \"{a}\" is not supported (\"h2\", \"http/1.1\")"));
+                errors.at(
+                    Some(l.name.span()),
+                    format!(
+                        "listener \"{name}\": alpn \"{a}\" is not supported (\"h2\", \"http/1.1\")"
+                    ),
+                );
             }
         }
         let mut trusted_proxies = Vec::new();
         for t in &l.trusted_proxies {
             let text = t.get_ref();
-            let net = text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             match net {
                 Ok(n) => trusted_proxies.push(n),
-                Err(_) => errors.at(Some(t.span()), format!("listener \"{name}\": trusted_proxies \"{text}\" is not an address or CIDR")),
+                Err(_) => errors.at(
+                    Some(t.span()),
+                    format!(
+                        "listener \"{name}\": trusted_proxies \"{text}\" is not an address or CIDR"
+                    ),
+                ),
             }
         }
         let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
-            errors.at(Some(l.name.span()), format!("listener \"{name}\": max_connections must be at least 1"));
+            errors.at(
+                Some(l.name.span()),
+                format!("listener \"{name}\": max_connections must be at least 1"),
+            );
         }
         if l.proxy_protocol {
             inactive.push(format!("listener \"{name}\": proxy_protocol"));
@@ -380,7 +494,13 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     for r in &raw.routes {
         let r = r.get_ref();
         if !upstream_names.contains(r.upstream.get_ref().as_str()) {
-            errors.at(Some(r.upstream.span()), format!("route upstream \"{}\" names no [[upstream]]", r.upstream.get_ref()));
+            errors.at(
+                Some(r.upstream.span()),
+                format!(
+                    "route upstream \"{}\" names no [[upstream]]",
+                    r.upstream.get_ref()
+                ),
+            );
         }
         if r.hosts.get_ref().is_empty() {
             errors.at(Some(r.hosts.span()), "route has no hosts");
@@ -389,16 +509,30 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             .hosts
             .get_ref()
             .iter()
-            .filter_map(|h| host_pattern(h).map_err(|e| errors.at(Some(r.hosts.span()), format!("route: {e}"))).ok())
+            .filter_map(|h| {
+                host_pattern(h)
+                    .map_err(|e| errors.at(Some(r.hosts.span()), format!("route: {e}")))
+                    .ok()
+            })
             .collect();
         let mut listeners_of_route = Vec::new();
         for l in r.listeners.iter().flatten() {
             if !listener_names.contains(l.get_ref().as_str()) {
-                errors.at(Some(l.span()), format!("route names listener \"{}\", which does not exist", l.get_ref()));
+                errors.at(
+                    Some(l.span()),
+                    format!(
+                        "route names listener \"{}\", which does not exist",
+                        l.get_ref()
+                    ),
+                );
             }
             listeners_of_route.push(l.get_ref().clone());
         }
-        routes.push(RouteSettings { hosts, listeners: listeners_of_route, upstream: r.upstream.get_ref().clone() });
+        routes.push(RouteSettings {
+            hosts,
+            listeners: listeners_of_route,
+            upstream: r.upstream.get_ref().clone(),
+        });
     }
 
     if listeners.is_empty() && errors.list.is_empty() {
@@ -427,14 +561,19 @@ fn is_host_port(s: &str) -> bool {
         Some((host, port)) => {
             port.parse::<u16>().map(|p| p != 0).unwrap_or(false)
                 && !host.is_empty()
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
         }
         None => false,
     }
 }
 
 fn is_sha256_base64(s: &str) -> bool {
-    s.len() == 44 && s.ends_with('=') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    s.len() == 44
+        && s.ends_with('=')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
 }
 
 #[cfg(test)]
@@ -451,7 +590,10 @@ mod tests {
 
     #[test]
     fn host_patterns() {
-        assert_eq!(host_pattern("Portal.Contoso.TEST.").unwrap(), "portal.contoso.test");
+        assert_eq!(
+            host_pattern("Portal.Contoso.TEST.").unwrap(),
+            "portal.contoso.test"
+        );
         assert_eq!(host_pattern("*.apps.test").unwrap(), "*.apps.test");
         assert!(host_pattern("a.*.test").is_err());
         assert!(host_pattern("").is_err());
