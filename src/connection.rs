@@ -45,12 +45,15 @@ pub async fn serve(
         certificate: None,
         tls: false,
     };
+    // Each stage is boxed: a task's future is as large as its largest state,
+    // and an idle connection should carry only what its current stage needs
+    // (the handshake's state is freed once HTTP is being served).
     match mode {
         ListenerMode::Http => {
             proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await
         }
-        ListenerMode::Https => serve_https(state, info, stream, cancel).await,
-        ListenerMode::Passthrough => serve_passthrough(state, info, stream).await,
+        ListenerMode::Https => Box::pin(serve_https(state, info, stream, cancel)).await,
+        ListenerMode::Passthrough => Box::pin(serve_passthrough(state, info, stream)).await,
     }
 }
 
@@ -166,7 +169,13 @@ async fn serve_https(
     let config = listener.server_configs[certificate].clone();
     let ClientHello { bytes, info: hello } = hello;
     let replay = PrefixedStream::new(bytes, stream);
-    match tls::handshake(replay, config, state.settings.timeouts.handshake).await {
+    let handshake = Box::pin(tls::handshake(
+        replay,
+        config,
+        state.settings.timeouts.handshake,
+    ))
+    .await;
+    match handshake {
         Err(reason) => {
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
@@ -188,8 +197,40 @@ async fn serve_https(
             // The hello and its log line are done with: free them before a
             // connection that may stay open for hours.
             drop((rec, hello));
-            proxy::serve(state.clone(), Arc::new(info), tls_stream, h2, cancel).await;
+            let idle = state.settings.timeouts.client_idle;
+            let Some(stream) = first_bytes(tls_stream, idle, &cancel).await else {
+                return;
+            };
+            proxy::serve(state.clone(), Arc::new(info), stream, h2, cancel).await;
         }
+    }
+}
+
+/// Bytes read from a fresh connection before HTTP starts.
+const FIRST_READ: usize = 64;
+
+/// Waits (up to `idle`) for the client's first bytes and returns a stream
+/// that replays them. The HTTP server allocates its 8 KiB read buffer as soon
+/// as it starts, so starting it only when a request arrives keeps
+/// connections that are opened ahead of use (browsers, the WebDAV
+/// redirector, load tests) small.
+async fn first_bytes<S>(
+    mut stream: S,
+    idle: std::time::Duration,
+    cancel: &CancellationToken,
+) -> Option<PrefixedStream<S>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; FIRST_READ];
+    let read = tokio::select! {
+        r = tokio::time::timeout(idle, stream.read(&mut buf)) => r,
+        _ = cancel.cancelled() => return None,
+    };
+    match read {
+        Ok(Ok(n)) if n > 0 => Some(PrefixedStream::new(buf[..n].to_vec(), stream)),
+        _ => None,
     }
 }
 

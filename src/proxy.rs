@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -63,41 +63,69 @@ pub async fn serve<IO>(
     };
     let io = TokioIo::new(io);
     let idle = state.settings.timeouts.client_idle;
+    // Boxed (see connection.rs): only the protocol in use takes memory.
     let result = if h2 {
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(idle / 2))
-            .keep_alive_timeout(idle / 4);
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        Box::pin(serve_h2(io, service, idle, cancel)).await
     } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // hyper starts the header timer whenever it waits for a request
-        // head, so between keep-alive requests too: it is our idle timeout.
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(idle)
-            .preserve_header_case(true);
-        let conn = builder.serve_connection(io, service).with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        Box::pin(serve_h1(io, service, idle, cancel)).await
     };
     if let Err(e) = result {
         tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
+    }
+}
+
+async fn serve_h1<IO, S>(
+    io: TokioIo<IO>,
+    service: S,
+    idle: Duration,
+    cancel: CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper starts the header timer whenever it waits for a request head,
+    // so between keep-alive requests too: it is our idle timeout.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .preserve_header_case(true);
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+async fn serve_h2<IO, S>(
+    io: TokioIo<IO>,
+    service: S,
+    idle: Duration,
+    cancel: CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(idle / 2))
+        .keep_alive_timeout(idle / 4);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
