@@ -13,11 +13,23 @@ use hyper::body::Incoming;
 
 use crate::telemetry::{millis, AccessRecord, JsonLines};
 
+/// How far a request body has got on its way upstream: the upstream
+/// response timeout starts only once it is all sent, and an upload that makes
+/// no progress for too long is a stalled client.
+#[derive(Debug, Default)]
+pub struct UploadProgress {
+    /// Data bytes passed on so far.
+    pub bytes: AtomicU64,
+    /// Notified once, when the body has ended.
+    pub done: tokio::sync::Notify,
+}
+
 /// A client's request body on its way upstream.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
     counter: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<UploadProgress>>,
 }
 
 impl RequestBody {
@@ -26,7 +38,16 @@ impl RequestBody {
         Self {
             inner: Some(inner),
             counter,
+            progress: None,
         }
+    }
+
+    /// Progress of this body, or `None` when there is no body to wait for.
+    pub fn progress(&mut self) -> Option<Arc<UploadProgress>> {
+        if self.is_end_stream() {
+            return None;
+        }
+        Some(self.progress.get_or_insert_with(Default::default).clone())
     }
 
     /// No body (a request sent again, a probe).
@@ -34,6 +55,7 @@ impl RequestBody {
         Self {
             inner: None,
             counter: None,
+            progress: None,
         }
     }
 }
@@ -50,10 +72,24 @@ impl Body for RequestBody {
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(None);
         };
-        let frame = Pin::new(inner).poll_frame(cx);
-        if let (Some(counter), Poll::Ready(Some(Ok(f)))) = (&this.counter, &frame) {
-            if let Some(d) = f.data_ref() {
-                counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+        let frame = Pin::new(&mut *inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame {
+            let n = f.data_ref().map_or(0, |d| d.len() as u64);
+            if let Some(counter) = &this.counter {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+            if let Some(p) = &this.progress {
+                p.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        let ended = match &frame {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            if let Some(p) = this.progress.take() {
+                p.done.notify_one();
             }
         }
         frame

@@ -44,6 +44,7 @@ pub async fn serve(
         sni: None,
         certificate: None,
         tls: false,
+        affinity: Default::default(),
     };
     // Each stage is boxed: a task's future is as large as its largest state,
     // and an idle connection should carry only what its current stage needs

@@ -28,7 +28,7 @@ use crate::telemetry::{timestamp, AccessRecord};
 use crate::tls::CertificateId;
 
 /// What the HTTP stage knows about the connection a request came on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub conn: u64,
     pub listener: usize,
@@ -39,6 +39,8 @@ pub struct ConnInfo {
     /// The certificate served on this connection (TLS only).
     pub certificate: Option<CertificateId>,
     pub tls: bool,
+    /// Upstream connections pinned to this client connection (NTLM).
+    pub affinity: crate::upstream::Affinity,
 }
 
 /// Serves HTTP on one client connection until it closes, the client is idle
@@ -196,7 +198,7 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
         &listener.settings.trusted_proxies,
         log.as_ref().map(|l| l.bytes_in.clone()),
     );
-    match upstream.send(req).await {
+    match upstream.send(req, &info.affinity).await {
         Ok((resp, server)) => {
             if let Some(l) = log.as_deref_mut() {
                 l.record.server = Some(server);
@@ -298,6 +300,34 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// WebDAV COPY/MOVE name their target in `Destination` as an absolute URL.
+/// The client wrote `https://host/...`, but the backend is reached over plain
+/// HTTP and compares the URL with its own scheme (IIS and Apache answer 502
+/// "bad gateway" to a scheme mismatch), so a Destination on the same host is
+/// rewritten to `http://`, as TLS-offloading deployments of SharePoint
+/// require.
+fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+    let (Some(dest), Some(host)) = (headers.get("destination"), host) else {
+        return;
+    };
+    let (Ok(dest), Ok(host)) = (dest.to_str(), host.to_str()) else {
+        return;
+    };
+    let Some(rest) = dest
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("https://"))
+        .map(|_| &dest[8..])
+    else {
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if normalize_host(authority).is_some() && normalize_host(authority) == normalize_host(host) {
+        if let Ok(v) = HeaderValue::from_str(&format!("http://{rest}")) {
+            headers.insert("destination", v);
+        }
+    }
+}
+
 /// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
 /// Host kept, hop-by-hop headers removed, X-Forwarded-* set.
 fn rewrite_request(
@@ -345,6 +375,9 @@ fn rewrite_request(
     } else {
         path.parse().unwrap_or_else(|_| Uri::from_static("/"))
     };
+    if info.tls {
+        rewrite_destination(&mut parts.headers, original_host.as_ref());
+    }
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, RequestBody::new(body, bytes_in))
 }

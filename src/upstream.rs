@@ -17,14 +17,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
+use crate::body::{RequestBody, UploadProgress};
 use crate::config::{Timeouts, UpstreamSettings};
 
 /// Idle connections kept per server; more are closed.
 const MAX_IDLE_PER_SERVER: usize = 512;
-/// A request sent on a connection idle this long is copied first, so it can
-/// be sent again if the backend had just closed that connection.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Why an upstream request failed, and so what the client gets.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +30,8 @@ pub enum UpstreamError {
     Connect { server: String, reason: String },
     #[error("{server} sent no response head within {timeout:?}")]
     Timeout { server: String, timeout: Duration },
+    #[error("the client sent no request body data for {timeout:?} (upload to {server} stalled)")]
+    ClientStalled { server: String, timeout: Duration },
     #[error("{server} failed: {reason}")]
     Protocol { server: String, reason: String },
 }
@@ -42,6 +41,7 @@ impl UpstreamError {
     pub fn status(&self) -> http::StatusCode {
         match self {
             UpstreamError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::ClientStalled { .. } => http::StatusCode::REQUEST_TIMEOUT,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -51,6 +51,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Connect { server, .. }
             | UpstreamError::Timeout { server, .. }
+            | UpstreamError::ClientStalled { server, .. }
             | UpstreamError::Protocol { server, .. } => server,
         }
     }
@@ -103,66 +104,117 @@ impl Upstream {
         }
     }
 
-    /// Sends a request to the next server (round-robin) and returns the
-    /// response head, with the server that answered.
+    /// Sends a request and returns the response head with the server that
+    /// answered. `affinity` is the client connection's: a connection pinned
+    /// there for this upstream (NTLM/Negotiate) is used first and kept.
     pub async fn send(
         &self,
         mut req: Request<RequestBody>,
+        affinity: &Affinity,
     ) -> Result<(Response<Incoming>, String), UpstreamError> {
+        let progress = req.body_mut().progress();
+        if let Some(pinned) = affinity.take(&self.name) {
+            let Pinned {
+                server, mut sender, ..
+            } = pinned;
+            // Waits until the previous response on it has been read.
+            if sender.ready().await.is_ok() {
+                match self
+                    .response(sender.try_send_request(req), progress.clone(), &server)
+                    .await
+                {
+                    Err(e) => return Err(e),
+                    Ok(Ok(resp)) => return Ok(self.finish(&server, sender, resp, affinity, true)),
+                    Ok(Err(mut e)) => match e.take_message() {
+                        // Not sent: the backend closed the authenticated
+                        // connection; the request goes on a new one and the
+                        // backend will ask to authenticate again.
+                        Some(unsent) => req = unsent,
+                        None => return Err(protocol(&server, e.error())),
+                    },
+                }
+            }
+        }
         let server = self.pick();
-        let timeout = self.timeouts.upstream_response;
         // Each pass either sends on a pooled connection or, at the end, on a
         // fresh one. A request the pool could not send comes back and tries
         // the next connection; an idempotent request without a body that died
         // on a reused connection is rebuilt and tried once on a fresh one.
-        loop {
-            let Some((mut sender, idle_for)) = server.checkout(self.timeouts.upstream_idle) else {
-                break;
+        while let Some(mut sender) = server.checkout(self.timeouts.upstream_idle) {
+            // The backend may close a kept-alive connection just as a request
+            // arrives (its keep-alive timer, a recycle): a GET or HEAD that
+            // then dies unanswered is sent again, so keep a copy of it.
+            let replay = replayable(&req);
+            let sent = match self
+                .response(sender.try_send_request(req), progress.clone(), &server)
+                .await
+            {
+                Err(e) => return Err(e),
+                Ok(sent) => sent,
             };
-            // Only a connection that sat idle can have been closed by the
-            // backend's keep-alive timer under our feet; copying the request
-            // for every hot connection would cost more than it saves.
-            let replay = if idle_for >= REPLAY_AFTER_IDLE {
-                replayable(&req)
-            } else {
-                None
-            };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.finish(&server, sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
+            match sent {
+                Ok(resp) => return Ok(self.finish(&server, sender, resp, affinity, false)),
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(unsent), _) => {
                         tracing::debug!(server = %server.addr, error = %e.error(), "pooled connection unusable; retrying");
                         req = unsent;
                     }
-                    None => match replay {
-                        Some(again) => {
-                            tracing::debug!(server = %server.addr, error = %e.error(), "reused connection failed; retrying idempotent request");
-                            req = again;
-                            break;
-                        }
-                        None => {
-                            return Err(UpstreamError::Protocol {
-                                server: server.addr.clone(),
-                                reason: e.error().to_string(),
-                            })
-                        }
-                    },
+                    (None, Some(again)) => {
+                        tracing::debug!(server = %server.addr, error = %e.error(), "reused connection failed; retrying idempotent request");
+                        req = again;
+                        break;
+                    }
+                    (None, None) => return Err(protocol(&server, e.error())),
                 },
             }
         }
         let mut sender = self.connect(&server).await?;
-        let sent = tokio::time::timeout(timeout, sender.send_request(req)).await;
-        match sent {
-            Err(_) => Err(UpstreamError::Timeout {
+        match self
+            .response(sender.send_request(req), progress, &server)
+            .await
+        {
+            Err(e) => Err(e),
+            Ok(Err(e)) => Err(protocol(&server, &e)),
+            Ok(Ok(resp)) => Ok(self.finish(&server, sender, resp, affinity, false)),
+        }
+    }
+
+    /// Waits for a response head: first while the request body is still
+    /// being sent (failing only if the client stalls for `client_idle`), then
+    /// at most `upstream_response`, so that a slow upload is never cut.
+    async fn response<F: std::future::Future>(
+        &self,
+        send: F,
+        progress: Option<Arc<UploadProgress>>,
+        server: &Server,
+    ) -> Result<F::Output, UpstreamError> {
+        tokio::pin!(send);
+        if let Some(progress) = progress {
+            let stall = self.timeouts.client_idle;
+            let mut seen = progress.bytes.load(Ordering::Relaxed);
+            let done = progress.done.notified();
+            tokio::pin!(done);
+            loop {
+                tokio::select! {
+                    r = &mut send => return Ok(r),
+                    _ = &mut done => break,
+                    _ = tokio::time::sleep(stall) => {
+                        let now = progress.bytes.load(Ordering::Relaxed);
+                        if now == seen {
+                            return Err(UpstreamError::ClientStalled { server: server.addr.clone(), timeout: stall });
+                        }
+                        seen = now;
+                    }
+                }
+            }
+        }
+        let timeout = self.timeouts.upstream_response;
+        tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
                 server: server.addr.clone(),
                 timeout,
-            }),
-            Ok(Err(e)) => Err(UpstreamError::Protocol {
-                server: server.addr.clone(),
-                reason: e.to_string(),
-            }),
-            Ok(Ok(resp)) => Ok(self.finish(&server, sender, resp)),
-        }
+            })
     }
 
     fn pick(&self) -> Arc<Server> {
@@ -170,16 +222,29 @@ impl Upstream {
         self.servers[i].clone()
     }
 
-    /// Puts the connection back in the pool once the response body has been
-    /// read to its end (hyper reports the connection ready again then).
+    /// After a response head: a connection that is (or becomes) pinned to the
+    /// client connection stays with it; any other goes back to the pool once
+    /// its response body has been read to the end (hyper reports it ready
+    /// again then).
     fn finish(
         &self,
         server: &Arc<Server>,
         mut sender: SendRequest<RequestBody>,
         resp: Response<Incoming>,
+        affinity: &Affinity,
+        pinned: bool,
     ) -> (Response<Incoming>, String) {
         let addr = server.addr.clone();
-        if !sender.is_closed() {
+        if pinned || asks_for_connection_auth(&resp) {
+            if !pinned {
+                tracing::debug!(upstream = %self.name, server = %addr, "NTLM/Negotiate challenge: pinning the upstream connection to the client connection");
+            }
+            affinity.put(Pinned {
+                upstream: self.name.clone(),
+                server: server.clone(),
+                sender,
+            });
+        } else if !sender.is_closed() {
             let server = server.clone();
             tokio::spawn(async move {
                 if sender.ready().await.is_ok() {
@@ -248,12 +313,11 @@ impl Upstream {
 
 impl Server {
     /// The most recently used live idle connection, if any.
-    fn checkout(&self, max_idle: Duration) -> Option<(SendRequest<RequestBody>, Duration)> {
+    fn checkout(&self, max_idle: Duration) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop_back() {
-            let idle_for = c.since.elapsed();
-            if idle_for < max_idle && c.sender.is_ready() {
-                return Some((c.sender, idle_for));
+            if c.since.elapsed() < max_idle && c.sender.is_ready() {
+                return Some(c.sender);
             }
         }
         None
@@ -273,6 +337,74 @@ impl Server {
     fn prune(&self, max_idle: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|c| c.since.elapsed() < max_idle && !c.sender.is_closed());
+    }
+}
+
+fn protocol(server: &Server, e: &hyper::Error) -> UpstreamError {
+    UpstreamError::Protocol {
+        server: server.addr.clone(),
+        reason: e.to_string(),
+    }
+}
+
+/// A 401/407 whose challenge is NTLM or Negotiate: these authenticate the
+/// TCP connection, not the request, so the connection must stay with the
+/// client from now on.
+fn asks_for_connection_auth(resp: &Response<Incoming>) -> bool {
+    let header = match resp.status().as_u16() {
+        401 => http::header::WWW_AUTHENTICATE,
+        407 => http::header::PROXY_AUTHENTICATE,
+        _ => return false,
+    };
+    resp.headers().get_all(header).iter().any(|v| {
+        let v = v.as_bytes();
+        let scheme = v.split(|b| *b == b' ' || *b == b',').next().unwrap_or(&[]);
+        scheme.eq_ignore_ascii_case(b"NTLM") || scheme.eq_ignore_ascii_case(b"Negotiate")
+    })
+}
+
+/// An upstream connection that belongs to one client connection.
+struct Pinned {
+    upstream: String,
+    server: Arc<Server>,
+    sender: SendRequest<RequestBody>,
+}
+
+/// Upstream connections pinned to one client connection (NTLM/Negotiate
+/// affinity), at most one per upstream. Dropped with the client connection,
+/// which closes them: they never return to the shared pool.
+#[derive(Default)]
+pub struct Affinity {
+    pinned: Mutex<Vec<Pinned>>,
+}
+
+impl std::fmt::Debug for Affinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Affinity").finish_non_exhaustive()
+    }
+}
+
+impl Affinity {
+    fn take(&self, upstream: &str) -> Option<Pinned> {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let at = pinned.iter().position(|p| p.upstream == upstream)?;
+        Some(pinned.swap_remove(at))
+    }
+
+    fn put(&self, conn: Pinned) {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        pinned.retain(|p| p.upstream != conn.upstream);
+        pinned.push(conn);
+    }
+
+    /// How many upstream connections are pinned to this client connection.
+    pub fn len(&self) -> usize {
+        self.pinned.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
