@@ -107,9 +107,12 @@ async fn read_hello(
     info: &ConnInfo,
     stream: &mut TcpStream,
     start: Instant,
+    accept_sslv2: bool,
 ) -> Option<ClientHello> {
     match read_client_hello(stream, state.settings.timeouts.client_hello).await {
         Ok(hello) => Some(hello),
+        // Passthrough can still route an SSLv2-format hello (as one without SNI).
+        Err(HelloError::Sslv2 { hello }) if accept_sslv2 => Some(*hello),
         Err(e) => {
             let (outcome, hello) = match &e {
                 HelloError::Sslv2 { hello } => ("failed", Some(&hello.info)),
@@ -123,7 +126,7 @@ async fn read_hello(
             rec.reason = Some(e.reason());
             rec.ms = millis(start.elapsed());
             if let HelloError::Sslv2 { .. } = e {
-                rec.hint = Some("SSLv2-format ClientHello (Java 6, Windows XP era); rustls cannot serve it: the client must enable TLS 1.2, or be passed through to a backend that still speaks its protocol".into());
+                rec.hint = Some(crate::diagnose::SSLV2.into());
             }
             emit(state, &rec);
             None
@@ -138,7 +141,7 @@ async fn serve_https(
     cancel: CancellationToken,
 ) {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
+    let Some(hello) = read_hello(&state, &info, &mut stream, start, false).await else {
         return;
     };
     let listener = &state.listeners[info.listener];
@@ -178,6 +181,8 @@ async fn serve_https(
     .await;
     match handshake {
         Err(reason) => {
+            let cert = state.certificates.get(certificate);
+            rec.hint = crate::diagnose::hint(&hello, &reason, cert.key_kind, &cert.name, fallback);
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
             emit(&state, &rec);
@@ -238,7 +243,7 @@ where
 /// Passthrough: route the raw TLS stream by SNI and copy bytes both ways.
 async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
+    let Some(hello) = read_hello(&state, &info, &mut stream, start, true).await else {
         return;
     };
     let listener = &state.listeners[info.listener];
@@ -262,11 +267,11 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     let upstream = &state.upstreams[route.upstream()];
     rec.upstream = Some(upstream.name.clone());
     rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
-    let mut backend = match upstream
-        .connect_raw(state.settings.timeouts.upstream_connect)
-        .await
-    {
-        Ok(b) => b,
+    let mut backend = match upstream.connect_raw().await {
+        Ok((server, b)) => {
+            tracing::debug!(conn = info.conn, %server, "passthrough");
+            b
+        }
         Err(e) => {
             rec.reason = Some(e.to_string());
             rec.ms = millis(start.elapsed());

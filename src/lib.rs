@@ -13,6 +13,7 @@ pub mod certs;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod diagnose;
 pub mod gen_certs;
 pub mod hello;
 pub mod proxy;

@@ -168,7 +168,7 @@ impl Upstream {
                 },
             }
         }
-        let mut sender = self.connect(&server).await?;
+        let (server, mut sender) = self.connect(server).await?;
         match self
             .response(sender.send_request(req), progress, &server)
             .await
@@ -255,52 +255,61 @@ impl Upstream {
         (resp, addr)
     }
 
-    async fn connect(&self, server: &Server) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        let fail = |reason: String| UpstreamError::Connect {
-            server: server.addr.clone(),
-            reason,
-        };
-        let connect = TcpStream::connect(server.addr.as_str());
-        let stream = match tokio::time::timeout(self.timeouts.upstream_connect, connect).await {
-            Err(_) => {
-                return Err(fail(format!(
-                    "no connection within {:?}",
-                    self.timeouts.upstream_connect
-                )))
+    /// A TCP connection to `first`, or, if it cannot be reached, to the
+    /// other servers in turn (as nginx's `proxy_next_upstream error`): a
+    /// request that was never sent is safe to send elsewhere.
+    async fn dial(&self, first: Arc<Server>) -> Result<(Arc<Server>, TcpStream), UpstreamError> {
+        let mut server = first;
+        let mut tried = 0;
+        loop {
+            let timeout = self.timeouts.upstream_connect;
+            let reason =
+                match tokio::time::timeout(timeout, TcpStream::connect(server.addr.as_str())).await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok((server, stream));
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no connection within {timeout:?}"),
+                };
+            tried += 1;
+            let error = UpstreamError::Connect {
+                server: server.addr.clone(),
+                reason,
+            };
+            if tried >= self.servers.len() {
+                return Err(error);
             }
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Ok(Ok(s)) => s,
-        };
-        let _ = stream.set_nodelay(true);
+            tracing::warn!(upstream = %self.name, error = %error, "server unreachable; trying the next one");
+            server = self.pick();
+        }
+    }
+
+    /// A new HTTP/1.1 connection (see [`Upstream::dial`] for failover).
+    async fn connect(
+        &self,
+        first: Arc<Server>,
+    ) -> Result<(Arc<Server>, SendRequest<RequestBody>), UpstreamError> {
+        let (server, stream) = self.dial(first).await?;
         let (sender, conn) = http1::Builder::new()
             .preserve_header_case(true)
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| protocol(&server, &e))?;
         let addr = server.addr.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(server = %addr, error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok((server, sender))
     }
 
-    /// A raw TCP connection to the next server (passthrough).
-    pub async fn connect_raw(&self, timeout: Duration) -> Result<TcpStream, UpstreamError> {
-        let server = self.pick();
-        let fail = |reason: String| UpstreamError::Connect {
-            server: server.addr.clone(),
-            reason,
-        };
-        match tokio::time::timeout(timeout, TcpStream::connect(server.addr.as_str())).await {
-            Err(_) => Err(fail(format!("no connection within {timeout:?}"))),
-            Ok(Err(e)) => Err(fail(e.to_string())),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                Ok(s)
-            }
-        }
+    /// A raw TCP connection to the next reachable server (passthrough).
+    pub async fn connect_raw(&self) -> Result<(String, TcpStream), UpstreamError> {
+        let (server, stream) = self.dial(self.pick()).await?;
+        Ok((server.addr.clone(), stream))
     }
 
     /// Closes idle connections older than `upstream_idle`.

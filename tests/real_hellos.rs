@@ -186,6 +186,12 @@ async fn captured_hellos_against_an_ecdsa_fallback() {
             })
             .count();
         assert_eq!(no_sigalgs, 2, "XP and Android: {failed:#?}");
+        for l in failed.iter().filter(|l| l["offered_versions"][0] == "1.0") {
+            assert!(
+                l["hint"].as_str().is_some_and(|h| h.contains("TLS 1.2")),
+                "{l}"
+            );
+        }
         proxy.shutdown().await;
     })
     .await
@@ -221,6 +227,8 @@ async fn windows7_cannot_use_an_rsa_only_listener() {
             "{win7}"
         );
         assert_eq!(win7["fallback"], true);
+        let hint = win7["hint"].as_str().unwrap_or("");
+        assert!(hint.contains("an ECDSA certificate"), "{win7}");
         proxy.shutdown().await;
     })
     .await

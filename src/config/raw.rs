@@ -117,6 +117,17 @@ pub enum Balance {
     IpHash,
 }
 
+impl Balance {
+    /// The spelling used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+            Balance::IpHash => "ip-hash",
+        }
+    }
+}
+
 /// `tls = { ... }` of an upstream.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -355,9 +355,9 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         });
         if u.balance != Balance::RoundRobin {
             inactive.push(format!(
-                "upstream \"{}\": balance {:?} (round-robin is used)",
+                "upstream \"{}\": balance = \"{}\" (round-robin is used)",
                 u.name.get_ref(),
-                u.balance
+                u.balance.as_str()
             ));
         }
         upstreams.push(UpstreamSettings {

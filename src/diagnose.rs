@@ -1,0 +1,145 @@
+//! Why a client failed its handshake and what would fix it: a `hint` for the
+//! handshake log, derived from the parsed ClientHello, the certificate that
+//! was offered and rustls's reason. A pure function, no I/O.
+
+use crate::certs::KeyKind;
+use crate::hello::ClientHelloInfo;
+
+/// TLS 1.2 ECDHE_ECDSA suites with AES-GCM, as Windows 7/8/8.1 SChannel offers them.
+const ECDSA_GCM: [u16; 2] = [0xc02b, 0xc02c];
+/// TLS 1.2 ECDHE_RSA suites that rustls implements.
+const RSA_AEAD: [u16; 3] = [0xc02f, 0xc030, 0xcca8];
+/// Every suite rustls implements (TLS 1.3 and TLS 1.2 AEAD).
+const RUSTLS_SUITES: [u16; 9] = [
+    0x1301, 0x1302, 0x1303, 0xc02b, 0xc02c, 0xcca9, 0xc02f, 0xc030, 0xcca8,
+];
+
+/// What the operator could do about a failed handshake, if snigate knows.
+pub fn hint(
+    hello: &ClientHelloInfo,
+    reason: &str,
+    served: KeyKind,
+    certificate: &str,
+    fallback: bool,
+) -> Option<String> {
+    let offers = |suites: &[u16]| hello.cipher_suites.iter().any(|s| suites.contains(s));
+    if hello.sslv2 {
+        return Some(SSLV2.into());
+    }
+    if hello.max_version() < 0x0303 {
+        return Some(format!(
+            "the client offers only TLS {} (rustls serves TLS 1.2 and 1.3): enable TLS 1.2 on the client \
+             (Windows 7/8 WinHTTP and WebDAV: KB3140245 and DefaultSecureProtocols), or send it to a backend \
+             that still speaks TLS 1.0 through a passthrough listener",
+            hello.offered_versions().join(", ")
+        ));
+    }
+    if hello.signature_algorithms.is_empty() && reason.contains("signature_algorithms") {
+        return Some(
+            "the client sends no signature_algorithms extension, which rustls requires: an old TLS stack; \
+             update the client or pass it through to a backend that serves it"
+                .into(),
+        );
+    }
+    if reason.contains("no cipher suite in common") {
+        if offers(&ECDSA_GCM) && !offers(&RSA_AEAD) && served != KeyKind::Ecdsa {
+            return Some(format!(
+                "the client offers ECDHE_ECDSA with AES-GCM but no ECDHE_RSA AES-GCM suite (Windows 7/8/8.1 \
+                 SChannel): an ECDSA certificate for this name would serve it (certificate \"{certificate}\" is {})",
+                served.as_str()
+            ));
+        }
+        if !offers(&RUSTLS_SUITES) {
+            return Some(
+                "the client offers only RSA-key-exchange and CBC suites, which rustls does not implement: \
+                 passthrough to a backend that still offers them would serve it"
+                    .into(),
+            );
+        }
+    }
+    if reason.contains("sent alert") {
+        return Some(if fallback {
+            format!(
+                "the client rejected the fallback certificate \"{certificate}\": it probably does not cover the \
+                 host the client asked for (clients without SNI cannot say which); add that name to the fallback \
+                 certificate, or give the site a listener of its own on a separate IP:port"
+            )
+        } else {
+            format!(
+                "the client rejected certificate \"{certificate}\": check that the client trusts its issuer and \
+                 that the chain file holds the intermediates"
+            )
+        });
+    }
+    None
+}
+
+/// The hint for SSLv2-format hellos.
+pub const SSLV2: &str = "SSLv2-format ClientHello (Java 6, Windows XP era): rustls cannot serve it; enable TLS 1.2 \
+     on the client, or send it to a backend that still speaks its protocol through a passthrough listener";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(versions: u16, suites: &[u16], sigalgs: &[u16]) -> ClientHelloInfo {
+        ClientHelloInfo {
+            client_version: versions,
+            cipher_suites: suites.to_vec(),
+            signature_algorithms: sigalgs.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn windows7_needs_ecdsa() {
+        let h = hello(0x0303, &[0xc02c, 0xc02b, 0xc028, 0x009d], &[0x0401, 0x0403]);
+        let hint = hint(&h, "no cipher suite in common", KeyKind::Rsa, "farm", true).unwrap();
+        assert!(hint.contains("ECDSA certificate"), "{hint}");
+    }
+
+    #[test]
+    fn cbc_only_needs_passthrough() {
+        let h = hello(0x0303, &[0x002f, 0x0035, 0xc013], &[0x0401]);
+        let hint = hint(
+            &h,
+            "no cipher suite in common",
+            KeyKind::Ecdsa,
+            "farm",
+            true,
+        )
+        .unwrap();
+        assert!(hint.contains("CBC"), "{hint}");
+    }
+
+    #[test]
+    fn old_versions() {
+        let h = hello(0x0301, &[0x002f], &[]);
+        let hint = hint(&h, "anything", KeyKind::Ecdsa, "farm", true).unwrap();
+        assert!(hint.contains("TLS 1.0"), "{hint}");
+    }
+
+    #[test]
+    fn rejected_fallback() {
+        let h = hello(0x0303, &[0x1301], &[0x0403]);
+        let hint = hint(
+            &h,
+            "the client sent alert BadCertificate",
+            KeyKind::Ecdsa,
+            "farm",
+            true,
+        )
+        .unwrap();
+        assert!(hint.contains("fallback certificate \"farm\""), "{hint}");
+        assert_eq!(
+            super::hint(
+                &h,
+                "the client closed the connection",
+                KeyKind::Ecdsa,
+                "farm",
+                true
+            ),
+            None
+        );
+    }
+}
