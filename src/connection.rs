@@ -44,6 +44,8 @@ pub async fn serve(
         sni: None,
         certificate: None,
         tls: false,
+        peer_ip: http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
         affinity: Default::default(),
     };
     // Each stage is boxed: a task's future is as large as its largest state,

@@ -137,6 +137,7 @@ mod tests {
             max_connections: 1,
             trusted_proxies: vec![],
             legacy_upstream: None,
+            preserve_header_case: false,
         }
     }
 

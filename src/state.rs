@@ -64,10 +64,11 @@ impl State {
             }
         }
         let certificates = CertificateStore::new(loaded);
+        let preserve_header_case = settings.listeners.iter().any(|l| l.preserve_header_case);
         let upstreams: Vec<Upstream> = settings
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, settings.timeouts))
+            .map(|u| Upstream::new(u, settings.timeouts, preserve_header_case))
             .collect();
         let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
 

@@ -74,6 +74,7 @@ pub struct Upstream {
     servers: Vec<Arc<Server>>,
     next: AtomicUsize,
     timeouts: Timeouts,
+    preserve_header_case: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -86,7 +87,13 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// An upstream from its settings.
-    pub fn new(settings: &UpstreamSettings, timeouts: Timeouts) -> Self {
+    /// An upstream from its settings; `preserve_header_case` when any
+    /// listener asks for exact header-name case.
+    pub fn new(
+        settings: &UpstreamSettings,
+        timeouts: Timeouts,
+        preserve_header_case: bool,
+    ) -> Self {
         Self {
             name: settings.name.clone(),
             servers: settings
@@ -101,6 +108,7 @@ impl Upstream {
                 .collect(),
             next: AtomicUsize::new(0),
             timeouts,
+            preserve_header_case,
         }
     }
 
@@ -293,7 +301,8 @@ impl Upstream {
     ) -> Result<(Arc<Server>, SendRequest<RequestBody>), UpstreamError> {
         let (server, stream) = self.dial(first).await?;
         let (sender, conn) = http1::Builder::new()
-            .preserve_header_case(true)
+            .preserve_header_case(self.preserve_header_case)
+            .title_case_headers(!self.preserve_header_case)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| protocol(&server, &e))?;

@@ -114,6 +114,9 @@ pub struct ListenerSettings {
     /// Sources whose `X-Forwarded-For` is extended rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub legacy_upstream: Option<String>,
+    /// HTTP/1.1: keep header names exactly as the client and backend wrote
+    /// them, instead of writing them in Title-Case.
+    pub preserve_header_case: bool,
 }
 
 /// One `[[route]]`, host names lower-cased.

@@ -96,6 +96,8 @@ pub struct RawListener {
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
     pub legacy_upstream: Option<Spanned<String>>,
+    #[serde(default)]
+    pub preserve_header_case: bool,
 }
 
 /// One `[[route]]`.

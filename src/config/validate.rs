@@ -486,6 +486,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             max_connections,
             trusted_proxies,
             legacy_upstream: l.legacy_upstream.as_ref().map(|u| u.get_ref().clone()),
+            preserve_header_case: l.preserve_header_case,
         });
     }
     let listener_names: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
