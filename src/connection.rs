@@ -196,9 +196,12 @@ async fn serve_https(
             rec.alpn = negotiated.alpn.clone();
             rec.ms = millis(start.elapsed());
             emit(&state, &rec);
+            // An IP address in SNI is not a name (RFC 6066; wrk and some old
+            // stacks send one): for Host checks it counts as no SNI.
             info.sni = hello
                 .sni_lowercase()
-                .map(|s| s.trim_end_matches('.').to_string());
+                .map(|s| s.trim_end_matches('.').to_string())
+                .filter(|s| s.parse::<std::net::IpAddr>().is_err());
             info.certificate = Some(certificate);
             info.tls = true;
             let h2 = negotiated.alpn.as_deref() == Some("h2");

@@ -23,8 +23,16 @@ const LOG_QUEUE_LINES: usize = 65_536;
 /// Sets up the human log on stderr. `level` is an `EnvFilter` directive;
 /// `RUST_LOG` overrides it.
 pub fn init_tracing(level: &str, format: LogFormat) {
+    // rustls warns once per handshake about client mistakes snigate already
+    // logs in the handshake log (an IP address sent as SNI): keep those quiet
+    // unless the operator names rustls in the level.
+    let level = if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
