@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::telemetry::{millis, AccessRecord, JsonLines};
+use crate::upstream::PoolReturn;
 
 /// How far a request body has got on its way upstream: the upstream
 /// response timeout starts only once it is all sent, and an upload that makes
@@ -136,14 +137,17 @@ enum Source {
 pub struct ResponseBody {
     source: Source,
     log: Option<Box<AccessLog>>,
+    /// The upstream connection, released to the pool at the end of the body.
+    pool: Option<PoolReturn>,
 }
 
 impl ResponseBody {
     /// Streams an upstream response body.
-    pub fn upstream(body: Incoming) -> Self {
+    pub fn upstream(body: Incoming, pool: Option<PoolReturn>) -> Self {
         Self {
             source: Source::Upstream(body),
             log: None,
+            pool,
         }
     }
 
@@ -153,6 +157,7 @@ impl ResponseBody {
         Self {
             source: Source::Full((!bytes.is_empty()).then_some(bytes)),
             log: None,
+            pool: None,
         }
     }
 
@@ -179,6 +184,18 @@ impl Body for ResponseBody {
         if let (Some(log), Poll::Ready(Some(Ok(f)))) = (&mut this.log, &frame) {
             if let Some(d) = f.data_ref() {
                 log.bytes_out += d.len() as u64;
+            }
+        }
+        if this.pool.is_some() {
+            let ended = match (&frame, &this.source) {
+                (Poll::Ready(None), _) => true,
+                (Poll::Ready(Some(Ok(_))), Source::Upstream(b)) => b.is_end_stream(),
+                _ => false,
+            };
+            if ended {
+                if let Some(back) = this.pool.take() {
+                    back.release();
+                }
             }
         }
         frame

@@ -206,14 +206,14 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
         log.as_ref().map(|l| l.bytes_in.clone()),
     );
     match upstream.send(req, &info.affinity).await {
-        Ok((resp, server)) => {
+        Ok((resp, server, back)) => {
             if let Some(l) = log.as_deref_mut() {
                 l.record.server = Some(server);
                 l.record.status = resp.status().as_u16();
             }
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, ResponseBody::upstream(body).with_log(log))
+            Response::from_parts(parts, ResponseBody::upstream(body, back).with_log(log))
         }
         Err(e) => {
             let status = e.status();

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -119,7 +120,7 @@ impl Upstream {
         &self,
         mut req: Request<RequestBody>,
         affinity: &Affinity,
-    ) -> Result<(Response<Incoming>, String), UpstreamError> {
+    ) -> Result<(Response<Incoming>, String, Option<PoolReturn>), UpstreamError> {
         let progress = req.body_mut().progress();
         if let Some(pinned) = affinity.take(&self.name) {
             let Pinned {
@@ -231,17 +232,17 @@ impl Upstream {
     }
 
     /// After a response head: a connection that is (or becomes) pinned to the
-    /// client connection stays with it; any other goes back to the pool once
-    /// its response body has been read to the end (hyper reports it ready
-    /// again then).
+    /// client connection stays with it; any other goes back to the pool when
+    /// its response body has been read to the end, through the returned
+    /// [`PoolReturn`] (at once when there is no body).
     fn finish(
         &self,
         server: &Arc<Server>,
-        mut sender: SendRequest<RequestBody>,
+        sender: SendRequest<RequestBody>,
         resp: Response<Incoming>,
         affinity: &Affinity,
         pinned: bool,
-    ) -> (Response<Incoming>, String) {
+    ) -> (Response<Incoming>, String, Option<PoolReturn>) {
         let addr = server.addr.clone();
         if pinned || asks_for_connection_auth(&resp) {
             if !pinned {
@@ -252,15 +253,25 @@ impl Upstream {
                 server: server.clone(),
                 sender,
             });
-        } else if !sender.is_closed() {
-            let server = server.clone();
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    server.checkin(sender);
-                }
-            });
+            return (resp, addr, None);
         }
-        (resp, addr)
+        let closing = resp
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if closing || sender.is_closed() {
+            return (resp, addr, None);
+        }
+        let back = PoolReturn {
+            server: server.clone(),
+            sender,
+        };
+        if resp.body().is_end_stream() {
+            back.release();
+            return (resp, addr, None);
+        }
+        (resp, addr, Some(back))
     }
 
     /// A TCP connection to `first`, or, if it cannot be reached, to the
@@ -334,7 +345,7 @@ impl Server {
     fn checkout(&self, max_idle: Duration) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop_back() {
-            if c.since.elapsed() < max_idle && c.sender.is_ready() {
+            if c.since.elapsed() < max_idle && !c.sender.is_closed() {
                 return Some(c.sender);
             }
         }
@@ -342,6 +353,9 @@ impl Server {
     }
 
     fn checkin(&self, sender: SendRequest<RequestBody>) {
+        // hyper may not report the connection ready yet (it finishes the
+        // previous exchange on its next turn); a request sent before then is
+        // queued by hyper, and handed back unsent if the connection closes.
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= MAX_IDLE_PER_SERVER {
             idle.pop_front();
@@ -379,6 +393,24 @@ fn asks_for_connection_auth(resp: &Response<Incoming>) -> bool {
         let scheme = v.split(|b| *b == b' ' || *b == b',').next().unwrap_or(&[]);
         scheme.eq_ignore_ascii_case(b"NTLM") || scheme.eq_ignore_ascii_case(b"Negotiate")
     })
+}
+
+/// A pooled connection on its way back: released into the pool when the
+/// response body it carries has been read to its end. Dropped unreleased (the
+/// client went away mid-body), it closes the connection, which still has
+/// unread response bytes.
+pub struct PoolReturn {
+    server: Arc<Server>,
+    sender: SendRequest<RequestBody>,
+}
+
+impl PoolReturn {
+    /// Puts the connection back into its server's pool.
+    pub fn release(self) {
+        if !self.sender.is_closed() {
+            self.server.checkin(self.sender);
+        }
+    }
 }
 
 /// An upstream connection that belongs to one client connection.
@@ -428,7 +460,6 @@ impl Affinity {
 
 /// A copy of a request that may be sent again: idempotent method, no body.
 fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    use http_body::Body;
     let idempotent = matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE

@@ -2,8 +2,10 @@
 //! terminating it: the backend receives the ClientHello byte for byte,
 //! no SNI goes to default_upstream, SSLv2-format hellos too.
 
+mod common;
+
+use common::capture;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use snigate::config::Settings;
@@ -13,18 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn capture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/hellos")
-        .join(name);
-    let hex = std::fs::read_to_string(&path).expect("capture");
-    let hex = hex.trim();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 /// A backend that reads everything until the client half-closes, reports
 /// it, then answers with its name and closes.

@@ -3,6 +3,9 @@
 //! every TLS 1.2 hello rustls can serve gets a ServerHello from the ECDSA
 //! fallback, every other one is closed and logged with its reason.
 
+mod common;
+
+use common::capture;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,18 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn capture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/hellos")
-        .join(name);
-    let hex = std::fs::read_to_string(&path).expect("capture");
-    let hex = hex.trim();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 /// What the server answered to a replayed hello.
 #[derive(Debug, PartialEq)]
