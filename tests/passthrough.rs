@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::capture;
+use common::{capture, wait_for_json_lines};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -99,18 +99,7 @@ servers = ["{legacy}"]
 
         // Every connection has its line with outcome "passthrough".
         let log = dir.path().join("handshakes.jsonl");
-        let deadline = std::time::Instant::now() + LIMIT;
-        let lines = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("json"))
-                .collect();
-            if lines.len() >= 3 || std::time::Instant::now() > deadline {
-                break lines;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let lines = wait_for_json_lines(&log, 3, LIMIT).await;
         assert_eq!(lines.len(), 3, "{lines:#?}");
         assert!(
             lines.iter().all(|l| l["outcome"] == "passthrough"),

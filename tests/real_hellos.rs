@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::capture;
+use common::{capture, wait_for_json_lines};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use snigate::config::Settings;
 use snigate::gen_certs::{generate, KeyAlgorithm};
@@ -48,21 +48,6 @@ async fn replay(addr: std::net::SocketAddr, hello: &[u8]) -> Answer {
             Answer::ServerHello(version, u16::from_be_bytes([body[at], body[at + 1]]))
         }
         other => panic!("unexpected record type {other:#x}"),
-    }
-}
-
-async fn wait_for_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -136,7 +121,7 @@ async fn captured_hellos_against_an_ecdsa_fallback() {
         }
         // The served ones are abandoned after ServerHello (a replayed hello
         // cannot finish), so all seven end as failed handshakes in the log.
-        let lines = wait_for_lines(&log, 7).await;
+        let lines = wait_for_json_lines(&log, 7, LIMIT).await;
         let failed: Vec<&serde_json::Value> =
             lines.iter().filter(|l| l["outcome"] == "failed").collect();
         assert_eq!(
@@ -205,7 +190,7 @@ async fn windows7_cannot_use_an_rsa_only_listener() {
             replay(addr, &capture("win10_ie11_schannel_tls12.hex")).await,
             Answer::ServerHello(0x0303, 0xc02f)
         );
-        let lines = wait_for_lines(&log, 1).await;
+        let lines = wait_for_json_lines(&log, 1, LIMIT).await;
         let win7 = lines
             .iter()
             .find(|l| l["sni"] == "dev.ssllabs.com" && l["outcome"] == "failed")

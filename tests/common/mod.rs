@@ -1101,6 +1101,19 @@ pub async fn wait_for_json_line(
     }
 }
 
+/// Polls a JSON-lines file until it holds at least `n` lines, up to
+/// `limit`; returns what is there then.
+pub async fn wait_for_json_lines(path: &Path, n: usize, limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = json_lines(path);
+        if lines.len() >= n || Instant::now() >= deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every JSON line of a file.
 pub fn json_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
