@@ -74,9 +74,10 @@ pub async fn accept_loop(
         let local = stream.local_addr().ok().or(local).unwrap_or(peer);
         let state = state.clone();
         let cancel = cancel.clone();
+        let active = listener.metrics.connection();
         tracker.spawn(async move {
             crate::connection::serve(state, index, stream, peer, local, cancel).await;
-            drop(permit);
+            drop((permit, active));
         });
     }
 }

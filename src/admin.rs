@@ -1,5 +1,6 @@
-//! The admin endpoint: `GET /healthz` (more in later versions). Meant for
-//! loopback; it is off unless `[admin] bind` is set.
+//! The admin endpoint: `GET /healthz`, `/metrics` (Prometheus text format),
+//! `/report` (JSON) and `/report.html`. Meant for loopback: it is off unless
+//! an `[admin]` section is configured, and binds 127.0.0.1:9900 by default.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -65,6 +66,21 @@ fn answer(state: &State, req: &Request<Incoming>, started: SystemTime) -> Respon
             });
             (StatusCode::OK, "application/json", body.to_string())
         }
+        "/report" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&state.report.snapshot()).unwrap_or_default(),
+        ),
+        "/report.html" => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::report::render_html(&state.report.snapshot()),
+        ),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.encode(),
+        ),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::telemetry::{millis, AccessRecord, JsonLines};
+use crate::report::ClientRef;
+use crate::state::State;
+use crate::telemetry::{millis, AccessRecord};
 use crate::upstream::PoolReturn;
 
 /// How far a request body has got on its way upstream: the upstream
@@ -108,22 +110,49 @@ impl Body for RequestBody {
     }
 }
 
-/// Writes the access-log line when the response body is done or dropped
-/// (the client went away), so `bytes_out` and `ms` cover the whole exchange.
-pub struct AccessLog {
-    pub log: JsonLines,
-    pub record: AccessRecord,
+/// One request/response exchange, recorded when the response body is done
+/// or dropped (the client went away), so `bytes_out` and `ms` cover the whole
+/// exchange: the listener's request metrics always, the access-log line when
+/// that log is on.
+pub struct Exchange {
+    pub state: Arc<State>,
+    pub listener: usize,
+    /// The upstream's index; `None` when snigate answered itself.
+    pub upstream: Option<usize>,
+    pub status: u16,
     pub start: Instant,
+    /// The access-log line, when one is written or joins the report.
+    pub line: Option<AccessLine>,
+    /// The report entry this request joins (see `proxy::ConnInfo::report`).
+    pub report: Option<ClientRef>,
+}
+
+/// An access-log line being filled in.
+pub struct AccessLine {
+    pub record: AccessRecord,
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: u64,
 }
 
-impl Drop for AccessLog {
+impl Drop for Exchange {
     fn drop(&mut self) {
-        self.record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
-        self.record.bytes_out = self.bytes_out;
-        self.record.ms = millis(self.start.elapsed());
-        self.log.write(&self.record);
+        let elapsed = self.start.elapsed();
+        self.state.listeners[self.listener]
+            .metrics
+            .request(self.upstream, self.status, elapsed);
+        let Some(line) = &mut self.line else {
+            return;
+        };
+        line.record.status = self.status;
+        line.record.bytes_in = line.bytes_in.load(Ordering::Relaxed);
+        line.record.bytes_out = line.bytes_out;
+        line.record.ms = millis(elapsed);
+        if let Some(client) = &self.report {
+            self.state.report.request(client, &line.record);
+        }
+        if let Some(log) = &self.state.access_log {
+            log.write(&line.record);
+        }
     }
 }
 
@@ -136,7 +165,7 @@ enum Source {
 /// snigate wrote itself (errors, 404).
 pub struct ResponseBody {
     source: Source,
-    log: Option<Box<AccessLog>>,
+    log: Option<Box<Exchange>>,
     /// The upstream connection, released to the pool at the end of the body.
     pool: Option<PoolReturn>,
 }
@@ -161,9 +190,9 @@ impl ResponseBody {
         }
     }
 
-    /// Attaches the access-log line written when this body ends.
-    pub fn with_log(mut self, log: Option<Box<AccessLog>>) -> Self {
-        self.log = log;
+    /// Attaches the exchange recorded when this body ends.
+    pub fn with_exchange(mut self, exchange: Box<Exchange>) -> Self {
+        self.log = Some(exchange);
         self
     }
 }
@@ -181,9 +210,11 @@ impl Body for ResponseBody {
             Source::Upstream(b) => Pin::new(b).poll_frame(cx),
             Source::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
-        if let (Some(log), Poll::Ready(Some(Ok(f)))) = (&mut this.log, &frame) {
+        if let (Some(line), Poll::Ready(Some(Ok(f)))) =
+            (this.log.as_mut().and_then(|x| x.line.as_mut()), &frame)
+        {
             if let Some(d) = f.data_ref() {
-                log.bytes_out += d.len() as u64;
+                line.bytes_out += d.len() as u64;
             }
         }
         if this.pool.is_some() {

@@ -14,6 +14,7 @@ use crate::config::ListenerMode;
 use crate::hello::{read_client_hello, ClientHello, ClientHelloInfo, HelloError};
 use crate::proxy::{self, ConnInfo};
 use crate::replay::PrefixedStream;
+use crate::report::ClientRef;
 use crate::state::State;
 use crate::telemetry::{millis, timestamp, HandshakeRecord};
 use crate::tls::{self, Selection, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME};
@@ -47,6 +48,8 @@ pub async fn serve(
         peer_ip: http::HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
         affinity: Default::default(),
+        report: None,
+        joined: Default::default(),
     };
     // Each stage is boxed: a task's future is as large as its largest state,
     // and an idle connection should carry only what its current stage needs
@@ -75,8 +78,8 @@ fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> Ha
         offered_versions: hello.map(|h| h.offered_versions()).unwrap_or_default(),
         offered_suites: hello.map(|h| h.offered_suites_hex()).unwrap_or_default(),
         offered_alpn: hello.map(|h| h.alpn.clone()).unwrap_or_default(),
-        ja3: String::new(),
-        ja4: String::new(),
+        ja3: hello.map(crate::fingerprint::ja3).unwrap_or_default(),
+        ja4: hello.map(crate::fingerprint::ja4).unwrap_or_default(),
         outcome: "failed",
         version: None,
         suite: None,
@@ -88,7 +91,18 @@ fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> Ha
     }
 }
 
-fn emit(state: &State, rec: &HandshakeRecord) {
+/// Writes a handshake-log line, counts it, and adds it to the report; the
+/// report's handle when it tracks this client (no SNI, or a failure).
+fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
+    let listener = &state.listeners[info.listener];
+    listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
+    // Served = offered in a ServerHello, whether or not the client then
+    // accepted it.
+    if rec.fallback && rec.certificate.is_some() {
+        if let Some(c) = listener.fallback {
+            listener.metrics.fallback_served(c);
+        }
+    }
     match rec.outcome {
         "ok" | "passthrough" => {
             tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
@@ -100,6 +114,7 @@ fn emit(state: &State, rec: &HandshakeRecord) {
     if let Some(log) = &state.handshake_log {
         log.write(rec);
     }
+    state.report.handshake(rec)
 }
 
 /// Reads the ClientHello under the `client_hello` timeout; logs and closes on
@@ -130,7 +145,7 @@ async fn read_hello(
             if let HelloError::Sslv2 { .. } = e {
                 rec.hint = Some(crate::diagnose::SSLV2.into());
             }
-            emit(state, &rec);
+            emit(state, info, &rec);
             None
         }
     }
@@ -164,7 +179,7 @@ async fn serve_https(
                 Some(_) => "add a [[certificate]] whose names cover this SNI, or set strict_sni = false to serve the fallback".into(),
             });
             rec.ms = millis(start.elapsed());
-            emit(&state, &rec);
+            emit(&state, &info, &rec);
             let _ = stream.write_all(&ALERT_UNRECOGNIZED_NAME).await;
             return;
         }
@@ -184,10 +199,11 @@ async fn serve_https(
     match handshake {
         Err(reason) => {
             let cert = state.certificates.get(certificate);
+            let reason = crate::diagnose::reason(&hello, &reason);
             rec.hint = crate::diagnose::hint(&hello, &reason, cert.key_kind, &cert.name, fallback);
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
-            emit(&state, &rec);
+            emit(&state, &info, &rec);
         }
         Ok((tls_stream, negotiated)) => {
             rec.outcome = "ok";
@@ -195,7 +211,7 @@ async fn serve_https(
             rec.suite = Some(negotiated.suite);
             rec.alpn = negotiated.alpn.clone();
             rec.ms = millis(start.elapsed());
-            emit(&state, &rec);
+            info.report = emit(&state, &info, &rec);
             // An IP address in SNI is not a name (RFC 6066; wrk and some old
             // stacks send one): for Host checks it counts as no SNI.
             info.sni = hello
@@ -265,7 +281,7 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
             Some(s) => format!("no route for SNI \"{s}\""),
         });
         rec.ms = millis(start.elapsed());
-        emit(&state, &rec);
+        emit(&state, &info, &rec);
         let _ = stream.write_all(&ALERT_HANDSHAKE_FAILURE).await;
         return;
     };
@@ -280,13 +296,13 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
         Err(e) => {
             rec.reason = Some(e.to_string());
             rec.ms = millis(start.elapsed());
-            emit(&state, &rec);
+            emit(&state, &info, &rec);
             return;
         }
     };
     rec.outcome = "passthrough";
     rec.ms = millis(start.elapsed());
-    emit(&state, &rec);
+    emit(&state, &info, &rec);
     if backend.write_all(&hello.bytes).await.is_err() {
         return;
     }

@@ -14,6 +14,29 @@ const RUSTLS_SUITES: [u16; 9] = [
     0x1301, 0x1302, 0x1303, 0xc02b, 0xc02c, 0xcca9, 0xc02f, 0xc030, 0xcca8,
 ];
 
+/// The reason a handshake failed, in plain words: rustls's error, made
+/// precise with what the hello shows when the hello alone explains it (a
+/// client that offers only TLS 1.1 or older fails in rustls with whatever
+/// check comes first, often the missing signature_algorithms extension).
+pub fn reason(hello: &ClientHelloInfo, rustls_reason: &str) -> String {
+    if hello.sslv2 {
+        return "SSLv2-format ClientHello: rustls reads only TLS records".into();
+    }
+    let max = hello.max_version();
+    if max < 0x0303 && !rustls_reason.contains("sent alert") {
+        let versions = hello.offered_versions();
+        let what = if max <= 0x0300 {
+            "SSL 3.0".to_string()
+        } else {
+            format!("TLS {}", versions.join(", TLS "))
+        };
+        return format!(
+            "the client offers only {what}; snigate serves TLS 1.2 and 1.3 (rustls: {rustls_reason})"
+        );
+    }
+    rustls_reason.to_string()
+}
+
 /// What the operator could do about a failed handshake, if snigate knows.
 pub fn hint(
     hello: &ClientHelloInfo,
@@ -25,6 +48,14 @@ pub fn hint(
     let offers = |suites: &[u16]| hello.cipher_suites.iter().any(|s| suites.contains(s));
     if hello.sslv2 {
         return Some(SSLV2.into());
+    }
+    if hello.max_version() <= 0x0300 {
+        return Some(
+            "the client offers only SSL 3.0, which is broken (POODLE) and which no current server should \
+             offer: update or retire the client; a passthrough listener to a backend that still enables \
+             SSL 3.0 is the only way to serve it"
+                .into(),
+        );
     }
     if hello.max_version() < 0x0303 {
         return Some(format!(
@@ -117,6 +148,34 @@ mod tests {
         let h = hello(0x0301, &[0x002f], &[]);
         let hint = hint(&h, "anything", KeyKind::Ecdsa, "farm", true).unwrap();
         assert!(hint.contains("TLS 1.0"), "{hint}");
+    }
+
+    #[test]
+    fn ssl3_reason_and_hint() {
+        let h = hello(0x0300, &[0x000a, 0x002f], &[]);
+        let r = reason(
+            &h,
+            "the client offers no TLS version snigate serves (TLS 1.2 or 1.3)",
+        );
+        assert!(r.starts_with("the client offers only SSL 3.0"), "{r}");
+        let hint = hint(&h, &r, KeyKind::Ecdsa, "farm", true).unwrap();
+        assert!(hint.contains("SSL 3.0"), "{hint}");
+    }
+
+    #[test]
+    fn old_versions_reason_names_them() {
+        let h = hello(0x0302, &[0x002f], &[]);
+        let r = reason(&h, "the client sent no signature_algorithms extension");
+        assert!(
+            r.starts_with("the client offers only TLS 1.1, TLS 1.0;"),
+            "{r}"
+        );
+        // A modern client keeps rustls's words.
+        let m = hello(0x0303, &[0x1301], &[0x0403]);
+        assert_eq!(
+            reason(&m, "no cipher suite in common"),
+            "no cipher suite in common"
+        );
     }
 
     #[test]

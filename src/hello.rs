@@ -95,6 +95,11 @@ pub struct ClientHelloInfo {
     pub extensions: Vec<u16>,
     /// ALPN protocol names in order (invalid UTF-8 replaced by U+FFFD).
     pub alpn: Vec<String>,
+    /// The first and last byte of the first ALPN protocol name, exactly as sent (the
+    /// same byte twice for a one-byte name): what JA4 reads, kept here because
+    /// [`alpn`](Self::alpn) may have replaced invalid UTF-8. `None` without an ALPN
+    /// extension, with an empty list or an empty first name.
+    pub alpn_first_ends: Option<[u8; 2]>,
     /// The supported_groups (elliptic_curves) extension, in order, GREASE included.
     pub groups: Vec<u16>,
     /// The ec_point_formats extension.
@@ -711,6 +716,7 @@ fn parse_extension(ty: u16, data: &[u8], info: &mut ClientHelloInfo) -> Result<(
         E::EcPointFormats(f) => info.ec_point_formats = f.to_vec(),
         E::SignatureAlgorithms(s) => info.signature_algorithms = s,
         E::ALPN(protos) => {
+            info.alpn_first_ends = protos.first().and_then(|p| Some([*p.first()?, *p.last()?]));
             info.alpn = protos
                 .iter()
                 .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -915,6 +921,7 @@ mod tests {
         assert_eq!(info.offered_suites_hex(), vec!["0x1301", "0xc02b"]);
         assert_eq!(info.extensions, vec![0x1a1a, 0, 43, 13, 10, 16]);
         assert_eq!(info.alpn, vec!["h2", "http/1.1"]);
+        assert_eq!(info.alpn_first_ends, Some(*b"h2"));
         assert_eq!(info.groups, vec![0x3a3a, 0x001d]);
         assert_eq!(info.signature_algorithms, vec![0x0403, 0x0804]);
         assert!(info.offers_ecdsa());

@@ -43,11 +43,31 @@ enum Command {
         #[arg(long, default_value = "ecdsa")]
         key: KeyAlgorithm,
     },
-    /// Compatibility report from handshake and access logs.
-    Report {
-        logs: Vec<PathBuf>,
+    /// Decode a captured ClientHello and show what the configuration would do with it.
+    Explain {
+        /// The ClientHello: hex (whitespace ignored) or raw bytes, from the TLS record
+        /// header (16 03 ..) or an SSLv2-compatible header (80 ..).
+        hello: PathBuf,
+        /// Configuration to evaluate [default: config/snigate.toml, if it exists].
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Compatibility report from handshake and access logs (JSON lines).
+    Report {
+        /// Log files, in any order; default: the handshake_log and access_log of the configuration.
+        logs: Vec<PathBuf>,
+        /// Print the report as JSON (the same document as GET /report).
+        #[arg(long, conflicts_with = "html")]
+        json: bool,
+        /// Print the report as a self-contained HTML page (as GET /report.html).
+        #[arg(long)]
+        html: bool,
+        /// Configuration whose log files are read when no LOG is given.
+        #[arg(short, long, default_value = "config/snigate.toml")]
+        config: PathBuf,
     },
 }
 
@@ -58,10 +78,17 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Demo { dir } => demo(dir),
         Command::GenCerts { dir, names, key } => gen_certs(dir, names, key),
-        Command::Report { .. } => {
-            eprintln!("snigate report: not available in this version (the compatibility report is planned next)");
-            ExitCode::from(2)
-        }
+        Command::Explain {
+            hello,
+            config,
+            json,
+        } => explain(&hello, config.as_deref(), json),
+        Command::Report {
+            logs,
+            json,
+            html,
+            config,
+        } => report(logs, json, html, config),
     }
 }
 
@@ -132,6 +159,58 @@ fn check(config: PathBuf) -> ExitCode {
             for e in errors {
                 eprintln!("{}: {e}", config.display());
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> ExitCode {
+    if logs.is_empty() {
+        let settings = match load(&config) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        logs.extend(settings.log.handshake_log.clone());
+        logs.extend(settings.log.access_log.clone());
+        if logs.is_empty() {
+            eprintln!(
+                "snigate report: {} sets neither [log] handshake_log nor access_log; name the log files",
+                config.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let snapshot = match snigate::report::from_logs(&logs, Default::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("snigate report: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if json {
+        match serde_json::to_string_pretty(&snapshot) {
+            Ok(text) => text + "\n",
+            Err(e) => {
+                eprintln!("snigate report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if html {
+        snigate::report::render_html(&snapshot)
+    } else {
+        snigate::report::render_text(&snapshot)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn explain(hello: &Path, config: Option<&Path>, json: bool) -> ExitCode {
+    let stdout = std::io::stdout();
+    match snigate::explain::run(hello, config, json, &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("snigate explain: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,8 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{AccessLog, RequestBody, ResponseBody};
+use crate::body::{AccessLine, Exchange, RequestBody, ResponseBody};
 use crate::certs::covers;
+use crate::report::ClientRef;
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::telemetry::{timestamp, AccessRecord};
@@ -43,7 +44,16 @@ pub struct ConnInfo {
     pub peer_ip: HeaderValue,
     /// Upstream connections pinned to this client connection (NTLM).
     pub affinity: crate::upstream::Affinity,
+    /// The compatibility report's entry for this client, when it tracks it
+    /// (no SNI): the first requests add their User-Agent and Host to it.
+    pub report: Option<ClientRef>,
+    /// Requests of this connection added to the report so far.
+    pub joined: AtomicU32,
 }
+
+/// Requests per connection whose User-Agent and Host go into the report (the
+/// report keeps no more; a client sends the same ones on every request).
+const REPORT_REQUESTS: u32 = crate::report::REQUESTS_PER_CONNECTION;
 
 /// Serves HTTP on one client connection until it closes, the client is idle
 /// too long, or `cancel` asks for a graceful stop.
@@ -139,51 +149,36 @@ where
 }
 
 /// One request, start to finish.
-async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(
+    state: &Arc<State>,
+    info: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let listener = &state.listeners[info.listener];
     let host = request_host(&req);
-    let mut log = state.access_log.as_ref().map(|log| {
-        Box::new(AccessLog {
-            log: log.clone(),
-            record: AccessRecord {
-                ts: timestamp(SystemTime::now()),
-                event: "http_request",
-                conn: info.conn,
-                listener: listener.settings.name.clone(),
-                peer: info.peer.to_string(),
-                sni: info.sni.clone(),
-                method: req.method().to_string(),
-                host: host.clone(),
-                path: req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "/".into()),
-                status: 0,
-                upstream: None,
-                server: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                ms: 0.0,
-                user_agent: req
-                    .headers()
-                    .get(header::USER_AGENT)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-                version: version_name(req.version()),
-                error: None,
-            },
-            start,
-            bytes_in: Arc::new(AtomicU64::new(0)),
-            bytes_out: 0,
-        })
+    let report = info
+        .report
+        .as_ref()
+        .filter(|_| info.joined.fetch_add(1, Ordering::Relaxed) < REPORT_REQUESTS)
+        .cloned();
+    let line = (state.access_log.is_some() || report.is_some())
+        .then(|| access_line(state, info, &req, &host));
+    let mut exchange = Box::new(Exchange {
+        state: state.clone(),
+        listener: info.listener,
+        upstream: None,
+        status: 0,
+        start,
+        line,
+        report,
     });
 
     // The Host must be one the certificate of this connection speaks for.
     if let (Some(sni), Some(h), Some(cert)) = (&info.sni, &host, info.certificate) {
         if sni != h && !covers(&state.certificates.get(cert).names, h) {
             let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
-            return local_response(StatusCode::MISDIRECTED_REQUEST, msg, log, None);
+            return local_response(StatusCode::MISDIRECTED_REQUEST, msg, exchange, None);
         }
     }
 
@@ -192,10 +187,10 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
             "404 Not Found: no route for host {}\n",
             host.as_deref().unwrap_or("(none)")
         );
-        return local_response(StatusCode::NOT_FOUND, msg, log, None);
+        return local_response(StatusCode::NOT_FOUND, msg, exchange, None);
     };
     let upstream = &state.upstreams[route.upstream()];
-    if let Some(l) = log.as_deref_mut() {
+    if let Some(l) = &mut exchange.line {
         l.record.upstream = Some(upstream.name.clone());
     }
 
@@ -203,17 +198,21 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
         req,
         info,
         &listener.settings.trusted_proxies,
-        log.as_ref().map(|l| l.bytes_in.clone()),
+        exchange.line.as_ref().map(|l| l.bytes_in.clone()),
     );
     match upstream.send(req, &info.affinity).await {
         Ok((resp, server, back)) => {
-            if let Some(l) = log.as_deref_mut() {
+            exchange.upstream = Some(route.upstream());
+            exchange.status = resp.status().as_u16();
+            if let Some(l) = &mut exchange.line {
                 l.record.server = Some(server);
-                l.record.status = resp.status().as_u16();
             }
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, ResponseBody::upstream(body, back).with_log(log))
+            Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, back).with_exchange(exchange),
+            )
         }
         Err(e) => {
             let status = e.status();
@@ -226,7 +225,8 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
                 "upstream request failed; answering {}",
                 status.as_u16()
             );
-            if let Some(l) = log.as_deref_mut() {
+            exchange.upstream = Some(route.upstream());
+            if let Some(l) = &mut exchange.line {
                 l.record.server = Some(e.server().to_string());
             }
             let msg = format!(
@@ -235,8 +235,54 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
                 status.canonical_reason().unwrap_or(""),
                 upstream.name
             );
-            local_response(status, msg, log, Some(e.to_string()))
+            local_response(status, msg, exchange, Some(e.to_string()))
         }
+    }
+}
+
+/// The access-log line of a request, before the response is known.
+fn access_line(
+    state: &State,
+    info: &ConnInfo,
+    req: &Request<Incoming>,
+    host: &Option<String>,
+) -> AccessLine {
+    let certificate = info.certificate.map(|c| state.certificates.get(c));
+    AccessLine {
+        record: AccessRecord {
+            ts: timestamp(SystemTime::now()),
+            event: "http_request",
+            conn: info.conn,
+            listener: state.listeners[info.listener].settings.name.clone(),
+            peer: info.peer.to_string(),
+            sni: info.sni.clone(),
+            method: req.method().to_string(),
+            host: host.clone(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "/".into()),
+            status: 0,
+            upstream: None,
+            server: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            ms: 0.0,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            version: version_name(req.version()),
+            certificate: certificate.map(|c| c.name.clone()),
+            covered: match (certificate, host) {
+                (Some(c), Some(h)) => Some(covers(&c.names, h)),
+                _ => None,
+            },
+            error: None,
+        },
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_out: 0,
     }
 }
 
@@ -244,14 +290,14 @@ async fn handle(state: &State, info: &ConnInfo, req: Request<Incoming>) -> Respo
 fn local_response(
     status: StatusCode,
     body: String,
-    mut log: Option<Box<AccessLog>>,
+    mut exchange: Box<Exchange>,
     error: Option<String>,
 ) -> Response<ResponseBody> {
-    if let Some(l) = log.as_deref_mut() {
-        l.record.status = status.as_u16();
+    exchange.status = status.as_u16();
+    if let Some(l) = &mut exchange.line {
         l.record.error = error;
     }
-    let mut resp = Response::new(ResponseBody::full(body).with_log(log));
+    let mut resp = Response::new(ResponseBody::full(body).with_exchange(exchange));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -9,6 +9,8 @@ use tokio::sync::Semaphore;
 
 use crate::certs::load_certificate;
 use crate::config::{ListenerMode, ListenerSettings, Settings};
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::report::{Report, ReportLimits};
 use crate::route::RouteTable;
 use crate::telemetry::JsonLines;
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
@@ -24,6 +26,8 @@ pub struct ListenerState {
     /// Admission: a permit per open connection, taken before the handshake.
     pub connections: Arc<Semaphore>,
     pub default_upstream: Option<usize>,
+    /// This listener's counters.
+    pub metrics: ListenerMetrics,
 }
 
 /// Everything a connection needs, shared read-only.
@@ -34,12 +38,16 @@ pub struct State {
     pub listeners: Vec<ListenerState>,
     pub handshake_log: Option<JsonLines>,
     pub access_log: Option<JsonLines>,
+    pub metrics: Arc<Metrics>,
+    /// The compatibility report fed by every handshake.
+    pub report: Arc<Report>,
 }
 
 impl State {
     /// Loads certificates and log files and builds every table. On failure,
     /// every problem found, in plain words.
     pub fn build(settings: Settings) -> Result<State, Vec<String>> {
+        let metrics = Arc::new(Metrics::new());
         let mut errors = Vec::new();
         let tls = match TlsShared::new(crate::tls::crypto_provider()) {
             Ok(t) => Some(t),
@@ -64,13 +72,19 @@ impl State {
             }
         }
         let certificates = CertificateStore::new(loaded);
+        for c in certificates.all() {
+            metrics.certificate_expiry(&c.name, c.not_after);
+        }
         let preserve_header_case = settings.listeners.iter().any(|l| l.preserve_header_case);
         let upstreams: Vec<Upstream> = settings
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, settings.timeouts, preserve_header_case))
+            .map(|u| Upstream::new(u, settings.timeouts, preserve_header_case, &metrics))
             .collect();
         let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
+        let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+        let certificate_names: Vec<String> =
+            certificates.all().iter().map(|c| c.name.clone()).collect();
 
         let mut listeners = Vec::new();
         for l in &settings.listeners {
@@ -98,17 +112,19 @@ impl State {
                 routes: RouteTable::for_listener(l, &settings.routes, upstream_id),
                 connections: Arc::new(Semaphore::new(l.max_connections)),
                 default_upstream: l.default_upstream.as_deref().and_then(upstream_id),
+                metrics: metrics.listener(&l.name, &upstream_names, &certificate_names),
             });
         }
 
         let open = |path: &Option<std::path::PathBuf>, what: &str, errors: &mut Vec<String>| {
-            path.as_ref().and_then(|p| match JsonLines::open(p) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    errors.push(format!("cannot open {what} {}: {e}", p.display()));
-                    None
-                }
-            })
+            path.as_ref()
+                .and_then(|p| match JsonLines::open(p, metrics.log_dropped()) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        errors.push(format!("cannot open {what} {}: {e}", p.display()));
+                        None
+                    }
+                })
         };
         let handshake_log = open(&settings.log.handshake_log, "handshake_log", &mut errors);
         let access_log = open(&settings.log.access_log, "access_log", &mut errors);
@@ -123,6 +139,8 @@ impl State {
             listeners,
             handshake_log,
             access_log,
+            metrics,
+            report: Arc::new(Report::new(ReportLimits::default())),
         })
     }
 }

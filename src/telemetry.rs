@@ -8,11 +8,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::config::LogFormat;
@@ -54,7 +55,7 @@ pub fn timestamp(t: SystemTime) -> String {
 pub struct JsonLines {
     path: Arc<PathBuf>,
     tx: SyncSender<Vec<u8>>,
-    dropped: Arc<AtomicU64>,
+    dropped: Counter<u64, AtomicU64>,
 }
 
 impl std::fmt::Debug for JsonLines {
@@ -67,8 +68,8 @@ impl std::fmt::Debug for JsonLines {
 
 impl JsonLines {
     /// Opens (creating folders as needed) `path` for appending and starts its
-    /// writer thread.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    /// writer thread; lines lost to a full queue are counted in `dropped`.
+    pub fn open(path: &Path, dropped: Counter<u64, AtomicU64>) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -83,7 +84,7 @@ impl JsonLines {
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
             tx,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped,
         })
     }
 
@@ -100,7 +101,7 @@ impl JsonLines {
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.dropped.inc() + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(path = %self.path.display(), dropped = n, "log writer cannot keep up; lines dropped");
                 }
@@ -176,6 +177,13 @@ pub struct AccessRecord {
     pub ms: f64,
     pub user_agent: Option<String>,
     pub version: &'static str,
+    /// The certificate served on this TLS connection (absent on plain HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Whether that certificate covers `host` (absent without TLS or Host):
+    /// `false` means the client saw a certificate name warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

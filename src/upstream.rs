@@ -16,10 +16,12 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 
 use crate::body::{RequestBody, UploadProgress};
 use crate::config::{Timeouts, UpstreamSettings};
+use crate::metrics::Metrics;
 
 /// Idle connections kept per server; more are closed.
 const MAX_IDLE_PER_SERVER: usize = 512;
@@ -67,6 +69,8 @@ struct Idle {
 struct Server {
     addr: String,
     idle: Mutex<VecDeque<Idle>>,
+    /// `snigate_upstream_server_up`: the last connection attempt succeeded.
+    up: Gauge,
 }
 
 /// A named group of servers (`[[upstream]]`).
@@ -76,6 +80,7 @@ pub struct Upstream {
     next: AtomicUsize,
     timeouts: Timeouts,
     preserve_header_case: bool,
+    pinned: Gauge,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -87,13 +92,14 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// An upstream from its settings.
     /// An upstream from its settings; `preserve_header_case` when any
-    /// listener asks for exact header-name case.
+    /// listener asks for exact header-name case. Its servers' up/down state
+    /// and pinned connections are counted in `metrics`.
     pub fn new(
         settings: &UpstreamSettings,
         timeouts: Timeouts,
         preserve_header_case: bool,
+        metrics: &Metrics,
     ) -> Self {
         Self {
             name: settings.name.clone(),
@@ -104,12 +110,14 @@ impl Upstream {
                     Arc::new(Server {
                         addr: addr.clone(),
                         idle: Mutex::new(VecDeque::new()),
+                        up: metrics.server_up(&settings.name, addr),
                     })
                 })
                 .collect(),
             next: AtomicUsize::new(0),
             timeouts,
             preserve_header_case,
+            pinned: metrics.pinned().clone(),
         }
     }
 
@@ -252,6 +260,7 @@ impl Upstream {
                 upstream: self.name.clone(),
                 server: server.clone(),
                 sender,
+                _counted: PinnedCount::new(&self.pinned),
             });
             return (resp, addr, None);
         }
@@ -287,11 +296,13 @@ impl Upstream {
                 {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
+                        server.up.set(1);
                         return Ok((server, stream));
                     }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no connection within {timeout:?}"),
                 };
+            server.up.set(0);
             tried += 1;
             let error = UpstreamError::Connect {
                 server: server.addr.clone(),
@@ -418,6 +429,24 @@ struct Pinned {
     upstream: String,
     server: Arc<Server>,
     sender: SendRequest<RequestBody>,
+    _counted: PinnedCount,
+}
+
+/// Counts a pinned connection in `snigate_ntlm_pinned_connections` while it
+/// lives.
+struct PinnedCount(Gauge);
+
+impl PinnedCount {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for PinnedCount {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Upstream connections pinned to one client connection (NTLM/Negotiate

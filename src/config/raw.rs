@@ -19,7 +19,7 @@ pub struct RawRuntime {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub bind: Spanned<String>,
+    pub bind: Option<Spanned<String>>,
 }
 
 /// `[log]`

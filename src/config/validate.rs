@@ -210,25 +210,30 @@ fn unique_name(
     }
 }
 
+/// The admin port when `[admin]` names no `bind`.
+const DEFAULT_ADMIN_PORT: u16 = 9900;
+
 fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     let base = base_dir_of(path);
     let mut inactive = Vec::new();
 
-    let admin = raw
-        .admin
-        .and_then(|a| match a.bind.get_ref().parse::<SocketAddr>() {
+    // `[admin]` without `bind` listens on loopback only.
+    let admin = raw.admin.and_then(|a| match &a.bind {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+        Some(bind) => match bind.get_ref().parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
                 errors.at(
-                    Some(a.bind.span()),
+                    Some(bind.span()),
                     format!(
                         "admin bind \"{}\" is not an IP:port address",
-                        a.bind.get_ref()
+                        bind.get_ref()
                     ),
                 );
                 None
             }
-        });
+        },
+    });
 
     let level = raw
         .log

@@ -1143,6 +1143,61 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A ClientHello record: `version` as legacy_version, these suites, an SNI
+/// when given, supported_groups P-256/P-384, uncompressed points, and a
+/// signature_algorithms extension when `sigalgs` is given.
+pub fn client_hello(
+    version: u16,
+    suites: &[u16],
+    sni: Option<&str>,
+    sigalgs: Option<&[u16]>,
+) -> Vec<u8> {
+    fn u16s(v: &[u16]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_be_bytes()).collect()
+    }
+    fn ext(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
+        out.extend(kind.to_be_bytes());
+        out.extend((data.len() as u16).to_be_bytes());
+        out.extend(data);
+    }
+    let mut exts = Vec::new();
+    if let Some(name) = sni {
+        let mut d = Vec::new();
+        d.extend(((name.len() + 3) as u16).to_be_bytes());
+        d.push(0);
+        d.extend((name.len() as u16).to_be_bytes());
+        d.extend(name.as_bytes());
+        ext(&mut exts, 0x0000, &d);
+    }
+    let groups = u16s(&[0x0017, 0x0018]);
+    let mut d = (groups.len() as u16).to_be_bytes().to_vec();
+    d.extend(groups);
+    ext(&mut exts, 0x000a, &d);
+    ext(&mut exts, 0x000b, &[1, 0]);
+    if let Some(algs) = sigalgs {
+        let a = u16s(algs);
+        let mut d = (a.len() as u16).to_be_bytes().to_vec();
+        d.extend(a);
+        ext(&mut exts, 0x000d, &d);
+    }
+    let mut body = version.to_be_bytes().to_vec();
+    body.extend([0x5a; 32]);
+    body.push(0);
+    let s = u16s(suites);
+    body.extend((s.len() as u16).to_be_bytes());
+    body.extend(s);
+    body.extend([1, 0]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![1];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
+
 /// The bytes of a captured ClientHello in `tests/data/hellos` (hex text).
 pub fn capture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1154,4 +1209,89 @@ pub fn capture(name: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The admin endpoint
+// ---------------------------------------------------------------------------
+
+/// `GET path` on the admin endpoint of `proxy`, on a fresh plain connection.
+pub async fn admin_get(proxy: &Proxy, path: &str) -> Reply {
+    let addr = proxy.admin_addr().expect("admin endpoint configured");
+    let mut h1 = H1::new(TcpStream::connect(addr).await.unwrap()).await;
+    h1.send(get("127.0.0.1", path)).await
+}
+
+/// One series of a scrape: name, labels, value.
+pub type Series = (String, Vec<(String, String)>, f64);
+
+/// A Prometheus text exposition, parsed into series and values.
+pub struct Scrape(pub Vec<Series>);
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let mut series = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (head, value) = line.rsplit_once(' ').expect("series and value");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value: {line}"));
+            let (name, labels) = match head.split_once('{') {
+                None => (head.to_string(), Vec::new()),
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}').expect("closing brace");
+                    let labels = rest
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            let (k, v) = p.split_once("=\"").expect("label=\"value\"");
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (name.to_string(), labels)
+                }
+            };
+            series.push((name, labels, value));
+        }
+        Scrape(series)
+    }
+
+    /// The value of the one series named `name` whose labels include
+    /// `labels`; 0 when there is none (a counter never touched).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?} matches several series");
+        found.first().copied().unwrap_or(0.0)
+    }
+}
+
+/// Scrapes `/metrics` until `ready` holds (up to 5 s), and returns that scrape.
+pub async fn scrape_until(proxy: &Proxy, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = admin_get(proxy, "/metrics").await;
+        assert_eq!(reply.status, 200);
+        let text = String::from_utf8(reply.body.to_vec()).expect("UTF-8 metrics");
+        let scrape = Scrape::parse(&text);
+        if ready(&scrape) {
+            return scrape;
+        }
+        if Instant::now() >= deadline {
+            panic!("metrics never reached the expected state:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

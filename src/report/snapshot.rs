@@ -1,0 +1,181 @@
+//! The report as data: the body of `GET /report`, the input of the HTML and
+//! text renderings, and what `snigate report --json` prints.
+//!
+//! Timestamps are RFC 3339 UTC with milliseconds, as in the logs. Lists are
+//! sorted by count, highest first (ties: most recent first, then by name),
+//! so two snapshots of the same events compare equal.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReportSnapshot {
+    pub summary: Summary,
+    pub timeline: Timeline,
+    /// Clients without SNI or with handshakes that did not succeed, keyed by
+    /// (peer IP, JA4); most handshakes first.
+    pub clients: Vec<ClientReport>,
+    /// What the clients pushed out of `clients` (memory bound) add up to.
+    pub other: OtherClients,
+    /// Offline only: what was read from the log files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<LogInput>,
+}
+
+/// Counts over every handshake.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub handshakes: u64,
+    pub with_sni: OutcomeSplit,
+    pub without_sni: OutcomeSplit,
+    /// Handshakes served the listener's fallback certificate (passthrough:
+    /// sent to the default upstream).
+    pub fallback_served: u64,
+    /// Requests joined to tracked clients (the first
+    /// `REQUESTS_PER_CONNECTION` of each connection).
+    pub requests_joined: u64,
+    /// The earliest and latest handshake timestamps.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Entries in `clients`, and the most that are kept.
+    pub clients_tracked: u64,
+    pub clients_limit: u64,
+}
+
+/// Handshakes of one kind (with or without SNI) by outcome.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OutcomeSplit {
+    pub total: u64,
+    /// `ok`, `failed`, `rejected`, `passthrough`, `legacy_passthrough`
+    /// (always present), any other outcome name seen, and `other` for names
+    /// beyond the first 16.
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// Handshakes over time, for a chart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Timeline {
+    /// Width of one bucket.
+    pub bucket_ms: u64,
+    /// Buckets that saw handshakes, oldest first (empty ones are left out).
+    pub buckets: Vec<Bucket>,
+}
+
+/// Handshakes whose timestamp falls in `[start, start + bucket_ms)`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Bucket {
+    pub start: String,
+    /// Succeeded with SNI.
+    pub sni_ok: u64,
+    /// Succeeded without SNI.
+    pub no_sni_ok: u64,
+    /// Did not succeed (failed, rejected, ...), with or without SNI.
+    pub failed: u64,
+}
+
+/// One client: a peer IP with one ClientHello fingerprint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClientReport {
+    /// Peer IP address, without port.
+    pub ip: String,
+    /// JA4 fingerprint of its ClientHello (empty when not TLS).
+    pub ja4: String,
+    pub handshakes: u64,
+    /// Handshakes that succeeded (ok, passthrough, legacy_passthrough).
+    pub ok: u64,
+    /// Handshakes that did not.
+    pub failed: u64,
+    /// Handshakes without SNI.
+    pub no_sni: u64,
+    /// Requests joined from its connections.
+    pub requests: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// TLS versions offered in its ClientHellos ("1.2", ...).
+    pub offered_versions: Listed<Counted>,
+    /// TLS versions negotiated.
+    pub versions: Listed<Counted>,
+    pub listeners: Listed<Counted>,
+    pub certificates: Listed<CertificateSeen>,
+    pub user_agents: Listed<Counted>,
+    pub hosts: Listed<HostSeen>,
+    pub reasons: Listed<ReasonSeen>,
+}
+
+/// A bounded list: the values kept and how many occurrences of values that
+/// did not fit were counted but not kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    /// Occurrences of other values (shown as "+N more").
+    pub more: u64,
+}
+
+/// A value and how often it was seen.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Counted {
+    pub value: String,
+    pub count: u64,
+}
+
+/// A certificate served to the client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CertificateSeen {
+    pub name: String,
+    /// Whether it was served as the listener's fallback certificate.
+    pub fallback: bool,
+    pub count: u64,
+}
+
+/// A Host the client asked for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HostSeen {
+    pub host: String,
+    pub requests: u64,
+    /// Whether the certificate served on the connection covered this Host:
+    /// `false` when it did not for at least one request (the client saw a
+    /// certificate warning), `null` when unknown (plain HTTP).
+    pub covered: Option<bool>,
+    /// Requests for this Host whose certificate did not cover it.
+    pub uncovered: u64,
+}
+
+/// Why handshakes failed, and what would fix it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReasonSeen {
+    pub reason: String,
+    pub hint: Option<String>,
+    pub count: u64,
+}
+
+/// The clients pushed out of the table, added up.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct OtherClients {
+    /// Client entries evicted.
+    pub clients: u64,
+    pub handshakes: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub no_sni: u64,
+    /// Requests of evicted clients, including those joined after eviction.
+    pub requests: u64,
+}
+
+/// What `from_logs` read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct LogInput {
+    pub files: u64,
+    /// Non-empty lines read.
+    pub lines: u64,
+    /// Handshake lines (`"event":"tls_handshake"`).
+    pub handshakes: u64,
+    /// Access lines (`"event":"http_request"`).
+    pub requests: u64,
+    /// Access lines whose connection had no tracked handshake (SNI clients
+    /// that succeeded, or the handshake line is not in the files given).
+    pub requests_unjoined: u64,
+    /// Lines of other kinds, or not parsable: skipped.
+    pub skipped: u64,
+}

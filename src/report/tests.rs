@@ -1,0 +1,423 @@
+use std::time::Duration;
+
+use super::*;
+
+const WEBDAV_UA: &str = "Microsoft-WebDAV-MiniRedir/6.1.7601";
+const NO_SNI_JA4: &str = "t12i1107h1_5b57614c22b0_3cbfd9057e0d";
+const SNI_JA4: &str = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+
+fn ts(secs: u64, ms: u64) -> String {
+    format_ts(1_790_000_000_000 + secs * 1000 + ms)
+}
+
+fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) -> HandshakeRecord {
+    HandshakeRecord {
+        ts: ts(conn, 0),
+        event: "tls_handshake",
+        conn,
+        listener: "main".into(),
+        local: "127.0.0.1:8443".into(),
+        peer: peer.into(),
+        sni: sni.map(Into::into),
+        fallback: sni.is_none(),
+        certificate: Some("farm".into()),
+        offered_versions: vec!["1.2", "1.1", "1.0"],
+        offered_suites: vec!["0xc02b".into()],
+        offered_alpn: vec![],
+        ja3: "0123456789abcdef0123456789abcdef".into(),
+        ja4: if sni.is_some() { SNI_JA4 } else { NO_SNI_JA4 }.into(),
+        outcome,
+        version: (outcome == "ok").then_some("1.2"),
+        suite: None,
+        alpn: None,
+        ms: 1.5,
+        reason: None,
+        hint: None,
+        upstream: None,
+    }
+}
+
+fn access(conn: u64, host: &str, ua: &str, covered: bool) -> AccessRecord {
+    AccessRecord {
+        ts: ts(conn, 500),
+        event: "http_request",
+        conn,
+        listener: "main".into(),
+        peer: "192.0.2.7:50000".into(),
+        sni: None,
+        method: "PROPFIND".into(),
+        host: Some(host.into()),
+        path: "/".into(),
+        status: 207,
+        upstream: Some("portal".into()),
+        server: Some("127.0.0.1:8080".into()),
+        bytes_in: 0,
+        bytes_out: 100,
+        ms: 3.0,
+        user_agent: Some(ua.into()),
+        version: "HTTP/1.1",
+        certificate: Some("farm".into()),
+        covered: Some(covered),
+        error: None,
+    }
+}
+
+#[test]
+fn no_sni_client_listed_with_user_agent_and_uncovered_host() {
+    let report = Report::new(ReportLimits::default());
+    let client = report
+        .handshake(&handshake(1, "192.0.2.7:50000", None, "ok"))
+        .expect("a client without SNI is tracked");
+    report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
+    report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
+    for conn in 2..5 {
+        let sni = report.handshake(&handshake(
+            conn,
+            "198.51.100.1:4000",
+            Some("portal.contoso.test"),
+            "ok",
+        ));
+        assert!(sni.is_none(), "SNI clients that succeed are not tracked");
+    }
+
+    let s = report.snapshot();
+    assert_eq!(s.summary.handshakes, 4);
+    assert_eq!(s.summary.with_sni.total, 3);
+    assert_eq!(s.summary.with_sni.outcomes["ok"], 3);
+    assert_eq!(s.summary.without_sni.total, 1);
+    assert_eq!(s.summary.without_sni.outcomes["ok"], 1);
+    assert_eq!(s.summary.without_sni.outcomes["failed"], 0);
+    assert_eq!(s.summary.fallback_served, 1);
+    assert_eq!(s.summary.requests_joined, 2);
+    assert_eq!(s.summary.first_seen.as_deref(), Some(ts(1, 0).as_str()));
+    assert_eq!(s.summary.last_seen.as_deref(), Some(ts(4, 0).as_str()));
+    assert_eq!(s.clients.len(), 1, "only the no-SNI client is listed");
+
+    let c = &s.clients[0];
+    assert_eq!(c.ip, "192.0.2.7");
+    assert_eq!(c.ja4, NO_SNI_JA4);
+    assert_eq!(
+        (c.handshakes, c.ok, c.failed, c.no_sni, c.requests),
+        (1, 1, 0, 1, 2)
+    );
+    assert_eq!(
+        c.user_agents.items,
+        vec![Counted {
+            value: WEBDAV_UA.into(),
+            count: 2
+        }]
+    );
+    assert_eq!(
+        c.hosts.items,
+        vec![HostSeen {
+            host: "portal.contoso.test".into(),
+            requests: 2,
+            covered: Some(false),
+            uncovered: 2,
+        }]
+    );
+    assert_eq!(
+        c.certificates.items,
+        vec![CertificateSeen {
+            name: "farm".into(),
+            fallback: true,
+            count: 1
+        }]
+    );
+    assert_eq!(c.versions.items[0].value, "1.2");
+    assert_eq!(c.offered_versions.items.len(), 3);
+    assert_eq!(c.last_seen.as_deref(), Some(ts(1, 500).as_str()));
+
+    let text = render_text(&s);
+    assert!(text.contains(WEBDAV_UA), "{text}");
+    assert!(text.contains("NOT COVERED"), "{text}");
+}
+
+#[test]
+fn failed_client_listed_with_reason_and_hint() {
+    let report = Report::new(ReportLimits::default());
+    let mut rec = handshake(7, "203.0.113.9:1234", Some("portal.contoso.test"), "failed");
+    rec.reason = Some("no cipher suite in common".into());
+    rec.hint = Some("an ECDSA certificate or passthrough to the backend would serve it".into());
+    report.handshake(&rec);
+    report.handshake(&rec);
+    let mut rejected = handshake(8, "203.0.113.10:1234", None, "rejected");
+    rejected.ja4 = String::new();
+    rejected.reason = Some("not a TLS ClientHello".into());
+    report.handshake(&rejected);
+
+    let s = report.snapshot();
+    assert_eq!(s.summary.with_sni.outcomes["failed"], 2);
+    assert_eq!(s.summary.without_sni.outcomes["rejected"], 1);
+    assert_eq!(s.clients.len(), 2);
+    let c = &s.clients[0];
+    assert_eq!(
+        (c.ip.as_str(), c.handshakes, c.failed, c.ok),
+        ("203.0.113.9", 2, 2, 0)
+    );
+    assert_eq!(
+        c.reasons.items,
+        vec![ReasonSeen {
+            reason: "no cipher suite in common".into(),
+            hint: Some("an ECDSA certificate or passthrough to the backend would serve it".into()),
+            count: 2,
+        }]
+    );
+    let text = render_text(&s);
+    assert!(text.contains("no cipher suite in common x2"), "{text}");
+    assert!(text.contains("ECDSA certificate"), "{text}");
+    let html = render_html(&s);
+    assert!(html.contains("fix: an ECDSA certificate"), "{html}");
+}
+
+#[test]
+fn per_client_lists_are_bounded() {
+    let limits = ReportLimits {
+        per_client: 2,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    let client = report
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .unwrap();
+    for ua in ["a", "b", "c", "c", "d"] {
+        report.request(&client, &access(1, "h.test", ua, true));
+    }
+    let s = report.snapshot();
+    let c = &s.clients[0];
+    assert_eq!(c.user_agents.items.len(), 2);
+    assert_eq!(c.user_agents.more, 3);
+    assert_eq!(c.hosts.items[0].covered, Some(true));
+    assert!(render_text(&s).contains("+3 more"));
+}
+
+#[test]
+fn requests_per_connection_are_capped() {
+    let report = Report::new(ReportLimits::default());
+    let client = report
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .unwrap();
+    let copy = client.clone();
+    for _ in 0..100 {
+        report.request(&copy, &access(1, "h.test", "ua", true));
+    }
+    let s = report.snapshot();
+    assert_eq!(
+        s.summary.requests_joined,
+        u64::from(REQUESTS_PER_CONNECTION)
+    );
+    assert_eq!(s.clients[0].requests, u64::from(REQUESTS_PER_CONNECTION));
+}
+
+#[test]
+fn bounded_under_a_flood_of_random_clients() {
+    let limits = ReportLimits {
+        clients: 100,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    let mut frequent = None;
+    let mut rng = 0x1234_5678_u64;
+    let mut total = 0u64;
+    let mut failed = 0u64;
+    // A client that already has a high count, then keeps coming back
+    // (rarely) during the flood.
+    for i in 0..50 {
+        frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"));
+        total += 1;
+    }
+    for i in 0..100_000u64 {
+        if i.is_multiple_of(2000) {
+            frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"));
+            total += 1;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let peer = format!(
+            "{}.{}.{}.{}:443",
+            rng >> 56,
+            (rng >> 48) & 255,
+            (rng >> 40) & 255,
+            (rng >> 32) & 255
+        );
+        let outcome = if i.is_multiple_of(3) { "failed" } else { "ok" };
+        failed += u64::from(i.is_multiple_of(3));
+        let mut rec = handshake(i, &peer, None, outcome);
+        rec.ja4 = format!("t12i{rng:016x}");
+        report.handshake(&rec);
+        total += 1;
+    }
+    let frequent = frequent.unwrap();
+    report.request(
+        &frequent,
+        &access(1, "portal.contoso.test", WEBDAV_UA, false),
+    );
+
+    let s = report.snapshot();
+    assert!(s.clients.len() <= 100);
+    assert_eq!(s.summary.clients_tracked, s.clients.len() as u64);
+    assert_eq!(s.summary.handshakes, total);
+    let listed: u64 = s.clients.iter().map(|c| c.handshakes).sum();
+    assert_eq!(listed + s.other.handshakes, total, "totals stay exact");
+    let listed_failed: u64 = s.clients.iter().map(|c| c.failed).sum();
+    assert_eq!(listed_failed + s.other.failed, failed);
+    let listed_no_sni: u64 = s.clients.iter().map(|c| c.no_sni).sum();
+    assert_eq!(listed_no_sni + s.other.no_sni, total);
+    assert!(s.other.clients >= 100_000 - 100);
+    let top = &s.clients[0];
+    assert_eq!((top.ip.as_str(), top.handshakes), ("10.9.9.9", 100));
+    assert_eq!(top.first_seen.as_deref(), Some(ts(0, 0).as_str()));
+    assert_eq!(
+        top.requests, 1,
+        "the frequent client's ClientRef still joins"
+    );
+    let listed_requests: u64 = s.clients.iter().map(|c| c.requests).sum();
+    assert_eq!(
+        listed_requests + s.other.requests,
+        s.summary.requests_joined
+    );
+}
+
+#[test]
+fn requests_of_an_evicted_client_go_to_other() {
+    let limits = ReportLimits {
+        clients: 1,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    let first = report
+        .handshake(&handshake(1, "192.0.2.1:1", None, "ok"))
+        .unwrap();
+    let _second = report
+        .handshake(&handshake(2, "192.0.2.2:1", None, "ok"))
+        .unwrap();
+    report.request(&first, &access(1, "h.test", "ua", true));
+    let s = report.snapshot();
+    assert_eq!(s.clients.len(), 1);
+    assert_eq!(s.clients[0].ip, "192.0.2.2");
+    assert_eq!(s.clients[0].requests, 0);
+    assert_eq!(
+        (s.other.clients, s.other.handshakes, s.other.requests),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn html_escapes_values_from_the_network() {
+    let report = Report::new(ReportLimits::default());
+    let client = report
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .unwrap();
+    report.request(
+        &client,
+        &access(1, "<b>evil.test</b>", "<script>alert('x')</script>", false),
+    );
+    let html = render_html(&report.snapshot());
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("<b>evil"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;b&gt;evil.test&lt;/b&gt;"));
+    assert!(html.contains("<svg"));
+}
+
+#[test]
+fn text_escapes_control_characters() {
+    let report = Report::new(ReportLimits::default());
+    let client = report
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .unwrap();
+    report.request(&client, &access(1, "h.test", "evil\u{1b}[2Jua", true));
+    let text = render_text(&report.snapshot());
+    assert!(!text.contains('\u{1b}'));
+    assert!(text.contains("evil\\u{1b}[2Jua"), "{text}");
+}
+
+#[test]
+fn timeline_buckets_and_drops_old_buckets() {
+    let limits = ReportLimits {
+        bucket: Duration::from_secs(60),
+        buckets: 3,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    let base = 1_790_000_040_000u64; // a whole minute
+    let at = |ms: u64, sni: Option<&str>, outcome: &'static str| {
+        let mut rec = handshake(1, "192.0.2.7:1", sni, outcome);
+        rec.ts = format_ts(base + ms);
+        report.handshake(&rec);
+    };
+    at(0, Some("a.test"), "ok"); // minute 0: falls out of the window later
+    at(60_000, Some("a.test"), "ok"); // minute 1
+    at(61_000, None, "ok");
+    at(119_999, None, "failed");
+    at(120_000, Some("a.test"), "passthrough"); // minute 2
+    at(180_000, None, "ok"); // minute 3: the window is now minutes 1..=3
+    at(1_000, Some("a.test"), "ok"); // too old: dropped
+    let t = report.snapshot().timeline;
+    assert_eq!(t.bucket_ms, 60_000);
+    let got: Vec<(String, u64, u64, u64)> = t
+        .buckets
+        .iter()
+        .map(|b| (b.start.clone(), b.sni_ok, b.no_sni_ok, b.failed))
+        .collect();
+    let want = vec![
+        (format_ts(base + 60_000), 1, 1, 1),
+        (format_ts(base + 120_000), 1, 0, 0),
+        (format_ts(base + 180_000), 0, 1, 0),
+    ];
+    assert_eq!(got, want);
+    // Every handshake still counts in the summary.
+    assert_eq!(report.snapshot().summary.handshakes, 7);
+}
+
+#[test]
+fn timeline_does_not_depend_on_arrival_order() {
+    let limits = ReportLimits {
+        buckets: 4,
+        ..ReportLimits::default()
+    };
+    let stamps: Vec<u64> = (0..40).map(|i| (i * 7_919) % 600_000).collect();
+    let feed = |order: &[u64]| {
+        let report = Report::new(limits.clone());
+        for ms in order {
+            let mut rec = handshake(1, "192.0.2.7:1", Some("a.test"), "ok");
+            rec.ts = format_ts(1_790_000_040_000 + ms);
+            report.handshake(&rec);
+        }
+        report.snapshot().timeline
+    };
+    let mut reversed = stamps.clone();
+    reversed.reverse();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(feed(&stamps), feed(&reversed));
+    assert_eq!(feed(&stamps), feed(&sorted));
+}
+
+#[test]
+fn snapshot_round_trips_through_json() {
+    let report = Report::new(ReportLimits::default());
+    let client = report
+        .handshake(&handshake(1, "[2001:db8::1]:443", None, "ok"))
+        .unwrap();
+    report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
+    let s = report.snapshot();
+    assert_eq!(s.clients[0].ip, "2001:db8::1");
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains("\"input\""), "live snapshots carry no input");
+    let back: ReportSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+}
+
+#[test]
+fn clip_keeps_char_boundaries() {
+    let long = "é".repeat(500);
+    let c = clip(&long, MAX_VALUE_BYTES);
+    assert!(c.len() <= MAX_VALUE_BYTES);
+    assert!(c.ends_with('…'));
+    assert_eq!(clip("short", 10), "short");
+}
