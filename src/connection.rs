@@ -174,10 +174,7 @@ async fn serve_https(
         } => (certificate, fallback),
         Selection::Refuse(reason) => {
             rec.reason = Some(reason);
-            rec.hint = Some(match &hello.info.sni {
-                None => "this client sends no SNI: give the listener a fallback_certificate (strict_sni = false), or a listener of its own on a separate IP:port".into(),
-                Some(_) => "add a [[certificate]] whose names cover this SNI, or set strict_sni = false to serve the fallback".into(),
-            });
+            rec.hint = Some(crate::diagnose::refusal_hint(hello.info.sni.is_some()).into());
             rec.ms = millis(start.elapsed());
             emit(&state, &info, &rec);
             let _ = stream.write_all(&ALERT_UNRECOGNIZED_NAME).await;
@@ -271,19 +268,15 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     let mut rec = record(&state, &info, Some(&hello.info));
     let sni = hello.info.sni_lowercase();
     let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
-    let routed = match listener.routes.route(sni) {
-        Some(crate::route::RouteMatch::Default(_)) if listener.settings.strict_sni => None,
-        other => other,
-    };
-    let Some(route) = routed else {
-        rec.reason = Some(match sni {
-            None => "no SNI and no default_upstream (or strict_sni)".into(),
-            Some(s) => format!("no route for SNI \"{s}\""),
-        });
-        rec.ms = millis(start.elapsed());
-        emit(&state, &info, &rec);
-        let _ = stream.write_all(&ALERT_HANDSHAKE_FAILURE).await;
-        return;
+    let route = match listener.routes.route_sni(sni, listener.settings.strict_sni) {
+        Ok(route) => route,
+        Err(reason) => {
+            rec.reason = Some(reason);
+            rec.ms = millis(start.elapsed());
+            emit(&state, &info, &rec);
+            let _ = stream.write_all(&ALERT_HANDSHAKE_FAILURE).await;
+            return;
+        }
     };
     let upstream = &state.upstreams[route.upstream()];
     rec.upstream = Some(upstream.name.clone());

@@ -136,7 +136,13 @@ Without SNI on the IP/port-mapped listener (its own fallback certificate, straig
 Misdirected (SNI portal, Host of another certificate): 421
   curl -k --resolve portal.contoso.test:8443:127.0.0.1 -H 'Host: mysites.contoso.test' https://portal.contoso.test:8443/
 
-Health: curl http://127.0.0.1:9900/healthz
+Compatibility report (which clients send no SNI, which fail and why):
+  open http://127.0.0.1:9900/report.html    (JSON: curl http://127.0.0.1:9900/report)
+  snigate report {logs}/handshakes.jsonl {logs}/access.jsonl
+What this configuration does with a captured ClientHello:
+  snigate explain tests/data/hellos/win7_ie11_schannel_tls12.hex -c {config}
+
+Health: curl http://127.0.0.1:9900/healthz    Metrics: curl http://127.0.0.1:9900/metrics
 Logs:   tail -f {logs}/handshakes.jsonl {logs}/access.jsonl
 "#,
         config = config.display(),

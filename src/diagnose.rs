@@ -58,12 +58,12 @@ pub fn hint(
         );
     }
     if hello.max_version() < 0x0303 {
-        return Some(format!(
-            "the client offers only TLS {} (rustls serves TLS 1.2 and 1.3): enable TLS 1.2 on the client \
-             (Windows 7/8 WinHTTP and WebDAV: KB3140245 and DefaultSecureProtocols), or send it to a backend \
-             that still speaks TLS 1.0 through a passthrough listener",
-            hello.offered_versions().join(", ")
-        ));
+        return Some(
+            "enable TLS 1.2 on the client (Windows 7/8 WinHTTP and WebDAV: KB3140245 and \
+             DefaultSecureProtocols), or send it to a backend that still speaks TLS 1.0 through a \
+             passthrough listener"
+                .into(),
+        );
     }
     if hello.signature_algorithms.is_empty() && reason.contains("signature_algorithms") {
         return Some(
@@ -103,6 +103,17 @@ pub fn hint(
         });
     }
     None
+}
+
+/// The hint for a ClientHello refused because no certificate covers it
+/// (strict_sni, or no fallback): with or without SNI.
+pub fn refusal_hint(sni: bool) -> &'static str {
+    if sni {
+        "add a [[certificate]] whose names cover this SNI, or set strict_sni = false to serve the fallback"
+    } else {
+        "this client sends no SNI: give the listener a fallback_certificate (strict_sni = false), or a listener \
+         of its own on a separate IP:port"
+    }
 }
 
 /// The hint for SSLv2-format hellos.

@@ -285,26 +285,22 @@ fn explain_https(
         o.hint = Some(crate::diagnose::SSLV2.into());
         return o;
     }
-    let (certificate, fallback) = match state.certificates.select(
-        info,
-        l.fallback,
-        l.settings.strict_sni,
-    ) {
-        Selection::Serve {
-            certificate,
-            fallback,
-        } => (certificate, fallback),
-        Selection::Refuse(reason) => {
-            o.outcome = "refused";
-            o.reason = Some(reason);
-            // The hints serve_https logs with a strict refusal.
-            o.hint = Some(match &info.sni {
-                None => "this client sends no SNI: give the listener a fallback_certificate (strict_sni = false), or a listener of its own on a separate IP:port".into(),
-                Some(_) => "add a [[certificate]] whose names cover this SNI, or set strict_sni = false to serve the fallback".into(),
-            });
-            return o;
-        }
-    };
+    let (certificate, fallback) =
+        match state
+            .certificates
+            .select(info, l.fallback, l.settings.strict_sni)
+        {
+            Selection::Serve {
+                certificate,
+                fallback,
+            } => (certificate, fallback),
+            Selection::Refuse(reason) => {
+                o.outcome = "refused";
+                o.reason = Some(reason);
+                o.hint = Some(crate::diagnose::refusal_hint(info.sni.is_some()).into());
+                return o;
+            }
+        };
     let cert = state.certificates.get(certificate);
     o.certificate = Some(cert.name.clone());
     o.certificate_key = Some(cert.key_kind.as_str());
@@ -346,19 +342,12 @@ fn explain_passthrough(
     let mut o = ListenerOutcome::new(l, "passthrough");
     let sni = info.sni_lowercase();
     let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
-    let routed = match l.routes.route(sni) {
-        Some(RouteMatch::Default(_)) if l.settings.strict_sni => None,
-        other => other,
-    };
-    match routed {
-        None => {
+    match l.routes.route_sni(sni, l.settings.strict_sni) {
+        Err(reason) => {
             o.outcome = "refused";
-            o.reason = Some(match sni {
-                None => "no SNI and no default_upstream (or strict_sni)".into(),
-                Some(s) => format!("no route for SNI \"{s}\""),
-            });
+            o.reason = Some(reason);
         }
-        Some(route) => {
+        Ok(route) => {
             o.outcome = "passthrough";
             o.fallback = matches!(route, RouteMatch::Default(_));
             o.upstream = state

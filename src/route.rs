@@ -77,6 +77,27 @@ impl RouteTable {
         table
     }
 
+    /// Passthrough: the route for a ClientHello's SNI (lower case, no
+    /// trailing dot); `strict` refuses what only `default_upstream` would
+    /// take. Err is the refusal's reason, in plain words.
+    pub fn route_sni(&self, sni: Option<&str>, strict: bool) -> Result<RouteMatch, String> {
+        match self.route(sni) {
+            Some(RouteMatch::Default(_)) | None if strict => Err(match sni {
+                None => "no SNI, and the listener has strict_sni = true".into(),
+                Some(s) => {
+                    format!("no route for SNI \"{s}\", and the listener has strict_sni = true")
+                }
+            }),
+            Some(m) => Ok(m),
+            None => Err(match sni {
+                None => "no SNI, and the listener has no default_upstream".into(),
+                Some(s) => {
+                    format!("no route for SNI \"{s}\", and the listener has no default_upstream")
+                }
+            }),
+        }
+    }
+
     /// Routes a normalized host (see [`normalize_host`]); `None` host (no Host
     /// header) goes to the default.
     pub fn route(&self, host: Option<&str>) -> Option<RouteMatch> {
