@@ -31,6 +31,25 @@ pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 /// Default for `[timeouts] shutdown_grace`: how long SIGTERM waits for open
 /// connections to finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default for `[timeouts] client_header`: from the first byte of a request
+/// to the end of its head (slowloris).
+pub const DEFAULT_CLIENT_HEADER: Duration = Duration::from_secs(30);
+/// Default for `[timeouts] proxy_header`: to read a PROXY protocol header.
+pub const DEFAULT_PROXY_HEADER: Duration = Duration::from_secs(5);
+/// Default `max_header_bytes` per listener: a request head (HTTP/1.1: the
+/// read buffer's limit; h2: the decoded header list). Big enough for
+/// Kerberos tickets in `Authorization` (Windows allows 48 KiB tokens).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default `max_headers` per listener (HTTP/1.1 request header count).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default `max_concurrent_streams` per h2 connection.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default `max_fails` per upstream: connection failures in a row that take
+/// a server out.
+pub const DEFAULT_MAX_FAILS: u32 = 3;
+/// Default `fail_timeout` per upstream: how long a failed server stays out.
+pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default `max_connections` per listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -73,6 +92,8 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     pub upstream_idle: Duration,
     pub shutdown_grace: Duration,
+    pub client_header: Duration,
+    pub proxy_header: Duration,
 }
 
 impl Default for Timeouts {
@@ -85,6 +106,8 @@ impl Default for Timeouts {
             upstream_response: DEFAULT_UPSTREAM_RESPONSE,
             upstream_idle: DEFAULT_UPSTREAM_IDLE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            client_header: DEFAULT_CLIENT_HEADER,
+            proxy_header: DEFAULT_PROXY_HEADER,
         }
     }
 }
@@ -117,6 +140,12 @@ pub struct ListenerSettings {
     /// HTTP/1.1: keep header names exactly as the client and backend wrote
     /// them, instead of writing them in Title-Case.
     pub preserve_header_case: bool,
+    /// Largest request head accepted (431 beyond it).
+    pub max_header_bytes: usize,
+    /// Most request header fields accepted, HTTP/1.1 (431 beyond it).
+    pub max_headers: usize,
+    /// h2: streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// One `[[route]]`, host names lower-cased.
@@ -137,6 +166,10 @@ pub struct UpstreamSettings {
     pub balance: Balance,
     pub tls: Option<UpstreamTlsSettings>,
     pub health: Option<HealthSettings>,
+    /// Passive health: connection failures in a row that take a server out
+    /// of rotation for `fail_timeout`; 0 never takes it out.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
 }
 
 /// `[upstream.tls]` (validated; not active in this version).

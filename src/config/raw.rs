@@ -52,6 +52,8 @@ pub struct RawTimeouts {
     pub upstream_response: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub client_header: Option<Spanned<String>>,
+    pub proxy_header: Option<Spanned<String>>,
 }
 
 /// One `[[certificate]]`.
@@ -98,6 +100,9 @@ pub struct RawListener {
     pub legacy_upstream: Option<Spanned<String>>,
     #[serde(default)]
     pub preserve_header_case: bool,
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub max_headers: Option<Spanned<usize>>,
+    pub max_concurrent_streams: Option<Spanned<u32>>,
 }
 
 /// One `[[route]]`.
@@ -162,4 +167,6 @@ pub struct RawUpstream {
     pub balance: Balance,
     pub tls: Option<Spanned<RawUpstreamTls>>,
     pub health: Option<Spanned<RawHealth>>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Spanned<String>>,
 }

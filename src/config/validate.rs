@@ -268,6 +268,8 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         upstream_response: duration(&t.upstream_response, DEFAULT_UPSTREAM_RESPONSE, errors),
         upstream_idle: duration(&t.upstream_idle, DEFAULT_UPSTREAM_IDLE, errors),
         shutdown_grace: duration(&t.shutdown_grace, DEFAULT_SHUTDOWN_GRACE, errors),
+        client_header: duration(&t.client_header, DEFAULT_CLIENT_HEADER, errors),
+        proxy_header: duration(&t.proxy_header, DEFAULT_PROXY_HEADER, errors),
     };
 
     let mut seen = HashSet::new();
@@ -371,6 +373,8 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             balance: u.balance,
             tls,
             health,
+            max_fails: u.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
+            fail_timeout: duration(&u.fail_timeout, DEFAULT_FAIL_TIMEOUT, errors),
         });
     }
     let upstream_names: HashSet<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
@@ -476,6 +480,48 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         if l.proxy_protocol {
             inactive.push(format!("listener \"{name}\": proxy_protocol"));
         }
+        let at_least = |v: &Option<Spanned<usize>>,
+                        default: usize,
+                        min: usize,
+                        key: &str,
+                        errors: &mut Errors<'_>| {
+            match v {
+                None => default,
+                Some(v) if *v.get_ref() >= min => *v.get_ref(),
+                Some(v) => {
+                    errors.at(
+                        Some(v.span()),
+                        format!("listener \"{name}\": {key} must be at least {min}"),
+                    );
+                    default
+                }
+            }
+        };
+        let max_header_bytes = at_least(
+            &l.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+            8192,
+            "max_header_bytes",
+            errors,
+        );
+        let max_headers = at_least(
+            &l.max_headers,
+            DEFAULT_MAX_HEADERS,
+            16,
+            "max_headers",
+            errors,
+        );
+        let max_concurrent_streams = match &l.max_concurrent_streams {
+            None => DEFAULT_MAX_CONCURRENT_STREAMS,
+            Some(v) if *v.get_ref() >= 1 => *v.get_ref(),
+            Some(v) => {
+                errors.at(
+                    Some(v.span()),
+                    format!("listener \"{name}\": max_concurrent_streams must be at least 1"),
+                );
+                DEFAULT_MAX_CONCURRENT_STREAMS
+            }
+        };
         if l.legacy_upstream.is_some() {
             inactive.push(format!("listener \"{name}\": legacy_upstream"));
         }
@@ -492,6 +538,9 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             trusted_proxies,
             legacy_upstream: l.legacy_upstream.as_ref().map(|u| u.get_ref().clone()),
             preserve_header_case: l.preserve_header_case,
+            max_header_bytes,
+            max_headers,
+            max_concurrent_streams,
         });
     }
     let listener_names: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
