@@ -159,6 +159,9 @@ mod tests {
             trusted_proxies: vec![],
             legacy_upstream: None,
             preserve_header_case: false,
+            max_header_bytes: 65536,
+            max_headers: 100,
+            max_concurrent_streams: 100,
         }
     }
 
