@@ -78,7 +78,8 @@ fn answer(state: &State, req: &Request<Incoming>, started: SystemTime) -> Respon
         ),
         "/metrics" => (
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            // prometheus-client writes OpenMetrics text (with `# EOF`).
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
         _ => (
