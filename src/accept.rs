@@ -2,7 +2,10 @@
 //!
 //! The loop survives every accept error (EMFILE and friends: back off
 //! briefly and go on), admits a connection only with a permit of the
-//! listener's `max_connections`, and stops when asked.
+//! listener's `max_connections`, and stops when asked. A listener's PROXY
+//! protocol header is read in the connection's own task
+//! ([`crate::proxy_protocol`]), so a slow or silent balancer connection never
+//! holds up the loop.
 
 use std::io;
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::head_timer::InFlight;
 use crate::report::ClientRef;
 use crate::state::State;
 use crate::telemetry::{millis, AccessRecord};
@@ -125,6 +126,9 @@ pub struct Exchange {
     pub line: Option<AccessLine>,
     /// The report entry this request joins (see `proxy::ConnInfo::report`).
     pub report: Option<ClientRef>,
+    /// Holds the connection's timers off until the response ends (or, for
+    /// an upgrade, the tunnel ends: then the tunnel takes it).
+    pub in_flight: Option<InFlight>,
 }
 
 /// An access-log line being filled in.

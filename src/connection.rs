@@ -30,14 +30,15 @@ pub fn next_conn_id() -> u64 {
 pub async fn serve(
     state: Arc<State>,
     listener: usize,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     cancel: CancellationToken,
 ) {
     let conn = next_conn_id();
-    let mode = state.listeners[listener].settings.mode;
-    let info = ConnInfo {
+    let settings = &state.listeners[listener].settings;
+    let (mode, proxy_protocol) = (settings.mode, settings.proxy_protocol);
+    let mut info = ConnInfo {
         conn,
         listener,
         peer,
@@ -45,12 +46,16 @@ pub async fn serve(
         sni: None,
         certificate: None,
         tls: false,
-        peer_ip: http::HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+        peer_ip: peer_ip(peer.ip()),
         affinity: Default::default(),
         report: None,
         joined: Default::default(),
     };
+    // Behind a PROXY-protocol balancer the header comes first and names the
+    // real client: from here on it is the connection's peer.
+    if proxy_protocol && !crate::proxy_protocol::accept(&state, &mut info, &mut stream).await {
+        return;
+    }
     // Each stage is boxed: a task's future is as large as its largest state,
     // and an idle connection should carry only what its current stage needs
     // (the handshake's state is freed once HTTP is being served).
@@ -63,8 +68,18 @@ pub async fn serve(
     }
 }
 
+/// The client's address as an X-Forwarded-For value.
+pub(crate) fn peer_ip(ip: std::net::IpAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(&ip.to_string())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+}
+
 /// The handshake-log line for a connection, filled in as it goes.
-fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeRecord {
+pub(crate) fn record(
+    state: &State,
+    info: &ConnInfo,
+    hello: Option<&ClientHelloInfo>,
+) -> HandshakeRecord {
     HandshakeRecord {
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
@@ -93,15 +108,13 @@ fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> Ha
 
 /// Writes a handshake-log line, counts it, and adds it to the report; the
 /// report's handle when it tracks this client (no SNI, or a failure).
-fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
+pub(crate) fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
     let listener = &state.listeners[info.listener];
     listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
     // Served = offered in a ServerHello, whether or not the client then
     // accepted it.
     if rec.fallback && rec.certificate.is_some() {
-        if let Some(c) = listener.fallback {
-            listener.metrics.fallback_served(c);
-        }
+        listener.metrics.fallback_served();
     }
     match rec.outcome {
         "ok" | "passthrough" => {
@@ -281,7 +294,7 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     let upstream = &state.upstreams[route.upstream()];
     rec.upstream = Some(upstream.name.clone());
     rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
-    let mut backend = match upstream.connect_raw().await {
+    let mut backend = match upstream.connect_raw(info.peer.ip()).await {
         Ok((server, b)) => {
             tracing::debug!(conn = info.conn, %server, "passthrough");
             b

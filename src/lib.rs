@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod balance;
 pub mod body;
 pub mod certs;
 pub mod config;
@@ -17,9 +18,12 @@ pub mod diagnose;
 pub mod explain;
 pub mod fingerprint;
 pub mod gen_certs;
+pub mod head_timer;
+pub mod health;
 pub mod hello;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod replay;
 pub mod report;
 pub mod route;
@@ -29,3 +33,4 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_tls;

@@ -138,7 +138,7 @@ impl Metrics {
         let server_up = Family::<ServerLabels, Gauge>::default();
         registry.register(
             "upstream_server_up",
-            "1 when the last attempt to reach the server succeeded, 0 when it failed",
+            "1 while the server is in rotation, 0 while health checks or connection failures keep it out",
             server_up.clone(),
         );
         let expiry = Family::<CertificateLabels, Gauge>::default();
@@ -174,12 +174,12 @@ impl Metrics {
     }
 
     /// Handles for one listener, with `upstreams` the names of every upstream
-    /// (indexed as in the state) and `certificates` every certificate name.
+    /// (indexed as in the state) and `fallback` its fallback certificate's name.
     pub fn listener(
         &self,
         name: &str,
         upstreams: &[String],
-        certificates: &[String],
+        fallback: Option<&str>,
     ) -> ListenerMetrics {
         let handshakes = |sni: &'static str| {
             OUTCOMES.map(|outcome| {
@@ -204,15 +204,12 @@ impl Metrics {
         };
         ListenerMetrics {
             handshakes: [handshakes("present"), handshakes("absent")],
-            fallback: certificates
-                .iter()
-                .map(|c| {
-                    self.fallback.get_or_create_owned(&FallbackLabels {
-                        listener: name.to_string(),
-                        certificate: c.clone(),
-                    })
+            fallback: fallback.map(|c| {
+                self.fallback.get_or_create_owned(&FallbackLabels {
+                    listener: name.to_string(),
+                    certificate: c.to_string(),
                 })
-                .collect(),
+            }),
             requests: upstreams
                 .iter()
                 .map(|u| classes(u))
@@ -223,8 +220,8 @@ impl Metrics {
         }
     }
 
-    /// The up/down gauge of one upstream server, set to 1 (up until a
-    /// connection attempt fails).
+    /// The in-rotation gauge of one upstream server, set to 1 (servers
+    /// start in rotation).
     pub fn server_up(&self, upstream: &str, server: &str) -> Gauge {
         let g = self.server_up.get_or_create_owned(&ServerLabels {
             upstream: upstream.to_string(),
@@ -271,8 +268,8 @@ impl Metrics {
 pub struct ListenerMetrics {
     /// [SNI present, absent] x [`OUTCOMES`].
     handshakes: [[Counter; 5]; 2],
-    /// Per certificate id.
-    fallback: Vec<Counter>,
+    /// The listener's fallback certificate.
+    fallback: Option<Counter>,
     /// Per upstream id, then one for "none"; per status class.
     requests: Vec<[Counter; 5]>,
     duration: Histogram,
@@ -292,8 +289,8 @@ impl ListenerMetrics {
     }
 
     /// Counts a handshake answered with the fallback certificate.
-    pub fn fallback_served(&self, certificate: usize) {
-        if let Some(c) = self.fallback.get(certificate) {
+    pub fn fallback_served(&self) {
+        if let Some(c) = &self.fallback {
             c.inc();
         }
     }

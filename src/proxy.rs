@@ -6,7 +6,6 @@
 //! against the TLS name (421), route, rewrite the request, send upstream,
 //! rewrite the response, log.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,11 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{AccessLine, Exchange, RequestBody, ResponseBody};
 use crate::certs::covers;
+use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
+use crate::head_timer::{HeadTimer, InFlight, Phase};
 use crate::report::ClientRef;
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::telemetry::{timestamp, AccessRecord};
 use crate::tls::CertificateId;
+use crate::upstream::UpstreamError;
 
 /// What the HTTP stage knows about the connection a request came on.
 #[derive(Debug)]
@@ -66,23 +68,30 @@ pub async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let phase = Arc::new(Phase::default());
     let service = {
         let state = state.clone();
         let info = info.clone();
+        let phase = phase.clone();
         service_fn(move |req| {
+            let in_flight = phase.begin();
             let state = state.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(handle(&state, &info, req).await) }
+            async move { handle(&state, &info, req, in_flight).await }
         })
     };
-    let io = TokioIo::new(io);
-    let idle = state.settings.timeouts.client_idle;
+    let timeouts = &state.settings.timeouts;
+    let idle = timeouts.client_idle;
+    let settings = &state.listeners[info.listener].settings;
     // Boxed (see connection.rs): only the protocol in use takes memory.
     let result = if h2 {
-        Box::pin(serve_h2(io, service, idle, cancel)).await
+        // A request head arrives in one HEADERS frame: between requests
+        // only the idle timer applies.
+        let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle));
+        Box::pin(serve_h2(io, service, idle, settings, cancel)).await
     } else {
-        let case = state.listeners[info.listener].settings.preserve_header_case;
-        Box::pin(serve_h1(io, service, idle, case, cancel)).await
+        let io = TokioIo::new(HeadTimer::new(io, phase, idle, timeouts.client_header));
+        Box::pin(serve_h1(io, service, settings, cancel)).await
     };
     if let Err(e) = result {
         tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
@@ -92,8 +101,7 @@ pub async fn serve<IO>(
 async fn serve_h1<IO, S>(
     io: TokioIo<IO>,
     service: S,
-    idle: Duration,
-    preserve_header_case: bool,
+    settings: &ListenerSettings,
     cancel: CancellationToken,
 ) -> Result<(), hyper::Error>
 where
@@ -101,15 +109,22 @@ where
     S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // hyper starts the header timer whenever it waits for a request head,
-    // so between keep-alive requests too: it is our idle timeout.
+    let case = settings.preserve_header_case;
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(idle)
+        // The idle and head timers are the stream's (see head_timer.rs).
+        .header_read_timeout(None)
+        // Larger heads get 431 (as do more fields than max_headers).
+        .max_header_size(settings.max_header_bytes)
         // Exact case costs a map per request (a seventh of the proxy's CPU
         // per request); Title-Case is what IIS and browsers write anyway.
-        .preserve_header_case(preserve_header_case)
-        .title_case_headers(!preserve_header_case);
+        .preserve_header_case(case)
+        .title_case_headers(!case);
+    if settings.max_headers != DEFAULT_MAX_HEADERS {
+        // hyper parses into a stack array of the default size; any other
+        // count costs a heap allocation per request.
+        builder.max_headers(settings.max_headers);
+    }
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
@@ -125,6 +140,7 @@ async fn serve_h2<IO, S>(
     io: TokioIo<IO>,
     service: S,
     idle: Duration,
+    settings: &ListenerSettings,
     cancel: CancellationToken,
 ) -> Result<(), hyper::Error>
 where
@@ -136,7 +152,9 @@ where
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(idle / 2))
-        .keep_alive_timeout(idle / 4);
+        .keep_alive_timeout(idle / 4)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
@@ -153,7 +171,9 @@ async fn handle(
     state: &Arc<State>,
     info: &ConnInfo,
     req: Request<Incoming>,
-) -> Response<ResponseBody> {
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, h2::Error> {
+    let h2 = req.version() == Version::HTTP_2;
     let start = Instant::now();
     let listener = &state.listeners[info.listener];
     let host = request_host(&req);
@@ -172,13 +192,19 @@ async fn handle(
         start,
         line,
         report,
+        in_flight: Some(in_flight),
     });
 
     // The Host must be one the certificate of this connection speaks for.
     if let (Some(sni), Some(h), Some(cert)) = (&info.sni, &host, info.certificate) {
         if sni != h && !covers(&state.certificates.get(cert).names, h) {
             let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
-            return local_response(StatusCode::MISDIRECTED_REQUEST, msg, exchange, None);
+            return Ok(local_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                msg,
+                exchange,
+                None,
+            ));
         }
     }
 
@@ -187,47 +213,99 @@ async fn handle(
             "404 Not Found: no route for host {}\n",
             host.as_deref().unwrap_or("(none)")
         );
-        return local_response(StatusCode::NOT_FOUND, msg, exchange, None);
+        return Ok(local_response(StatusCode::NOT_FOUND, msg, exchange, None));
     };
     let upstream = &state.upstreams[route.upstream()];
     if let Some(l) = &mut exchange.line {
         l.record.upstream = Some(upstream.name.clone());
     }
 
-    let req = rewrite_request(
+    // A protocol upgrade (WebSocket): the client's side of the tunnel,
+    // once the backend has agreed.
+    let mut req = req;
+    let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let mut req = rewrite_request(
         req,
         info,
+        upstream.is_tls(),
         &listener.settings.trusted_proxies,
         exchange.line.as_ref().map(|l| l.bytes_in.clone()),
     );
-    match upstream.send(req, &info.affinity).await {
-        Ok((resp, server, back)) => {
+    if let Some((protocol, _)) = &upgrade {
+        let headers = req.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+    match upstream.send(req, info.peer.ip(), &info.affinity).await {
+        Ok((mut resp, server, back)) => {
             exchange.upstream = Some(route.upstream());
             exchange.status = resp.status().as_u16();
             if let Some(l) = &mut exchange.line {
                 l.record.server = Some(server);
             }
+            if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, resp.status()) {
+                let backend = hyper::upgrade::on(&mut resp);
+                // The tunnel holds the connection's timers off for as long
+                // as it lives (its own idle timeout applies).
+                let in_flight = exchange.in_flight.take();
+                let idle = state.settings.timeouts.client_idle;
+                tokio::spawn(tunnel(client, backend, idle, in_flight, info.conn));
+                drop(back);
+                let (mut parts, _) = resp.into_parts();
+                let protocol = parts.headers.get(header::UPGRADE).cloned();
+                remove_hop_by_hop(&mut parts.headers);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Some(p) = protocol {
+                    parts.headers.insert(header::UPGRADE, p);
+                }
+                return Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::full("").with_exchange(exchange),
+                ));
+            }
+            if h2 && crate::upstream::asks_for_connection_auth(&resp) {
+                // NTLM and Negotiate authenticate a connection, which h2
+                // multiplexes: do what IIS does and ask the client to retry
+                // this request over HTTP/1.1 (RST_STREAM HTTP_1_1_REQUIRED;
+                // browsers, curl and .NET then reconnect with HTTP/1.1).
+                if let Some(l) = &mut exchange.line {
+                    l.record.error = Some(
+                        "NTLM/Negotiate over HTTP/2: asked the client to retry over HTTP/1.1"
+                            .into(),
+                    );
+                }
+                drop((resp, back));
+                return Err(h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED));
+            }
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(
+            Ok(Response::from_parts(
                 parts,
                 ResponseBody::upstream(body, back).with_exchange(exchange),
-            )
+            ))
         }
         Err(e) => {
             let status = e.status();
-            tracing::warn!(
-                conn = info.conn,
-                upstream = %upstream.name,
-                server = %e.server(),
-                error = %e,
-                default = matches!(route, RouteMatch::Default(_)),
-                "upstream request failed; answering {}",
-                status.as_u16()
-            );
+            let no_server = matches!(e, UpstreamError::NoServer { .. });
+            if no_server {
+                // The upstream logs this itself, at most every 10 s.
+                tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
+            } else {
+                tracing::warn!(
+                    conn = info.conn,
+                    upstream = %upstream.name,
+                    server = %e.server(),
+                    error = %e,
+                    default = matches!(route, RouteMatch::Default(_)),
+                    "upstream request failed; answering {}",
+                    status.as_u16()
+                );
+            }
             exchange.upstream = Some(route.upstream());
             if let Some(l) = &mut exchange.line {
-                l.record.server = Some(e.server().to_string());
+                l.record.server = (!no_server).then(|| e.server().to_string());
             }
             let msg = format!(
                 "{} {}: upstream {} did not answer\n",
@@ -235,9 +313,46 @@ async fn handle(
                 status.canonical_reason().unwrap_or(""),
                 upstream.name
             );
-            local_response(status, msg, exchange, Some(e.to_string()))
+            Ok(local_response(status, msg, exchange, Some(e.to_string())))
         }
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Upgrade`, with
+/// `upgrade` among its `Connection` tokens), e.g. `websocket`.
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between the upgraded client and backend
+/// connections until both close or neither sends anything for `idle`.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    in_flight: Option<InFlight>,
+    conn: u64,
+) {
+    match tokio::join!(client, backend) {
+        (Ok(c), Ok(b)) => {
+            crate::splice::copy_both_ways(TokioIo::new(c), TokioIo::new(b), idle).await;
+        }
+        (c, b) => {
+            tracing::debug!(conn, client = ?c.err(), backend = ?b.err(), "upgrade did not complete");
+        }
+    }
+    drop(in_flight);
 }
 
 /// The access-log line of a request, before the response is known.
@@ -326,12 +441,13 @@ fn version_name(v: Version) -> &'static str {
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// `Trailer` is not among them: it announces end-to-end trailer fields, and
+/// hyper sends only the trailers a `Trailer` header names.
+const HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -363,28 +479,34 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// WebDAV COPY/MOVE name their target in `Destination` as an absolute URL.
-/// The client wrote `https://host/...`, but the backend is reached over plain
-/// HTTP and compares the URL with its own scheme (IIS and Apache answer 502
-/// "bad gateway" to a scheme mismatch), so a Destination on the same host is
-/// rewritten to `http://`, as TLS-offloading deployments of SharePoint
-/// require.
-fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+/// The client wrote its own scheme (`https://host/...` through a TLS
+/// listener), but the backend compares the URL with the scheme it is reached
+/// by (IIS and Apache answer 502 "bad gateway" to a mismatch), so a
+/// Destination on the same host gets the backend's scheme, as TLS-offloading
+/// deployments of SharePoint require (and the reverse for a plain listener
+/// in front of a TLS backend). Called only when the two schemes differ.
+fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, backend_tls: bool) {
     let (Some(dest), Some(host)) = (headers.get("destination"), host) else {
         return;
     };
     let (Ok(dest), Ok(host)) = (dest.to_str(), host.to_str()) else {
         return;
     };
+    let (from, to) = if backend_tls {
+        ("http://", "https://")
+    } else {
+        ("https://", "http://")
+    };
     let Some(rest) = dest
-        .get(..8)
-        .filter(|p| p.eq_ignore_ascii_case("https://"))
-        .map(|_| &dest[8..])
+        .get(..from.len())
+        .filter(|p| p.eq_ignore_ascii_case(from))
+        .map(|_| &dest[from.len()..])
     else {
         return;
     };
     let authority = rest.split('/').next().unwrap_or("");
     if normalize_host(authority).is_some() && normalize_host(authority) == normalize_host(host) {
-        if let Ok(v) = HeaderValue::from_str(&format!("http://{rest}")) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{to}{rest}")) {
             headers.insert("destination", v);
         }
     }
@@ -395,6 +517,7 @@ fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
 fn rewrite_request(
     req: Request<Incoming>,
     info: &ConnInfo,
+    backend_tls: bool,
     trusted: &[ipnet::IpNet],
     bytes_in: Option<Arc<AtomicU64>>,
 ) -> Request<RequestBody> {
@@ -403,7 +526,21 @@ fn rewrite_request(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
+    // `TE: trailers` says the client takes response trailers (hyper sends
+    // them only then): snigate passes trailers on, so it asks on its behalf.
+    let trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if let Some(h) = &original_host {
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, h.clone());
@@ -440,8 +577,8 @@ fn rewrite_request(
         );
         parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     }
-    if info.tls {
-        rewrite_destination(&mut parts.headers, original_host.as_ref());
+    if info.tls != backend_tls {
+        rewrite_destination(&mut parts.headers, original_host.as_ref(), backend_tls);
     }
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, RequestBody::new(body, bytes_in))

@@ -93,6 +93,7 @@ impl Proxy {
             None => None,
         };
         tokio::spawn(prune_upstreams(state.clone(), cancel.clone()));
+        crate::health::start(&state, &cancel);
         Ok(Proxy {
             state,
             cancel,

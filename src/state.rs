@@ -8,13 +8,14 @@ use rustls::ServerConfig;
 use tokio::sync::Semaphore;
 
 use crate::certs::load_certificate;
-use crate::config::{ListenerMode, ListenerSettings, Settings};
+use crate::config::{ListenerMode, ListenerSettings, Settings, UpstreamSettings};
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::report::{Report, ReportLimits};
 use crate::route::RouteTable;
 use crate::telemetry::JsonLines;
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
 use crate::upstream::Upstream;
+use crate::upstream_tls::UpstreamTls;
 
 /// One listener's runtime part.
 pub struct ListenerState {
@@ -79,12 +80,16 @@ impl State {
         let upstreams: Vec<Upstream> = settings
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, settings.timeouts, preserve_header_case, &metrics))
+            .map(|u| {
+                let tls = upstream_tls(u, &mut errors);
+                for note in u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)) {
+                    tracing::warn!("{note}");
+                }
+                Upstream::new(u, settings.timeouts, preserve_header_case, &metrics, tls)
+            })
             .collect();
         let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
         let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
-        let certificate_names: Vec<String> =
-            certificates.all().iter().map(|c| c.name.clone()).collect();
 
         let mut listeners = Vec::new();
         for l in &settings.listeners {
@@ -112,7 +117,11 @@ impl State {
                 routes: RouteTable::for_listener(l, &settings.routes, upstream_id),
                 connections: Arc::new(Semaphore::new(l.max_connections)),
                 default_upstream: l.default_upstream.as_deref().and_then(upstream_id),
-                metrics: metrics.listener(&l.name, &upstream_names, &certificate_names),
+                metrics: metrics.listener(
+                    &l.name,
+                    &upstream_names,
+                    l.fallback_certificate.as_deref(),
+                ),
             });
         }
 
@@ -158,6 +167,9 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
             Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
         }
     }
+    for u in &settings.upstreams {
+        upstream_tls(u, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -166,6 +178,9 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
         .iter()
         .map(|s| format!("not active in this version: {s}"))
         .collect();
+    for u in &settings.upstreams {
+        notes.extend(u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)));
+    }
     let now = std::time::SystemTime::now();
     for c in &loaded {
         if !c.is_valid_at(now) {
@@ -201,4 +216,17 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
         }
     }
     Ok(notes)
+}
+
+/// The TLS client side of an upstream with `tls` (its CA file read); an
+/// error, naming the upstream and the file, goes to `errors`.
+fn upstream_tls(u: &UpstreamSettings, errors: &mut Vec<String>) -> Option<UpstreamTls> {
+    let settings = u.tls.as_ref()?;
+    match UpstreamTls::new(&u.name, settings, crate::tls::crypto_provider()) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
 }

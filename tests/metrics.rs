@@ -24,7 +24,7 @@ async fn metrics_count_handshakes_requests_connections_and_servers() {
              [[route]]\nhosts = [\"a.test\"]\nupstream = \"a\"\n\n\
              [[route]]\nhosts = [\"dead.test\"]\nupstream = \"dead\"\n\n\
              [[upstream]]\nname = \"a\"\nservers = [\"{}\"]\n\n\
-             [[upstream]]\nname = \"dead\"\nservers = [\"{}\"]\n",
+             [[upstream]]\nname = \"dead\"\nservers = [\"{}\"]\nmax_fails = 1\n",
             cert_toml("fb", &fb),
             cert_toml("a", &a),
             be.addr,

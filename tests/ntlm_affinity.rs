@@ -215,3 +215,62 @@ async fn ntlm_clients_keep_their_own_upstream_connection() {
     .await
     .expect("bounded");
 }
+
+mod common;
+
+/// h2 multiplexes requests of many users' tabs over one connection, which
+/// NTLM cannot authenticate: like IIS, snigate answers the challenge with
+/// RST_STREAM HTTP_1_1_REQUIRED, and the client retries over HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_over_h2_asks_the_client_for_http_1_1() {
+    common::bounded(async {
+        let (backend, _) = ntlm_backend().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = common::Pki::new(dir.path());
+        let leaf = pki.leaf("portal", &["portal.contoso.test"], common::Key::Ecdsa);
+        let text = format!(
+            "{}[[listener]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nfallback_certificate = \"portal\"\n\
+             default_upstream = \"farm\"\n\n[[upstream]]\nname = \"farm\"\nservers = [\"{backend}\"]\n",
+            common::cert_toml("portal", &leaf)
+        );
+        let proxy = common::start_proxy(dir.path(), &text).await;
+        let addr = proxy.addr("main").expect("addr");
+
+        let opts = common::ClientOpts::sni("portal.contoso.test").alpn(&["h2", "http/1.1"]);
+        let tls = common::tls_connect(addr, &pki.ca_der, &opts).await.unwrap();
+        assert_eq!(tls.alpn().as_deref(), Some("h2"));
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls.stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("https://portal.contoso.test/_layouts/15/start.aspx")
+            .body(common::full(""))
+            .unwrap();
+        let err = sender
+            .send_request(req)
+            .await
+            .expect_err("an NTLM challenge must not reach an h2 client");
+        let reason = std::error::Error::source(&err)
+            .and_then(|e| e.downcast_ref::<h2::Error>())
+            .and_then(|e| e.reason());
+        assert_eq!(reason, Some(h2::Reason::HTTP_1_1_REQUIRED), "{err:?}");
+        // The connection stays usable for other requests.
+        assert!(!sender.is_closed());
+
+        // Over HTTP/1.1 the same client authenticates.
+        let opts = common::ClientOpts::sni("portal.contoso.test").alpn(&["http/1.1"]);
+        let tls = common::tls_connect(addr, &pki.ca_der, &opts).await.unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls.stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut send: Sender = send;
+        let body = authenticate(&mut send, "carol").await;
+        assert!(body.ends_with("authenticated as carol"), "{body}");
+    })
+    .await
+}

@@ -331,7 +331,6 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                     errors.at(Some(span.clone()), format!("upstream \"{}\": pin_sha256 \"{pin}\" is not a base64 SHA-256 digest (44 characters)", u.name.get_ref()));
                 }
             }
-            inactive.push(format!("upstream \"{}\": tls (backends are reached over plain HTTP in this version)", u.name.get_ref()));
             UpstreamTlsSettings {
                 server_name: tls.server_name.clone(),
                 ca: tls.ca.as_deref().map(|p| resolve(&base, p)),
@@ -352,7 +351,6 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                     ),
                 );
             }
-            inactive.push(format!("upstream \"{}\": health checks", u.name.get_ref()));
             HealthSettings {
                 path,
                 interval: duration(&h.interval, Duration::from_secs(5), errors),
@@ -360,13 +358,6 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                 expect_status: h.expect_status.unwrap_or(200),
             }
         });
-        if u.balance != Balance::RoundRobin {
-            inactive.push(format!(
-                "upstream \"{}\": balance = \"{}\" (round-robin is used)",
-                u.name.get_ref(),
-                u.balance.as_str()
-            ));
-        }
         upstreams.push(UpstreamSettings {
             name: u.name.get_ref().clone(),
             servers: u.servers.get_ref().clone(),
@@ -476,9 +467,6 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                 Some(l.name.span()),
                 format!("listener \"{name}\": max_connections must be at least 1"),
             );
-        }
-        if l.proxy_protocol {
-            inactive.push(format!("listener \"{name}\": proxy_protocol"));
         }
         let at_least = |v: &Option<Spanned<usize>>,
                         default: usize,
