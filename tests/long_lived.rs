@@ -379,12 +379,13 @@ async fn oversized_heads_get_431() {
 }
 
 /// Outlook Anywhere: RPC_IN_DATA announces a 1 GiB body and streams it for
-/// as long as the session lasts. Here 1 GiB with pauses longer than
-/// upstream_response: nothing may cut it, and every byte must arrive.
+/// as long as the session lasts. Here 2 GiB (past every 32-bit counter) with
+/// pauses longer than upstream_response: nothing may cut it, and every byte
+/// must arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpc_in_data_gigabyte_streams_through_with_pauses() {
+async fn rpc_in_data_two_gigabytes_stream_through_with_pauses() {
     bounded_for(Duration::from_secs(120), async {
-        const SIZE: u64 = 1 << 30;
+        const SIZE: u64 = 2 << 30;
         let be = backend("be").await;
         let f = farm(be.addr, "[timeouts]\nupstream_response = \"400ms\"\n").await;
         let tls = tls_connect(
@@ -412,7 +413,7 @@ async fn rpc_in_data_gigabyte_streams_through_with_pauses() {
                     total += len as u64;
                     index += 1;
                     // Pauses longer than upstream_response.
-                    if index.is_multiple_of(4096) {
+                    if index.is_multiple_of(8192) {
                         tokio::time::sleep(Duration::from_millis(600)).await;
                     }
                 }
