@@ -426,7 +426,10 @@ impl Upstream {
             .get_all(http::header::CONNECTION)
             .iter()
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        if closing || sender.is_closed() {
+        // A 101 hands the connection over to the upgraded protocol: it is
+        // no longer HTTP and must never go back to the pool.
+        let upgraded = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        if closing || upgraded || sender.is_closed() {
             return (resp, addr, PoolReturn::count_only(server, counted, ends));
         }
         let back = PoolReturn {
