@@ -120,6 +120,9 @@ pub(crate) fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Opt
         "ok" | "passthrough" => {
             tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
         }
+        "legacy_passthrough" => {
+            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, upstream = ?rec.upstream, reason = ?rec.reason, "client rustls cannot serve handed to the legacy upstream")
+        }
         _ => {
             tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed")
         }
@@ -171,11 +174,21 @@ async fn serve_https(
     cancel: CancellationToken,
 ) {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start, false).await else {
+    let legacy = state.listeners[info.listener]
+        .settings
+        .legacy_upstream
+        .clone();
+    // With a legacy_upstream an SSLv2-format hello is read like any other:
+    // it goes there below.
+    let Some(hello) = read_hello(&state, &info, &mut stream, start, legacy.is_some()).await else {
         return;
     };
     let listener = &state.listeners[info.listener];
     let mut rec = record(&state, &info, Some(&hello.info));
+    // A strict listener refuses a hello whose name it has no certificate for
+    // even when a legacy_upstream could take it: that upstream is for what a
+    // client can do (versions, suites), not for names snigate was told to
+    // refuse.
     let (certificate, fallback) = match state.certificates.select(
         &hello.info,
         listener.fallback,
@@ -197,6 +210,19 @@ async fn serve_https(
     let cert = state.certificates.get(certificate);
     rec.certificate = Some(cert.name.clone());
     rec.fallback = fallback;
+    if let Some(upstream) = &legacy {
+        // Before rustls sees the hello (a failed handshake cannot be undone):
+        // a cheap look at what it offers, no handshake per connection.
+        let config = &listener.server_configs[certificate];
+        if let Err(reason) = crate::legacy::can_serve(&hello.info, config, &cert.certified_key) {
+            rec.reason = Some(reason);
+            // Boxed: its state is no part of the HTTP connection's future.
+            let forward =
+                crate::legacy::forward(&state, &info, stream, hello.bytes, upstream, rec, start);
+            Box::pin(forward).await;
+            return;
+        }
+    }
     let config = listener.server_configs[certificate].clone();
     let ClientHello { bytes, info: hello } = hello;
     let replay = PrefixedStream::new(bytes, stream);
@@ -309,9 +335,14 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     rec.outcome = "passthrough";
     rec.ms = millis(start.elapsed());
     emit(&state, &info, &rec);
-    if backend.write_all(&hello.bytes).await.is_err() {
+    drop(rec);
+    // The PROXY header first when the upstream asks for one, then the hello.
+    let first = crate::legacy::preamble(&state, upstream, &info, &hello.bytes);
+    drop(hello);
+    if backend.write_all(&first).await.is_err() {
         return;
     }
+    drop(first);
     let idle = state.settings.timeouts.client_idle;
     crate::splice::copy_both_ways(stream, backend, idle).await;
 }

@@ -52,23 +52,24 @@ pub fn hint(
     if hello.max_version() <= 0x0300 {
         return Some(
             "the client offers only SSL 3.0, which is broken (POODLE) and which no current server should \
-             offer: update or retire the client; a passthrough listener to a backend that still enables \
-             SSL 3.0 is the only way to serve it"
+             offer: update or retire the client; a backend that still enables SSL 3.0, reached through the \
+             listener's legacy_upstream or a passthrough listener, is the only way to serve it"
                 .into(),
         );
     }
     if hello.max_version() < 0x0303 {
         return Some(
             "enable TLS 1.2 on the client (Windows 7/8 WinHTTP and WebDAV: KB3140245 and \
-             DefaultSecureProtocols), or send it to a backend that still speaks TLS 1.0 through a \
-             passthrough listener"
+             DefaultSecureProtocols), or send it to a backend that still speaks TLS 1.0: set legacy_upstream \
+             on the listener, or use a passthrough listener"
                 .into(),
         );
     }
     if hello.signature_algorithms.is_empty() && reason.contains("signature_algorithms") {
         return Some(
             "the client sends no signature_algorithms extension, which rustls requires: an old TLS stack; \
-             update the client or pass it through to a backend that serves it"
+             update the client, or pass it to a backend that serves it (legacy_upstream on the listener, \
+             or a passthrough listener)"
                 .into(),
         );
     }
@@ -83,7 +84,8 @@ pub fn hint(
         if !offers(&RUSTLS_SUITES) {
             return Some(
                 "the client offers only RSA-key-exchange and CBC suites, which rustls does not implement: \
-                 passthrough to a backend that still offers them would serve it"
+                 a backend that still offers them would serve it (legacy_upstream on the listener, or a \
+                 passthrough listener)"
                     .into(),
             );
         }
@@ -118,7 +120,8 @@ pub fn refusal_hint(sni: bool) -> &'static str {
 
 /// The hint for SSLv2-format hellos.
 pub const SSLV2: &str = "SSLv2-format ClientHello (Java 6, Windows XP era): rustls cannot serve it; enable TLS 1.2 \
-     on the client, or send it to a backend that still speaks its protocol through a passthrough listener";
+     on the client, or send it to a backend that still speaks its protocol: set legacy_upstream on the listener, \
+     or use a passthrough listener";
 
 #[cfg(test)]
 mod tests {

@@ -272,7 +272,8 @@ fn explain_https(
     info: &ClientHelloInfo,
 ) -> ListenerOutcome {
     let mut o = ListenerOutcome::new(l, "https");
-    if info.sslv2 {
+    let legacy = l.settings.legacy_upstream.as_deref();
+    if info.sslv2 && legacy.is_none() {
         // As in connection.rs: refused while reading the hello, before any
         // certificate is chosen.
         let err = HelloError::Sslv2 {
@@ -312,6 +313,20 @@ fn explain_https(
         ));
         return o;
     };
+    // As serve_https: a client rustls cannot serve goes to the legacy
+    // upstream, when the listener has one.
+    if let Some(upstream) = legacy {
+        if let Err(reason) = crate::legacy::can_serve(info, config, &cert.certified_key) {
+            o.outcome = "legacy_passthrough";
+            o.upstream = Some(upstream.to_string());
+            o.reason = Some(reason);
+            o.note = Some(
+                "forwarded byte for byte to the listener's legacy_upstream, which does the TLS handshake"
+                    .into(),
+            );
+            return o;
+        }
+    }
     match handshake_in_memory(config.clone(), hello) {
         Ok(hs) => {
             o.outcome = "ok";

@@ -21,6 +21,7 @@ pub mod gen_certs;
 pub mod head_timer;
 pub mod health;
 pub mod hello;
+pub mod legacy;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;

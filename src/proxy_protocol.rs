@@ -320,6 +320,57 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
     }
 }
 
+/// PROXY protocol out: the header snigate writes to an upstream with
+/// `send_proxy_protocol` before the raw TLS stream of a passthrough or
+/// legacy_upstream connection, naming `client` as the source and `local`
+/// (the address the client connected to) as the destination. Built by `ppp`.
+///
+/// Both addresses are given in one family, as HAProxy does: IPv4-mapped IPv6
+/// addresses are written as IPv4, and when one address is IPv4 and the other
+/// IPv6 the IPv4 one is written IPv4-mapped.
+pub fn header(
+    version: crate::config::ProxyProtocolVersion,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Vec<u8> {
+    use crate::config::ProxyProtocolVersion;
+    let (client, local) = one_family(client, local);
+    match version {
+        ProxyProtocolVersion::V1 => ppp::v1::Addresses::from((client, local))
+            .to_string()
+            .into_bytes(),
+        ProxyProtocolVersion::V2 => ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (client, local),
+        )
+        .build()
+        // Only a payload over 64 KiB fails to build; two addresses are
+        // 12 or 36 bytes. Were it to fail, a LOCAL header (the socket's own
+        // addresses stand) still keeps the stream readable for the backend.
+        .unwrap_or_else(|_| {
+            let mut local = V2_SIGNATURE.to_vec();
+            local.extend([0x20, 0x00, 0x00, 0x00]);
+            local
+        }),
+    }
+}
+
+/// `a` and `b` in one address family (see [`header`]).
+fn one_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    let canonical = |s: SocketAddr| SocketAddr::new(s.ip().to_canonical(), s.port());
+    let mapped = |s: SocketAddr| match s.ip() {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), s.port()),
+        IpAddr::V6(_) => s,
+    };
+    let (a, b) = (canonical(a), canonical(b));
+    if a.is_ipv4() == b.is_ipv4() {
+        (a, b)
+    } else {
+        (mapped(a), mapped(b))
+    }
+}
+
 /// Second of the last warning (seconds since the epoch) and the refusals not
 /// warned about since: a balancer that stopped sending headers, or a scan,
 /// must not flood the log (each refusal has its handshake-log line anyway).
@@ -442,6 +493,41 @@ mod tests {
             parse(&v2(1, 0x11, &[1, 2, 3])),
             Err(ProxyHeaderError::V2(_))
         ));
+    }
+
+    /// The header snigate writes reads back as the addresses it was given.
+    #[test]
+    fn written_headers_parse_back() {
+        use crate::config::ProxyProtocolVersion::{V1, V2};
+        let client: SocketAddr = "192.0.2.7:51234".parse().unwrap();
+        let local: SocketAddr = "198.51.100.1:443".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:51234".parse().unwrap();
+        assert_eq!(
+            header(V1, client, local),
+            b"PROXY TCP4 192.0.2.7 198.51.100.1 51234 443\r\n"
+        );
+        for version in [V1, V2] {
+            for (c, l, want_c, want_l) in [
+                (client, local, client, local),
+                (mapped, local, client, local),
+                (client, v6, mapped, v6),
+            ] {
+                assert_eq!(
+                    parse(&header(version, c, l)).unwrap(),
+                    // parse() reads IPv4-mapped addresses as IPv4.
+                    Addresses::Proxied {
+                        source: SocketAddr::new(want_c.ip().to_canonical(), want_c.port()),
+                        destination: SocketAddr::new(want_l.ip().to_canonical(), want_l.port()),
+                    },
+                    "{version:?} {c} {l}"
+                );
+            }
+        }
+        let v2 = header(V2, client, local);
+        assert!(v2.starts_with(V2_SIGNATURE));
+        assert_eq!(v2.len(), 16 + 12);
+        assert_eq!(header(V2, client, v6).len(), 16 + 36);
     }
 
     #[test]

@@ -132,6 +132,13 @@ mode = "passthrough"
 default_upstream = "legacy"
 
 [[listener]]
+name = "iis"
+bind = ["127.0.0.1:18446"]
+fallback_certificate = "farm"
+default_upstream = "portal"
+legacy_upstream = "legacy"
+
+[[listener]]
 name = "plain"
 bind = ["127.0.0.1:18080"]
 mode = "http"
@@ -537,4 +544,29 @@ fn hello_retry_request_is_reported() {
         "{main:#}"
     );
     assert_eq!(doc["groups"][0]["name"], "x448");
+}
+
+#[test]
+fn a_listener_with_legacy_upstream_forwards_what_rustls_cannot_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), KeyAlgorithm::Rsa);
+    for (hello, expect) in [
+        ("win7_ie11_schannel_tls12.hex", "legacy_passthrough"),
+        ("xp_ie8_schannel_tls10_nosni.hex", "legacy_passthrough"),
+        ("java6u45_sslv2hello_nosni.hex", "legacy_passthrough"),
+        ("win10_ie11_schannel_tls12.hex", "ok"),
+    ] {
+        let doc = explain_json(dir.path(), &cfg, hello);
+        let iis = listener(&doc, "iis");
+        assert_eq!(iis["outcome"], expect, "{hello}: {iis:#}");
+        if expect == "legacy_passthrough" {
+            assert_eq!(iis["upstream"], "legacy", "{hello}");
+            assert!(
+                iis["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{iis:#}"
+            );
+            // The listener without legacy_upstream still fails it.
+            assert_eq!(listener(&doc, "main")["outcome"], "failed", "{hello}");
+        }
+    }
 }

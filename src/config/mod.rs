@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{Balance, ListenerMode, LogFormat};
+pub use raw::{Balance, ListenerMode, LogFormat, ProxyProtocolVersion};
 
 /// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
 pub const DEFAULT_CLIENT_HELLO: Duration = Duration::from_secs(10);
@@ -136,6 +136,9 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     /// Sources whose `X-Forwarded-For` is extended rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// https: where a client that rustls cannot serve (TLS 1.1 or older,
+    /// SSLv2-format hello, no suite or signature scheme in common, ...) is
+    /// sent as a raw TLS stream instead of failing its handshake.
     pub legacy_upstream: Option<String>,
     /// HTTP/1.1: keep header names exactly as the client and backend wrote
     /// them, instead of writing them in Title-Case.
@@ -170,6 +173,10 @@ pub struct UpstreamSettings {
     /// of rotation for `fail_timeout`; 0 never takes it out.
     pub max_fails: u32,
     pub fail_timeout: Duration,
+    /// Write a PROXY protocol header (v1 or v2) naming the client before the
+    /// raw TLS stream of a passthrough or legacy_upstream connection. Not
+    /// used for HTTP requests (pooled connections serve many clients).
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 /// `[upstream.tls]` (validated; not active in this version).

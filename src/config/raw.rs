@@ -157,6 +157,17 @@ pub struct RawHealth {
     pub expect_status: Option<u16>,
 }
 
+/// `send_proxy_protocol` of an upstream: the PROXY protocol header snigate
+/// writes before the raw TLS stream (passthrough, legacy_upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
+}
+
 /// One `[[upstream]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,4 +180,5 @@ pub struct RawUpstream {
     pub health: Option<Spanned<RawHealth>>,
     pub max_fails: Option<u32>,
     pub fail_timeout: Option<Spanned<String>>,
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }

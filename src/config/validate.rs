@@ -366,6 +366,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             health,
             max_fails: u.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
             fail_timeout: duration(&u.fail_timeout, DEFAULT_FAIL_TIMEOUT, errors),
+            send_proxy_protocol: u.send_proxy_protocol,
         });
     }
     let upstream_names: HashSet<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
@@ -510,8 +511,12 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                 DEFAULT_MAX_CONCURRENT_STREAMS
             }
         };
-        if l.legacy_upstream.is_some() {
-            inactive.push(format!("listener \"{name}\": legacy_upstream"));
+        // Only an https listener decides per hello whether rustls can serve
+        // the client; the others have no use for a legacy upstream.
+        if l.legacy_upstream.is_some() && l.mode != ListenerMode::Https {
+            inactive.push(format!(
+                "listener \"{name}\": legacy_upstream (only https listeners use it)"
+            ));
         }
         listeners.push(ListenerSettings {
             name: name.clone(),
@@ -576,6 +581,26 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             listeners: listeners_of_route,
             upstream: r.upstream.get_ref().clone(),
         });
+    }
+
+    // The PROXY header goes on raw TLS streams only: an upstream that also
+    // receives HTTP requests (pooled connections shared by many clients)
+    // gets those without it.
+    for u in upstreams.iter().filter(|u| u.send_proxy_protocol.is_some()) {
+        let http_listener = listeners.iter().find(|l| {
+            l.mode != ListenerMode::Passthrough
+                && (l.default_upstream.as_deref() == Some(u.name.as_str())
+                    || routes.iter().any(|r| {
+                        r.upstream == u.name
+                            && (r.listeners.is_empty() || r.listeners.contains(&l.name))
+                    }))
+        });
+        if let Some(l) = http_listener {
+            inactive.push(format!(
+                "upstream \"{}\": send_proxy_protocol on HTTP requests from listener \"{}\" (it is written on passthrough and legacy_upstream connections only)",
+                u.name, l.name
+            ));
+        }
     }
 
     if listeners.is_empty() && errors.list.is_empty() {
