@@ -252,7 +252,8 @@ impl Client {
                 *n += 1;
             }
         }
-        if let (false, Some(reason)) = (ev.succeeded(), ev.reason) {
+        let keep_reason = !ev.succeeded() || ev.outcome == "legacy_passthrough";
+        if let (true, Some(reason)) = (keep_reason, ev.reason) {
             let reason = clip(reason, MAX_VALUE_BYTES);
             let hint = ev.hint.map(|h| clip(h, MAX_VALUE_BYTES));
             let is =

@@ -157,7 +157,9 @@ impl<'a> HandshakeEvent<'a> {
     /// Clients without SNI and clients whose handshake did not succeed are
     /// the ones the report lists.
     fn tracked(&self) -> bool {
-        self.sni.is_none() || !self.succeeded()
+        // Clients handed to the legacy upstream are listed too: they are the
+        // ones whose TLS stack needs fixing.
+        self.sni.is_none() || !self.succeeded() || self.outcome == "legacy_passthrough"
     }
 }
 

@@ -421,3 +421,39 @@ fn clip_keeps_char_boundaries() {
     assert!(c.ends_with('…'));
     assert_eq!(clip("short", 10), "short");
 }
+
+#[test]
+fn legacy_passthrough_clients_are_listed_with_their_reason() {
+    let report = Report::new(ReportLimits::default());
+    let mut rec = handshake(
+        1,
+        "192.0.2.9:50000",
+        Some("portal.contoso.test"),
+        "legacy_passthrough",
+    );
+    rec.reason = Some("the client offers only TLS 1.0; snigate serves TLS 1.2 and 1.3".into());
+    rec.upstream = Some("iis-legacy".into());
+    assert!(
+        report.handshake(&rec).is_some(),
+        "a forwarded client is tracked"
+    );
+    // A modern client with SNI is only counted.
+    assert!(report
+        .handshake(&handshake(
+            2,
+            "192.0.2.10:50000",
+            Some("portal.contoso.test"),
+            "ok"
+        ))
+        .is_none());
+    let snap = report.snapshot();
+    assert_eq!(snap.summary.with_sni.outcomes["legacy_passthrough"], 1);
+    assert_eq!(snap.clients.len(), 1);
+    let c = &snap.clients[0];
+    assert_eq!(c.ip, "192.0.2.9");
+    assert_eq!(c.ok, 1, "forwarded counts as served");
+    assert_eq!(
+        c.reasons.items[0].reason,
+        "the client offers only TLS 1.0; snigate serves TLS 1.2 and 1.3"
+    );
+}
