@@ -53,7 +53,16 @@ pub async fn serve(
     };
     // Behind a PROXY-protocol balancer the header comes first and names the
     // real client: from here on it is the connection's peer.
-    if proxy_protocol && !crate::proxy_protocol::accept(&state, &mut info, &mut stream).await {
+    // Boxed: its read buffers would otherwise stay in every connection's
+    // task for the connection's whole life.
+    if proxy_protocol
+        && !Box::pin(crate::proxy_protocol::accept(
+            &state,
+            &mut info,
+            &mut stream,
+        ))
+        .await
+    {
         return;
     }
     // Each stage is boxed: a task's future is as large as its largest state,
@@ -103,6 +112,7 @@ pub(crate) fn record(
         reason: None,
         hint: None,
         upstream: None,
+        engine: None,
     }
 }
 
@@ -174,13 +184,12 @@ async fn serve_https(
     cancel: CancellationToken,
 ) {
     let start = Instant::now();
-    let legacy = state.listeners[info.listener]
-        .settings
-        .legacy_upstream
-        .clone();
-    // With a legacy_upstream an SSLv2-format hello is read like any other:
-    // it goes there below.
-    let Some(hello) = read_hello(&state, &info, &mut stream, start, legacy.is_some()).await else {
+    let settings = &state.listeners[info.listener].settings;
+    let legacy = settings.legacy_upstream.clone();
+    // With a legacy_upstream or legacy_tls an SSLv2-format hello is read
+    // like any other: it goes there below.
+    let accept_sslv2 = legacy.is_some() || settings.legacy_tls.is_some();
+    let Some(hello) = read_hello(&state, &info, &mut stream, start, accept_sslv2).await else {
         return;
     };
     let listener = &state.listeners[info.listener];
@@ -220,6 +229,27 @@ async fn serve_https(
             let forward =
                 crate::legacy::forward(&state, &info, stream, hello.bytes, upstream, rec, start);
             Box::pin(forward).await;
+            return;
+        }
+    }
+    #[cfg(feature = "legacy-tls")]
+    if !listener.legacy_tls.is_empty() {
+        // As for legacy_upstream: decided before any handshake, and rustls
+        // keeps every client it can serve.
+        let config = &listener.server_configs[certificate];
+        if let Err(reason) = crate::legacy::can_serve(&hello.info, config, &cert.certified_key) {
+            let serve = crate::legacy_tls::serve(
+                state.clone(),
+                info,
+                stream,
+                hello,
+                certificate,
+                rec,
+                reason,
+                start,
+                cancel,
+            );
+            Box::pin(serve).await;
             return;
         }
     }
@@ -277,7 +307,7 @@ const FIRST_READ: usize = 64;
 /// as it starts, so starting it only when a request arrives keeps
 /// connections that are opened ahead of use (browsers, the WebDAV
 /// redirector, load tests) small.
-async fn first_bytes<S>(
+pub(crate) async fn first_bytes<S>(
     mut stream: S,
     idle: std::time::Duration,
     cancel: &CancellationToken,

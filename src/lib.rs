@@ -22,6 +22,8 @@ pub mod head_timer;
 pub mod health;
 pub mod hello;
 pub mod legacy;
+#[cfg(feature = "legacy-tls")]
+pub mod legacy_tls;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;

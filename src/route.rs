@@ -158,6 +158,7 @@ mod tests {
             max_connections: 1,
             trusted_proxies: vec![],
             legacy_upstream: None,
+            legacy_tls: None,
             preserve_header_case: false,
             max_header_bytes: 65536,
             max_headers: 100,

@@ -23,6 +23,10 @@ pub struct ListenerState {
     pub fallback: Option<CertificateId>,
     /// rustls configuration per certificate id (https listeners only).
     pub server_configs: Vec<Arc<ServerConfig>>,
+    /// OpenSSL context per certificate id (https listeners with
+    /// `legacy_tls` only; empty otherwise).
+    #[cfg(feature = "legacy-tls")]
+    pub legacy_tls: Vec<openssl::ssl::SslContext>,
     pub routes: RouteTable,
     /// Admission: a permit per open connection, taken before the handshake.
     pub connections: Arc<Semaphore>,
@@ -107,8 +111,12 @@ impl State {
                     }
                 }
             }
+            #[cfg(feature = "legacy-tls")]
+            let legacy_tls = legacy_tls_contexts(l, &settings, certificates.all(), &mut errors);
             listeners.push(ListenerState {
                 settings: l.clone(),
+                #[cfg(feature = "legacy-tls")]
+                legacy_tls,
                 fallback: l
                     .fallback_certificate
                     .as_deref()
@@ -170,6 +178,10 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
     for u in &settings.upstreams {
         upstream_tls(u, &mut errors);
     }
+    #[cfg(feature = "legacy-tls")]
+    for l in &settings.listeners {
+        legacy_tls_contexts(l, settings, &loaded, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -229,4 +241,38 @@ fn upstream_tls(u: &UpstreamSettings, errors: &mut Vec<String>) -> Option<Upstre
             None
         }
     }
+}
+
+/// The OpenSSL contexts of an https listener with `legacy_tls`, one per
+/// loaded certificate in `certificates` order (empty without
+/// `legacy_tls`); an error, naming the listener and certificate, goes to
+/// `errors`.
+#[cfg(feature = "legacy-tls")]
+fn legacy_tls_contexts(
+    l: &ListenerSettings,
+    settings: &Settings,
+    certificates: &[crate::certs::LoadedCertificate],
+    errors: &mut Vec<String>,
+) -> Vec<openssl::ssl::SslContext> {
+    let Some(legacy) = l
+        .legacy_tls
+        .as_ref()
+        .filter(|_| l.mode == ListenerMode::Https)
+    else {
+        return Vec::new();
+    };
+    let mut contexts = Vec::new();
+    for c in certificates {
+        let Some(files) = settings.certificates.iter().find(|s| s.name == c.name) else {
+            continue;
+        };
+        match crate::legacy_tls::context(legacy, &files.chain, &files.key) {
+            Ok(ctx) => contexts.push(ctx),
+            Err(e) => errors.push(format!(
+                "listener \"{}\", certificate \"{}\": {e}",
+                l.name, c.name
+            )),
+        }
+    }
+    contexts
 }

@@ -155,6 +155,10 @@ pub struct HandshakeRecord {
     pub hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// The TLS engine when it is not rustls: `"openssl"` for a client the
+    /// `legacy_tls` engine served (or failed). Absent for rustls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<&'static str>,
 }
 
 /// One line of the access log.

@@ -49,6 +49,7 @@ fn handshake(ms: u64, conn: u64, peer: &str, sni: Option<&str>, outcome: &'stati
         hint: (outcome == "failed")
             .then(|| "an ECDSA certificate or passthrough to the backend would serve it".into()),
         upstream: None,
+        engine: None,
     })
 }
 

@@ -140,6 +140,10 @@ pub struct ListenerSettings {
     /// SSLv2-format hello, no suite or signature scheme in common, ...) is
     /// sent as a raw TLS stream instead of failing its handshake.
     pub legacy_upstream: Option<String>,
+    /// https: clients rustls cannot serve get their handshake from OpenSSL
+    /// instead (cargo feature `legacy-tls`; the configuration is refused
+    /// without it).
+    pub legacy_tls: Option<LegacyTlsSettings>,
     /// HTTP/1.1: keep header names exactly as the client and backend wrote
     /// them, instead of writing them in Title-Case.
     pub preserve_header_case: bool,
@@ -149,6 +153,39 @@ pub struct ListenerSettings {
     pub max_headers: usize,
     /// h2: streams a client may have open at once on one connection.
     pub max_concurrent_streams: u32,
+}
+
+/// Default `legacy_tls` cipher string: OpenSSL's defaults, at security
+/// level 0 so that TLS 1.0/1.1 (SHA-1 and MD5 handshake signatures) and
+/// small-keyed clients can still complete a handshake on OpenSSL 3.
+pub const DEFAULT_LEGACY_CIPHERS: &str = "DEFAULT:@SECLEVEL=0";
+
+/// Lowest protocol version the OpenSSL engine negotiates (it never goes
+/// above TLS 1.2: TLS 1.3 clients are rustls's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LegacyTlsVersion {
+    Tls10,
+    Tls11,
+    Tls12,
+}
+
+impl LegacyTlsVersion {
+    /// As written in the configuration and the handshake log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegacyTlsVersion::Tls10 => "1.0",
+            LegacyTlsVersion::Tls11 => "1.1",
+            LegacyTlsVersion::Tls12 => "1.2",
+        }
+    }
+}
+
+/// `legacy_tls = { min_version, ciphers }` of an https listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyTlsSettings {
+    pub min_version: LegacyTlsVersion,
+    /// An OpenSSL cipher string (TLS 1.2 and older suites).
+    pub ciphers: String,
 }
 
 /// One `[[route]]`, host names lower-cased.

@@ -98,11 +98,21 @@ pub struct RawListener {
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
     pub legacy_upstream: Option<Spanned<String>>,
+    pub legacy_tls: Option<Spanned<RawLegacyTls>>,
     #[serde(default)]
     pub preserve_header_case: bool,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_headers: Option<Spanned<usize>>,
     pub max_concurrent_streams: Option<Spanned<u32>>,
+}
+
+/// `legacy_tls = { ... }` of an https listener: OpenSSL for the clients
+/// rustls cannot serve (cargo feature `legacy-tls`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLegacyTls {
+    pub min_version: Option<Spanned<String>>,
+    pub ciphers: Option<Spanned<String>>,
 }
 
 /// One `[[route]]`.

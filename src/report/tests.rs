@@ -34,6 +34,7 @@ fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) ->
         reason: None,
         hint: None,
         upstream: None,
+        engine: None,
     }
 }
 
