@@ -205,7 +205,11 @@ fn not_proxy(buf: &[u8]) -> ProxyHeaderError {
         Some(0x16) => {
             " (a TLS ClientHello: the client connected directly, not through the balancer)"
         }
-        Some(b'A'..=b'Z') if buf.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
+        Some(b'A'..=b'Z')
+            if buf
+                .iter()
+                .all(|b| b.is_ascii_graphic() || matches!(*b, b' ' | b'\r' | b'\n')) =>
+        {
             " (plain text, perhaps HTTP: the client connected directly, not through the balancer)"
         }
         _ => "",
@@ -404,6 +408,15 @@ fn warn_rate_limited(listener: &str, socket_peer: SocketAddr, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_instead_of_a_header_is_named() {
+        // The first read takes 15 bytes: a request line and its CRLF.
+        let e = not_proxy(b"GET / HTTP/1.1\r");
+        assert!(e.to_string().contains("plain text, perhaps HTTP"), "{e}");
+        let e = not_proxy(&[0x16, 3, 1, 0, 0xc0]);
+        assert!(e.to_string().contains("a TLS ClientHello"), "{e}");
+    }
 
     fn v2(command: u8, family: u8, payload: &[u8]) -> Vec<u8> {
         let mut h = V2_SIGNATURE.to_vec();

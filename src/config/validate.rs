@@ -419,9 +419,18 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             let path = h.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
                 errors.at(
-                    Some(span),
+                    Some(span.clone()),
                     format!(
                         "upstream \"{}\": health path \"{path}\" must start with /",
+                        u.name.get_ref()
+                    ),
+                );
+            }
+            if let Some(status) = h.expect_status.filter(|s| !(100..=599).contains(s)) {
+                errors.at(
+                    Some(span),
+                    format!(
+                        "upstream \"{}\": health expect_status {status} is not an HTTP status (100-599)",
                         u.name.get_ref()
                     ),
                 );
@@ -734,6 +743,20 @@ mod tests {
         assert_eq!(line_col(t, 0), (1, 1));
         assert_eq!(line_col(t, 3), (2, 2));
         assert_eq!(line_col(t, 5), (3, 1));
+    }
+
+    #[test]
+    fn health_expect_status_must_be_an_http_status() {
+        let text = "[[listener]]\nname = \"m\"\nbind = [\"127.0.0.1:1\"]\nmode = \"http\"\n\
+                    default_upstream = \"u\"\n[[upstream]]\nname = \"u\"\nservers = [\"127.0.0.1:2\"]\n\
+                    health = { expect_status = 20 }\n";
+        let errors = parse(Path::new("x.toml"), text).unwrap_err().to_string();
+        assert!(
+            errors.contains("expect_status 20 is not an HTTP status"),
+            "{errors}"
+        );
+        let ok = text.replace("expect_status = 20", "expect_status = 204");
+        assert!(parse(Path::new("x.toml"), &ok).is_ok());
     }
 
     #[test]
