@@ -49,7 +49,6 @@ pub async fn serve(
         peer_ip: peer_ip(peer.ip()),
         affinity: Default::default(),
         report: None,
-        joined: Default::default(),
     };
     // Behind a PROXY-protocol balancer the header comes first and names the
     // real client: from here on it is the connection's peer.

@@ -7,7 +7,7 @@
 //! rewrite the response, log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,13 +49,7 @@ pub struct ConnInfo {
     /// The compatibility report's entry for this client, when it tracks it
     /// (no SNI): the first requests add their User-Agent and Host to it.
     pub report: Option<ClientRef>,
-    /// Requests of this connection added to the report so far.
-    pub joined: AtomicU32,
 }
-
-/// Requests per connection whose User-Agent and Host go into the report (the
-/// report keeps no more; a client sends the same ones on every request).
-const REPORT_REQUESTS: u32 = crate::report::REQUESTS_PER_CONNECTION;
 
 /// Serves HTTP on one client connection until it closes, the client is idle
 /// too long, or `cancel` asks for a graceful stop.
@@ -177,11 +171,7 @@ async fn handle(
     let start = Instant::now();
     let listener = &state.listeners[info.listener];
     let host = request_host(&req);
-    let report = info
-        .report
-        .as_ref()
-        .filter(|_| info.joined.fetch_add(1, Ordering::Relaxed) < REPORT_REQUESTS)
-        .cloned();
+    let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
     let line = (state.access_log.is_some() || report.is_some())
         .then(|| access_line(state, info, &req, &host));
     let mut exchange = Box::new(Exchange {

@@ -114,6 +114,15 @@ pub struct ClientRef {
     requests: Arc<AtomicU32>,
 }
 
+impl ClientRef {
+    /// Whether [`Report::request`] still takes requests of this connection
+    /// (the first [`REQUESTS_PER_CONNECTION`]): callers skip building the
+    /// record otherwise.
+    pub fn wants_requests(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) < REQUESTS_PER_CONNECTION
+    }
+}
+
 /// One handshake-log record, borrowed: what live records and parsed log
 /// lines both become.
 #[derive(Clone, Copy, Debug)]
