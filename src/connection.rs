@@ -373,5 +373,5 @@ async fn serve_passthrough(state: Arc<State>, info: ConnInfo, mut stream: TcpStr
     }
     drop(first);
     let idle = state.settings.timeouts.client_idle;
-    crate::splice::copy_both_ways(stream, backend, idle).await;
+    crate::splice::copy_tcp_both_ways(stream, backend, idle).await;
 }

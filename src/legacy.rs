@@ -408,5 +408,5 @@ pub(crate) async fn forward(
     }
     drop(first);
     let idle = state.settings.timeouts.client_idle;
-    crate::splice::copy_both_ways(client, backend, idle).await;
+    crate::splice::copy_tcp_both_ways(client, backend, idle).await;
 }
