@@ -20,6 +20,7 @@ pub mod fingerprint;
 pub mod gen_certs;
 pub mod head_timer;
 pub mod health;
+pub mod hygiene;
 pub mod hello;
 pub mod legacy;
 #[cfg(feature = "legacy-tls")]

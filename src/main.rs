@@ -147,11 +147,14 @@ fn check(config: PathBuf) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match snigate::state::check(&settings) {
-        Ok(notes) => {
+    match snigate::state::check_report(&settings) {
+        Ok(checked) => {
             println!("{}: ok: {}", config.display(), settings.summary());
-            for n in notes {
+            for n in checked.notes {
                 println!("note: {n}");
+            }
+            for w in checked.warnings {
+                println!("warning: {w}");
             }
             ExitCode::SUCCESS
         }

@@ -162,10 +162,29 @@ impl State {
     }
 }
 
-/// `snigate check`: loads every certificate without opening logs or
-/// sockets. Ok carries notes worth reading (fallbacks that cannot cover a
-/// routed host, settings not active yet); Err every problem.
+/// What `snigate check` has to say about a configuration that loads.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Notes worth reading: settings not active yet, upstream TLS that
+    /// verifies nothing, session ticket notes.
+    pub notes: Vec<String>,
+    /// Certificate hygiene (expiry, key file mode, chain order, fallbacks
+    /// that cannot cover a routed host): see [`crate::hygiene`].
+    pub warnings: Vec<crate::hygiene::Finding>,
+}
+
+/// [`check_report`] with the hygiene warnings' messages after the notes, as
+/// one list.
 pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
+    let checked = check_report(settings)?;
+    let mut notes = checked.notes;
+    notes.extend(checked.warnings.into_iter().map(|w| w.message));
+    Ok(notes)
+}
+
+/// `snigate check`: loads every certificate without opening logs or
+/// sockets. Ok carries notes and hygiene warnings; Err every problem.
+pub fn check_report(settings: &Settings) -> Result<Checked, Vec<String>> {
     let provider = crate::tls::crypto_provider();
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
@@ -193,41 +212,8 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
     for u in &settings.upstreams {
         notes.extend(u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)));
     }
-    let now = std::time::SystemTime::now();
-    for c in &loaded {
-        if !c.is_valid_at(now) {
-            notes.push(format!(
-                "certificate \"{}\" is not valid now (expired or not yet valid)",
-                c.name
-            ));
-        }
-    }
-    for l in &settings.listeners {
-        let Some(fallback) = l
-            .fallback_certificate
-            .as_deref()
-            .and_then(|n| loaded.iter().find(|c| c.name == n))
-        else {
-            continue;
-        };
-        for r in settings
-            .routes
-            .iter()
-            .filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name))
-        {
-            for h in r
-                .hosts
-                .iter()
-                .filter(|h| !h.starts_with("*.") && !fallback.covers(h))
-            {
-                notes.push(format!(
-                    "listener \"{}\": fallback certificate \"{}\" does not cover {h}; a client without SNI asking for it sees a name warning",
-                    l.name, fallback.name
-                ));
-            }
-        }
-    }
-    Ok(notes)
+    let warnings = crate::hygiene::inspect(settings, &loaded, std::time::SystemTime::now());
+    Ok(Checked { notes, warnings })
 }
 
 /// The TLS client side of an upstream with `tls` (its CA file read); an
