@@ -1,5 +1,10 @@
 //! Listening sockets and the accept loop.
 //!
+//! A socket belongs to a configured bind address ([`BindKey`]), not to a
+//! state: each accepted connection is served by the listener that owns that
+//! address in the state current at that moment, so a reload that keeps an
+//! address keeps its socket (no connection refused while it swaps).
+//!
 //! The loop survives every accept error (EMFILE and friends: back off
 //! briefly and go on), admits a connection only with a permit of the
 //! listener's `max_connections`, and stops when asked. A listener's PROXY
@@ -12,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +31,109 @@ const BACKLOG: i32 = 1024;
 /// while file descriptors are exhausted.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Binds a listening socket with the options a proxy wants.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// What identifies a listening socket across reloads: its configured
+/// address, or for port 0 (tests, "any free port") the listener's name too,
+/// since every such bind is a different socket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BindKey {
+    Addr(SocketAddr),
+    AnyPort(String, SocketAddr),
+}
+
+impl BindKey {
+    /// The configured address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            BindKey::Addr(a) | BindKey::AnyPort(_, a) => *a,
+        }
+    }
+
+    pub fn of(listener: &str, addr: SocketAddr) -> BindKey {
+        if addr.port() == 0 {
+            BindKey::AnyPort(listener.to_string(), addr)
+        } else {
+            BindKey::Addr(addr)
+        }
+    }
+}
+
+/// Every bind address of `state`'s listeners: (key, listener index).
+pub fn bind_keys(state: &State) -> Vec<(BindKey, usize)> {
+    state
+        .listeners
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| {
+            l.settings
+                .bind
+                .iter()
+                .map(move |a| (BindKey::of(&l.settings.name, *a), i))
+        })
+        .collect()
+}
+
+/// The listener of `state` that owns `key`.
+fn listener_for(state: &State, key: &BindKey) -> Option<usize> {
+    state.listeners.iter().position(|l| {
+        l.settings
+            .bind
+            .iter()
+            .any(|a| BindKey::of(&l.settings.name, *a) == *key)
+    })
+}
+
+/// The ports on which the configuration listens both on a wildcard
+/// address (`0.0.0.0`, `[::]`) and on specific addresses of the same family:
+/// the classic IIS layout, a fallback listener for the whole port beside
+/// one listener per web application's address. Linux lets these sockets
+/// coexist only with `SO_REUSEPORT` on all of them, and then gives each
+/// connection to the most specific address that matches.
+pub fn shared_ports(addrs: &[SocketAddr]) -> Vec<(bool, u16)> {
+    let mut out = Vec::new();
+    for a in addrs
+        .iter()
+        .filter(|a| a.port() != 0 && a.ip().is_unspecified())
+    {
+        let specific = addrs.iter().any(|b| {
+            b.port() == a.port() && b.is_ipv6() == a.is_ipv6() && !b.ip().is_unspecified()
+        });
+        let key = (a.is_ipv6(), a.port());
+        if specific && !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+/// Whether `addr` is on one of `shared` ports (see [`shared_ports`]).
+pub fn is_shared(addr: SocketAddr, shared: &[(bool, u16)]) -> bool {
+    shared.contains(&(addr.is_ipv6(), addr.port()))
+}
+
+/// Fails with "address in use" when another socket (another process)
+/// listens on exactly `addr`: a socket with `SO_REUSEPORT` would otherwise
+/// silently share its connections with it.
+pub fn probe_free(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
+/// Binds a listening socket with the options a proxy wants; `shared`: the
+/// port also has wildcard and specific listeners (see [`shared_ports`]).
+pub fn bind(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Restarts must not wait for TIME_WAIT sockets of the previous process.
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -40,10 +144,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts connections on `socket` for listener `index` until `cancel`.
+/// Accepts connections on `socket` (the address `key`) until `cancel`;
+/// each is served with the state current when it was accepted, and drains
+/// when that state is retired.
 pub async fn accept_loop(
-    state: Arc<State>,
-    index: usize,
+    current: Arc<ArcSwap<State>>,
+    key: BindKey,
     socket: TcpListener,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -57,10 +163,16 @@ pub async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(listener = %state.listeners[index].settings.name, error = %e, "accept failed; retrying");
+                tracing::warn!(address = ?local, error = %e, "accept failed; retrying");
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
+        };
+        let state = current.load_full();
+        let Some(index) = listener_for(&state, &key) else {
+            // The reload that removed this address is closing the socket.
+            drop(stream);
+            continue;
         };
         let listener = &state.listeners[index];
         let Ok(permit) = listener.connections.clone().try_acquire_owned() else {
@@ -74,9 +186,13 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
-        let state = state.clone();
-        let cancel = cancel.clone();
+        // A socket bound to one address accepts on that address only; ask
+        // the kernel only for wildcard binds.
+        let local = match local {
+            Some(l) if !l.ip().is_unspecified() => l,
+            _ => stream.local_addr().ok().or(local).unwrap_or(peer),
+        };
+        let cancel = state.retire.clone();
         let active = listener.metrics.connection();
         tracker.spawn(async move {
             crate::connection::serve(state, index, stream, peer, local, cancel).await;

@@ -151,7 +151,12 @@ async fn read_hello(
     start: Instant,
     accept_sslv2: bool,
 ) -> Option<ClientHello> {
-    match read_client_hello(stream, state.settings.timeouts.client_hello).await {
+    // A stop does not wait for hellos that have not arrived.
+    let read = tokio::select! {
+        r = read_client_hello(stream, state.settings.timeouts.client_hello) => r,
+        _ = state.stop.cancelled() => return None,
+    };
+    match read {
         Ok(hello) => Some(hello),
         // Passthrough can still route an SSLv2-format hello (as one without SNI).
         Err(HelloError::Sslv2 { hello }) if accept_sslv2 => Some(*hello),
@@ -290,7 +295,7 @@ async fn serve_https(
             // connection that may stay open for hours.
             drop((rec, hello));
             let idle = state.settings.timeouts.client_idle;
-            let Some(stream) = first_bytes(tls_stream, idle, &cancel).await else {
+            let Some(stream) = first_bytes(tls_stream, idle, &state.stop).await else {
                 return;
             };
             proxy::serve(state.clone(), Arc::new(info), stream, h2, cancel).await;

@@ -239,7 +239,7 @@ pub(crate) async fn serve(
     info.tls = true;
     drop((rec, hello));
     let idle = state.settings.timeouts.client_idle;
-    let Some(stream) = crate::connection::first_bytes(tls, idle, &cancel).await else {
+    let Some(stream) = crate::connection::first_bytes(tls, idle, &state.stop).await else {
         return;
     };
     proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await;

@@ -17,8 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy (SIGTERM/SIGINT drain and exit).
+    /// Run the proxy (SIGHUP reloads; SIGTERM/SIGINT drain and exit).
     Run {
+        #[arg(short, long, default_value = "config/snigate.toml")]
+        config: PathBuf,
+    },
+    /// Ask the running proxy to reload its configuration and certificates
+    /// (SIGHUP to the PID in [runtime] pid_file).
+    Reload {
         #[arg(short, long, default_value = "config/snigate.toml")]
         config: PathBuf,
     },
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Reload { config } => reload(config),
         Command::Check { config } => check(config),
         Command::Demo { dir } => demo(dir),
         Command::GenCerts { dir, names, key } => gen_certs(dir, names, key),
@@ -139,6 +146,39 @@ fn run(config: PathBuf) -> ExitCode {
             eprintln!("{}: cannot start:\n{e}", config.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn reload(config: PathBuf) -> ExitCode {
+    let settings = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Some(pid_file) = settings.pid_file.as_deref() else {
+        eprintln!(
+            "snigate reload: {} sets no [runtime] pid_file; set one (and restart), send SIGHUP yourself, or POST /reload on the admin endpoint",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    #[cfg(unix)]
+    match snigate::server::signal_reload(pid_file) {
+        Ok(pid) => {
+            println!("sent SIGHUP to snigate (pid {pid}); the outcome is in its log and on /healthz (last_reload)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("snigate reload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        eprintln!(
+            "snigate reload: signals need Unix; POST /reload on the admin endpoint instead ({})",
+            pid_file.display()
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -62,6 +62,11 @@ struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertificateLabels {
     certificate: String,
 }
@@ -80,6 +85,8 @@ pub struct Metrics {
     active: Family<ListenerLabels, Gauge>,
     server_up: Family<ServerLabels, Gauge>,
     expiry: Family<CertificateLabels, Gauge>,
+    reloads: Family<ReloadLabels, Counter>,
+    generation: Gauge,
     pinned: Gauge,
     log_dropped: Counter<u64, AtomicU64>,
 }
@@ -147,6 +154,22 @@ impl Metrics {
             "notAfter of each configured certificate's leaf, as a Unix time",
             expiry.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads (SIGHUP, POST /reload) by outcome: ok or failed",
+            reloads.clone(),
+        );
+        for outcome in ["ok", "failed"] {
+            let _ = reloads.get_or_create(&ReloadLabels { outcome });
+        }
+        let generation = Gauge::default();
+        generation.set(1);
+        registry.register(
+            "config_generation",
+            "The configuration serving new connections: 1 at start, +1 per successful reload",
+            generation.clone(),
+        );
         let pinned = Gauge::default();
         registry.register(
             "ntlm_pinned_connections",
@@ -168,6 +191,8 @@ impl Metrics {
             active,
             server_up,
             expiry,
+            reloads,
+            generation,
             pinned,
             log_dropped,
         }
@@ -229,6 +254,19 @@ impl Metrics {
         });
         g.set(1);
         g
+    }
+
+    /// Counts a reload attempt; `generation` is the one serving after it.
+    pub fn reload(&self, ok: bool, generation: u64) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+        self.generation.set(generation as i64);
+    }
+
+    /// Forgets every certificate's expiry (a reload then records the
+    /// certificates it keeps).
+    pub fn clear_certificates(&self) {
+        self.expiry.clear();
     }
 
     /// Records a certificate's expiry.

@@ -122,6 +122,9 @@ where
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
+        // The connection first: a request already on its way (a reload
+        // just retired this state) is read and answered before closing.
+        biased;
         r = conn.as_mut() => r,
         _ = cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();
@@ -152,6 +155,9 @@ where
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
+        // The connection first: a request already on its way (a reload
+        // just retired this state) is read and answered before closing.
+        biased;
         r = conn.as_mut() => r,
         _ = cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();

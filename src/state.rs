@@ -35,7 +35,38 @@ pub struct ListenerState {
     pub metrics: ListenerMetrics,
 }
 
-/// Everything a connection needs, shared read-only.
+/// What outlives a configuration: counters, the compatibility report and
+/// the TLS resumption state (session cache, rotating ticket keys) stay the
+/// same across reloads, so a reload resets none of them.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub report: Arc<Report>,
+    /// `None` only when the crypto provider cannot make a ticketer; every
+    /// build then fails with that reason.
+    pub tls: Result<Arc<TlsShared>, String>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            metrics: Arc::new(Metrics::new()),
+            report: Arc::new(Report::new(ReportLimits::default())),
+            tls: TlsShared::new(crate::tls::crypto_provider())
+                .map(Arc::new)
+                .map_err(|e| format!("cannot set up TLS: {e}")),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a connection needs, shared read-only. A reload builds a new
+/// one aside and swaps it in; connections keep the one they started with.
 pub struct State {
     pub settings: Settings,
     pub certificates: CertificateStore,
@@ -46,18 +77,34 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The compatibility report fed by every handshake.
     pub report: Arc<Report>,
+    /// Which configuration this is: 1 at start, +1 per successful reload.
+    pub generation: u64,
+    /// Cancelled when a reload replaces this state (or at stop): its
+    /// connections finish their current request and close (h2: GOAWAY),
+    /// its health checks stop.
+    pub retire: tokio_util::sync::CancellationToken,
+    /// Cancelled when the whole proxy stops (SIGTERM): a connection still
+    /// waiting for its first request closes then, but not at a reload, when
+    /// it serves that request on this state first.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl State {
     /// Loads certificates and log files and builds every table. On failure,
     /// every problem found, in plain words.
     pub fn build(settings: Settings) -> Result<State, Vec<String>> {
-        let metrics = Arc::new(Metrics::new());
+        Self::build_with(settings, &Shared::new())
+    }
+
+    /// As [`State::build`], keeping the counters, report and TLS
+    /// resumption state of `shared` (a reload).
+    pub fn build_with(settings: Settings, shared: &Shared) -> Result<State, Vec<String>> {
+        let metrics = shared.metrics.clone();
         let mut errors = Vec::new();
-        let tls = match TlsShared::new(crate::tls::crypto_provider()) {
-            Ok(t) => Some(t),
+        let tls = match &shared.tls {
+            Ok(t) => Some(t.clone()),
             Err(e) => {
-                errors.push(format!("cannot set up TLS: {e}"));
+                errors.push(e.clone());
                 None
             }
         };
@@ -157,7 +204,10 @@ impl State {
             handshake_log,
             access_log,
             metrics,
-            report: Arc::new(Report::new(ReportLimits::default())),
+            report: shared.report.clone(),
+            generation: 1,
+            retire: tokio_util::sync::CancellationToken::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 }

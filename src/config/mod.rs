@@ -60,6 +60,8 @@ pub struct Settings {
     pub source: PathBuf,
     /// Worker threads; 0 = one per CPU.
     pub workers: usize,
+    /// Where `run` writes its PID and `reload` finds it (`[runtime] pid_file`).
+    pub pid_file: Option<PathBuf>,
     /// Admin endpoint address, when configured.
     pub admin: Option<SocketAddr>,
     pub log: LogSettings,

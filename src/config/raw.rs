@@ -13,6 +13,8 @@ use toml::Spanned;
 pub struct RawRuntime {
     #[serde(default)]
     pub workers: usize,
+    /// File the running process writes its PID to (for `snigate reload`).
+    pub pid_file: Option<String>,
 }
 
 /// `[admin]`

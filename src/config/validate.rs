@@ -699,6 +699,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     Settings {
         source: path.to_path_buf(),
         workers: raw.runtime.workers,
+        pid_file: raw.runtime.pid_file.as_deref().map(|p| resolve(&base, p)),
         admin,
         log,
         timeouts,

@@ -5,6 +5,8 @@
 //! Everything runs on 127.0.0.1 with port 0; nothing synchronises by sleeping.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -1018,6 +1020,15 @@ impl H2 {
             let _ = conn.await;
         });
         H2 { sender }
+    }
+
+    /// Sends a request; the response body is left to stream.
+    pub async fn send_streaming(
+        &mut self,
+        req: Request<TestBody>,
+    ) -> hyper::Result<Response<Incoming>> {
+        self.sender.ready().await?;
+        self.sender.send_request(req).await
     }
 
     /// Sends a request (`uri` absolute: it carries `:authority`).
