@@ -108,6 +108,7 @@ pub(crate) fn record(
         suite: None,
         alpn: None,
         ms: 0.0,
+        resumed: false,
         reason: None,
         hint: None,
         upstream: None,
@@ -280,6 +281,7 @@ async fn serve_https(
             rec.version = Some(negotiated.version);
             rec.suite = Some(negotiated.suite);
             rec.alpn = negotiated.alpn.clone();
+            rec.resumed = negotiated.resumed;
             rec.ms = millis(start.elapsed());
             info.report = emit(&state, &info, &rec);
             // An IP address in SNI is not a name (RFC 6066; wrk and some old

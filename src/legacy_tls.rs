@@ -228,6 +228,7 @@ pub(crate) async fn serve(
     rec.version = Some(negotiated.version);
     rec.suite = Some(negotiated.suite);
     rec.alpn = negotiated.alpn;
+    rec.resumed = tls.ssl().session_reused();
     rec.ms = millis(start.elapsed());
     info.report = crate::connection::emit(&state, &info, &rec);
     // As after a rustls handshake (connection::serve_https).

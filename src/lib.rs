@@ -34,6 +34,7 @@ pub mod route;
 pub mod server;
 pub mod splice;
 pub mod state;
+pub mod tickets;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

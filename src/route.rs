@@ -163,6 +163,7 @@ mod tests {
             max_header_bytes: 65536,
             max_headers: 100,
             max_concurrent_streams: 100,
+            session_ticket_keys: None,
         }
     }
 

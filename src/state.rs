@@ -147,8 +147,18 @@ impl State {
             let mut server_configs = Vec::new();
             if l.mode == ListenerMode::Https {
                 if let Some(tls) = &tls {
+                    // `session_ticket_keys`: read again at every build, so a
+                    // reload picks up rotated keys.
+                    let tickets = crate::tickets::listener_ticketer(l).unwrap_or_else(|e| {
+                        errors.push(e);
+                        None
+                    });
+                    for note in tickets.iter().flat_map(|t| t.notes()) {
+                        tracing::warn!("{note}");
+                    }
                     for c in certificates.all() {
-                        match tls.server_config(c.certified_key.clone(), &l.alpn) {
+                        let tickets = tickets.clone().map(|t| t as _);
+                        match tls.server_config(c.certified_key.clone(), &l.alpn, tickets) {
                             Ok(cfg) => server_configs.push(cfg),
                             Err(e) => errors.push(format!(
                                 "listener \"{}\", certificate \"{}\": {e}",
@@ -251,6 +261,13 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<String>> {
     for l in &settings.listeners {
         legacy_tls_contexts(l, settings, &loaded, &mut errors);
     }
+    let mut ticket_notes = Vec::new();
+    for l in &settings.listeners {
+        match crate::tickets::listener_ticketer(l) {
+            Ok(t) => ticket_notes.extend(t.iter().flat_map(|t| t.notes().to_vec())),
+            Err(e) => errors.push(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -259,6 +276,7 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<String>> {
         .iter()
         .map(|s| format!("not active in this version: {s}"))
         .collect();
+    notes.extend(ticket_notes);
     for u in &settings.upstreams {
         notes.extend(u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)));
     }

@@ -149,6 +149,10 @@ pub struct HandshakeRecord {
     pub suite: Option<String>,
     pub alpn: Option<String>,
     pub ms: f64,
+    /// `true` when the client resumed an earlier session (TLS 1.3 ticket,
+    /// TLS 1.2 session id or ticket); absent for full handshakes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

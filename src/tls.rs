@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ResolvesServerCert, StoresServerSessions};
+use rustls::server::{ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -181,7 +181,9 @@ impl ResolvesServerCert for FixedCertificate {
 pub struct TlsShared {
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
-    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    /// Rotating random keys (rustls's ticketer): the default for listeners
+    /// without `session_ticket_keys`.
+    ticketer: Arc<dyn ProducesTickets>,
 }
 
 /// Session cache entries kept for TLS 1.2 session-id resumption.
@@ -203,20 +205,118 @@ impl TlsShared {
     }
 
     /// A server configuration that serves `key` with the listener's ALPN list.
+    ///
+    /// Resumption is on for TLS 1.3 (tickets) and TLS 1.2 (session ids in
+    /// the shared cache, and tickets): tickets are sealed by `tickets` (a
+    /// listener's `session_ticket_keys` file, see [`crate::tickets`]) or,
+    /// when `None`, by the shared rotating ticketer. Both tickets and cached
+    /// sessions are bound to `key`'s certificate: see [`CertificateBound`].
     pub fn server_config(
         &self,
         key: Arc<CertifiedKey>,
         alpn: &[String],
+        tickets: Option<Arc<dyn ProducesTickets>>,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let bound = CertificateBound::context(&key)?;
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(FixedCertificate(key)));
         config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.ignore_client_order = true;
-        config.session_storage = self.sessions.clone();
-        config.ticketer = self.ticketer.clone();
+        config.session_storage = Arc::new(CertificateBound {
+            inner: self.sessions.clone(),
+            certificate: bound,
+        });
+        config.ticketer = Arc::new(CertificateBound {
+            inner: tickets.unwrap_or_else(|| self.ticketer.clone()),
+            certificate: bound,
+        });
         Ok(Arc::new(config))
+    }
+}
+
+/// Resumption state (a ticket, a cached TLS 1.2 session) that only a
+/// configuration serving the same certificate can use.
+///
+/// rustls checks the SNI, the suite and extended master secret before it
+/// resumes, not the certificate: every listener shares one session cache
+/// and ticketer, and one SNI (or none) can be served different
+/// certificates (each listener its own fallback), so without this a client
+/// that keys its sessions by host or IP address alone (rustls, and many
+/// others, ignore the port) would resume, on one listener, a session
+/// whose certificate another listener presented. Bound to the certificate
+/// (not to the listener's name), a session still resumes on any instance
+/// that serves the same certificate with the same ticket keys.
+#[derive(Debug)]
+struct CertificateBound<T: ?Sized> {
+    inner: Arc<T>,
+    /// The first bytes of the SHA-256 of the leaf certificate's DER.
+    certificate: [u8; CERTIFICATE_CONTEXT_LEN],
+}
+
+/// Bytes of the certificate hash kept: enough to tell a process's
+/// certificates apart, and added to every ticket and cache key.
+const CERTIFICATE_CONTEXT_LEN: usize = 16;
+
+impl CertificateBound<()> {
+    fn context(key: &CertifiedKey) -> Result<[u8; CERTIFICATE_CONTEXT_LEN], rustls::Error> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.end_entity_cert()?);
+        let mut context = [0u8; CERTIFICATE_CONTEXT_LEN];
+        context.copy_from_slice(&digest[..CERTIFICATE_CONTEXT_LEN]);
+        Ok(context)
+    }
+}
+
+impl<T: ?Sized> CertificateBound<T> {
+    /// `bytes` prefixed with the certificate context.
+    fn bind(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut bound = Vec::with_capacity(CERTIFICATE_CONTEXT_LEN + bytes.len());
+        bound.extend_from_slice(&self.certificate);
+        bound.extend_from_slice(bytes);
+        bound
+    }
+}
+
+impl ProducesTickets for CertificateBound<dyn ProducesTickets> {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.inner.encrypt(&self.bind(plain))
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let mut plain = self.inner.decrypt(cipher)?;
+        if plain.get(..CERTIFICATE_CONTEXT_LEN)? != self.certificate {
+            return None;
+        }
+        plain.drain(..CERTIFICATE_CONTEXT_LEN);
+        Some(plain)
+    }
+}
+
+impl StoresServerSessions for CertificateBound<dyn StoresServerSessions> {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(self.bind(&key), value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(&self.bind(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.take(&self.bind(key))
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
     }
 }
 
@@ -226,6 +326,9 @@ pub struct Negotiated {
     pub version: &'static str,
     pub suite: String,
     pub alpn: Option<String>,
+    /// The client resumed an earlier session (TLS 1.3 ticket, TLS 1.2
+    /// session id or ticket).
+    pub resumed: bool,
 }
 
 /// Runs the rustls handshake on `stream` (which replays the ClientHello
@@ -258,6 +361,7 @@ where
         alpn: conn
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
     Ok((tls, negotiated))
 }

@@ -406,7 +406,7 @@ fn the_predicate_agrees_with_rustls_on_every_hello() {
         };
         for alpn in alpns {
             let config = shared
-                .server_config(cert.certified_key.clone(), alpn)
+                .server_config(cert.certified_key.clone(), alpn, None)
                 .unwrap();
             for (label, bytes) in &hellos {
                 let info = parse(bytes);
@@ -474,7 +474,7 @@ fn reasons_are_those_of_a_failed_handshake() {
     .unwrap();
     let shared = snigate::tls::TlsShared::new(snigate::tls::crypto_provider()).unwrap();
     let config = shared
-        .server_config(cert.certified_key.clone(), &["http/1.1".to_string()])
+        .server_config(cert.certified_key.clone(), &["http/1.1".to_string()], None)
         .unwrap();
     let why = |bytes: &[u8]| {
         snigate::legacy::can_serve(&parse(bytes), &config, &cert.certified_key).unwrap_err()

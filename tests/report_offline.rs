@@ -45,6 +45,7 @@ fn handshake(ms: u64, conn: u64, peer: &str, sni: Option<&str>, outcome: &'stati
         suite: (outcome == "ok").then(|| "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()),
         alpn: None,
         ms: 1.8,
+        resumed: false,
         reason: (outcome == "failed").then(|| "no cipher suite in common".into()),
         hint: (outcome == "failed")
             .then(|| "an ECDSA certificate or passthrough to the backend would serve it".into()),

@@ -155,6 +155,10 @@ pub struct ListenerSettings {
     pub max_headers: usize,
     /// h2: streams a client may have open at once on one connection.
     pub max_concurrent_streams: u32,
+    /// https: session ticket keys from this file (nginx format, see
+    /// `tickets.rs`) instead of per-process rotating keys, so that
+    /// instances sharing it resume each other's sessions.
+    pub session_ticket_keys: Option<PathBuf>,
 }
 
 /// Default `legacy_tls` cipher string: OpenSSL's defaults, at security

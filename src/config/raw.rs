@@ -106,6 +106,8 @@ pub struct RawListener {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_headers: Option<Spanned<usize>>,
     pub max_concurrent_streams: Option<Spanned<u32>>,
+    /// https: a file of session ticket keys shared with other instances.
+    pub session_ticket_keys: Option<Spanned<String>>,
 }
 
 /// `legacy_tls = { ... }` of an https listener: OpenSSL for the clients

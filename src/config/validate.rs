@@ -606,6 +606,26 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             .legacy_tls
             .as_ref()
             .map(|t| legacy_tls(name, l, t, errors));
+        // Read (and checked) by `check` and at start: the file is secret
+        // and may change between a parse and a reload.
+        let session_ticket_keys = match &l.session_ticket_keys {
+            Some(p) if p.get_ref().trim().is_empty() => {
+                errors.at(
+                    Some(p.span()),
+                    format!("listener \"{name}\": session_ticket_keys must name a file"),
+                );
+                None
+            }
+            Some(_) if l.mode != ListenerMode::Https => {
+                inactive.push(format!(
+                    "listener \"{name}\": session_ticket_keys (only https listeners terminate TLS; \
+                     a passthrough backend resumes its own sessions)"
+                ));
+                None
+            }
+            Some(p) => Some(resolve(&base, p.get_ref())),
+            None => None,
+        };
         listeners.push(ListenerSettings {
             name: name.clone(),
             bind,
@@ -623,6 +643,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             max_header_bytes,
             max_headers,
             max_concurrent_streams,
+            session_ticket_keys,
         });
     }
     let listener_names: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();

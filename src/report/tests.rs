@@ -31,6 +31,7 @@ fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) ->
         suite: None,
         alpn: None,
         ms: 1.5,
+        resumed: false,
         reason: None,
         hint: None,
         upstream: None,

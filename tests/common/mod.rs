@@ -1306,3 +1306,12 @@ pub async fn scrape_until(proxy: &Proxy, ready: impl Fn(&Scrape) -> bool) -> Scr
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A client configuration for `opts` to reuse across connections: its
+/// session store then offers the sessions of earlier ones (resumption).
+pub fn reusable_client_config(
+    ca: &CertificateDer<'static>,
+    opts: &ClientOpts,
+) -> Arc<ClientConfig> {
+    client_config(ca, opts).0
+}
