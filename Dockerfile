@@ -3,15 +3,44 @@
 # snigate container image.
 #
 #   docker build -t snigate .
-#   docker run --rm -p 443:443 \
+#   docker run -d --name snigate --stop-timeout 35 \
+#     -p 443:443 -p 127.0.0.1:9900:9900 \
 #     -v "$PWD/deploy/etc:/etc/snigate:ro" \
 #     -v snigate-logs:/var/log/snigate \
 #     snigate
 #
-# /etc/snigate must hold snigate.toml and the certificates it names (relative
-# paths in it are relative to /etc/snigate). Inside a container, listeners bind
-# 0.0.0.0 (or [::]), and log files belong under /var/log/snigate. See
-# "Docker" in README.md.
+# Volumes and paths:
+#   /etc/snigate        configuration, read-only: snigate.toml (the default
+#                       command reads /etc/snigate/snigate.toml); relative
+#                       paths in it are relative to this folder.
+#   /etc/snigate/certs  certificates and private keys, by convention (chain =
+#                       "certs/farm.crt"): a folder of the configuration
+#                       volume, or a read-only mount of its own on top of it
+#                       (-v "$PWD/keys:/etc/snigate/certs:ro", the folder must
+#                       then exist in the configuration volume). Keys must be
+#                       readable by uid 10001. Not a VOLUME of the image: an
+#                       anonymous volume there would hide the certs/ folder of
+#                       a mounted /etc/snigate.
+#   /var/log/snigate    log files (handshake_log, access_log), writable by
+#                       uid 10001; the working directory, so relative log paths
+#                       of a configuration land here too.
+# The human log is on stderr (`docker logs`).
+#
+# Ports: listeners bind 0.0.0.0 (or [::]) inside a container; 443 is exposed,
+# and 9900 for the admin endpoint ([admin] bind = "0.0.0.0:9900" so that the
+# host or orchestrator can reach it; publish it on loopback only, as above).
+#
+# Health: HEALTHCHECK runs `snigate health -c /etc/snigate/snigate.toml`,
+# which GETs /healthz on the [admin] address of that configuration (0.0.0.0
+# is probed on 127.0.0.1) and exits 0 on 200. A configuration without an
+# [admin] section leaves the container "unhealthy": add one, or run with
+# --no-healthcheck.
+#
+# Signals: SIGTERM (docker stop) drains for [timeouts] shutdown_grace (30 s by
+# default): give --stop-timeout / `docker stop -t` more than that. SIGHUP
+# reloads configuration and certificates: `docker kill --signal HUP snigate`.
+#
+# See "Docker" in README.md.
 
 # --- build -------------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -32,7 +61,7 @@ RUN apt-get update \
  && groupadd --gid 10001 snigate \
  && useradd --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin snigate \
- && mkdir -p /etc/snigate /var/log/snigate /usr/share/doc/snigate \
+ && mkdir -p /etc/snigate/certs /var/log/snigate /usr/share/doc/snigate \
  && chown snigate:snigate /var/log/snigate
 
 COPY --from=build /usr/local/bin/snigate /usr/local/bin/snigate
@@ -50,10 +79,11 @@ WORKDIR /var/log/snigate
 VOLUME ["/etc/snigate", "/var/log/snigate"]
 EXPOSE 443 9900
 
-# No HEALTHCHECK: the slim image has no curl or wget, and snigate has no
-# health-probe subcommand yet. Let the orchestrator probe the admin endpoint,
-# GET http://<container>:9900/healthz (configure [admin] bind = "0.0.0.0:9900"
-# and do not publish that port beyond the orchestrator's network).
+# The slim image has no curl: snigate probes its own admin endpoint, with a
+# 3 s deadline of its own inside Docker's --timeout. Kubernetes ignores
+# HEALTHCHECK; deploy/kubernetes/ uses httpGet probes on /healthz instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/snigate", "health", "-c", "/etc/snigate/snigate.toml"]
 
 # SIGTERM (docker stop) drains open connections for [timeouts] shutdown_grace
 # (30 s by default); give `docker stop -t` at least that much.

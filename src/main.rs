@@ -75,6 +75,37 @@ enum Command {
         #[arg(short, long, default_value = "config/snigate.toml")]
         config: PathBuf,
     },
+    /// Probe the admin endpoint's GET /healthz (container health checks): print
+    /// the answer, exit 0 on 200 and 1 otherwise.
+    Health {
+        /// Configuration whose [admin] bind is probed [default: config/snigate.toml
+        /// if it exists, else 127.0.0.1:9900].
+        #[arg(short, long, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// URL to probe instead, e.g. http://127.0.0.1:9900/healthz.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this long: connecting, asking and reading together.
+        #[arg(long, default_value = "3s", value_parser = snigate::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Write a snigate configuration from an IIS server's HTTPS bindings
+    /// (netsh http show sslcert and/or applicationHost.config).
+    ImportIis {
+        /// Output of `netsh http show sslcert` (UTF-8 or UTF-16; `-` for stdin).
+        #[arg(long, value_name = "FILE", required_unless_present = "config")]
+        netsh: Option<PathBuf>,
+        /// IIS applicationHost.config (`-` for stdin).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The IIS servers the sites run on (names or addresses, no port),
+        /// repeated or comma-separated [default: a TODO placeholder].
+        #[arg(long, value_name = "HOST", value_delimiter = ',')]
+        backend: Vec<String>,
+        /// Write the configuration here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +127,22 @@ fn main() -> ExitCode {
             html,
             config,
         } => report(logs, json, html, config),
+        Command::Health {
+            config,
+            url,
+            timeout,
+        } => health(config.as_deref(), url.as_deref(), timeout),
+        Command::ImportIis {
+            netsh,
+            config,
+            backend,
+            output,
+        } => import_iis(snigate::import_iis::Options {
+            netsh,
+            site_config: config,
+            backends: backend,
+            output,
+        }),
     }
 }
 
@@ -297,6 +344,45 @@ fn demo(dir: PathBuf) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health(config: Option<&Path>, url: Option<&str>, timeout: std::time::Duration) -> ExitCode {
+    match snigate::probe::run(config, url, timeout) {
+        Ok((target, reply)) => {
+            let healthy = reply.healthy();
+            let mut body = reply.body;
+            if !body.ends_with(b"\n") {
+                body.push(b'\n');
+            }
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &body);
+            if healthy {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("snigate health: {target} answered {}", reply.status);
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("snigate health: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import_iis(options: snigate::import_iis::Options) -> ExitCode {
+    let result = snigate::import_iis::run(
+        &options,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("snigate import-iis: {e}");
             ExitCode::FAILURE
         }
     }
