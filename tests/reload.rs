@@ -59,6 +59,37 @@ async fn streaming_backend() -> (SocketAddr, mpsc::UnboundedReceiver<mpsc::Sende
     (addr, rx)
 }
 
+/// A folder with a test PKI and the certificate files site.crt/site.key
+/// holding leaf "v1" for site.test.
+struct Site {
+    dir: tempfile::TempDir,
+    pki: Pki,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        Site { dir, pki }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A configuration with one https listener "web" on 127.0.0.1:0 in
+    /// front of `backend` (and `[admin]` on port 0 if `admin`).
+    fn web(&self, backend: SocketAddr, admin: bool) -> String {
+        site_toml(
+            self.path(),
+            &https_listener("web", "127.0.0.1:0"),
+            backend,
+            admin,
+        )
+    }
+}
+
 /// Writes `leaf`'s files over `name.crt`/`name.key` in the PKI folder.
 fn install(pki: &Pki, name: &str, leaf: &Leaf) {
     std::fs::copy(&leaf.chain, pki.dir.join(format!("{name}.crt"))).unwrap();
@@ -128,22 +159,15 @@ async fn served(addr: SocketAddr, pki: &Pki) -> String {
 #[tokio::test]
 async fn a_reload_serves_the_new_certificate_while_an_open_response_keeps_streaming() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let (backend_addr, mut streams) = streaming_backend().await;
-        let text = site_toml(
-            dir.path(),
-            &https_listener("web", "127.0.0.1:0"),
-            backend_addr,
-            false,
-        );
-        let proxy = start_proxy(dir.path(), &text).await;
+        let text = site.web(backend_addr, false);
+        let proxy = start_proxy(site.path(), &text).await;
         let addr = proxy.addr("web").unwrap();
-        assert_eq!(served(addr, &pki).await, "v1");
+        assert_eq!(served(addr, &site.pki).await, "v1");
 
         // A response that is still streaming when the reload happens.
-        let tls = tls_connect(addr, &pki.ca_der, &ClientOpts::sni("site.test"))
+        let tls = tls_connect(addr, &site.pki.ca_der, &ClientOpts::sni("site.test"))
             .await
             .unwrap();
         let (_, mut h1) = tls.into_h1().await;
@@ -165,10 +189,14 @@ async fn a_reload_serves_the_new_certificate_while_an_open_response_keeps_stream
         feed.send(Bytes::from_static(b"before ")).await.unwrap();
         assert_eq!(resp_rx.recv().await.unwrap(), "before ");
 
-        install(&pki, "site", &pki.leaf("v2", &["site.test"], Key::Rsa));
+        install(
+            &site.pki,
+            "site",
+            &site.pki.leaf("v2", &["site.test"], Key::Rsa),
+        );
         assert_eq!(proxy.reload().await, Ok(2));
         assert_eq!(
-            served(addr, &pki).await,
+            served(addr, &site.pki).await,
             "v2",
             "new handshakes see the new certificate"
         );
@@ -190,18 +218,16 @@ async fn a_reload_serves_the_new_certificate_while_an_open_response_keeps_stream
 #[tokio::test]
 async fn a_reload_adds_removes_and_moves_listeners() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let farm = backend("farm").await;
         let write = |listeners: &str| {
-            let text = site_toml(dir.path(), listeners, farm.addr, false);
-            std::fs::write(dir.path().join("snigate.toml"), text).unwrap();
+            let text = site_toml(site.path(), listeners, farm.addr, false);
+            std::fs::write(site.path().join("snigate.toml"), text).unwrap();
         };
         let proxy = start_proxy(
-            dir.path(),
+            site.path(),
             &site_toml(
-                dir.path(),
+                site.path(),
                 &https_listener("one", "127.0.0.1:0"),
                 farm.addr,
                 false,
@@ -210,7 +236,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
         .await;
         let one = proxy.addr("one").unwrap();
         // A keep-alive connection on "one" from before the reloads.
-        let tls = tls_connect(one, &pki.ca_der, &ClientOpts::sni("site.test"))
+        let tls = tls_connect(one, &site.pki.ca_der, &ClientOpts::sni("site.test"))
             .await
             .unwrap();
         let (_, mut early) = tls.into_h1().await;
@@ -231,7 +257,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
         let two = proxy.addr("two").expect("two is listening");
         let (reply, _) = https_once(
             two,
-            &pki.ca_der,
+            &site.pki.ca_der,
             &ClientOpts::sni("site.test"),
             get("site.test", "/b"),
         )
@@ -239,7 +265,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
         assert_eq!(reply.backend().as_deref(), Some("farm"));
         let (reply, _) = https_once(
             one,
-            &pki.ca_der,
+            &site.pki.ca_der,
             &ClientOpts::sni("site.test"),
             get("site.test", "/c"),
         )
@@ -262,7 +288,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
         );
         let (reply, _) = https_once(
             moved,
-            &pki.ca_der,
+            &site.pki.ca_der,
             &ClientOpts::sni("site.test"),
             get("site.test", "/d"),
         )
@@ -283,20 +309,13 @@ async fn a_reload_adds_removes_and_moves_listeners() {
 #[tokio::test]
 async fn a_failed_reload_keeps_the_running_state_and_says_why() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let farm = backend("farm").await;
-        let good = site_toml(
-            dir.path(),
-            &https_listener("web", "127.0.0.1:0"),
-            farm.addr,
-            true,
-        );
-        let proxy = start_proxy(dir.path(), &good).await;
+        let good = site.web(farm.addr, true);
+        let proxy = start_proxy(site.path(), &good).await;
         let addr = proxy.addr("web").unwrap();
         let admin = proxy.admin_addr().unwrap();
-        let config = dir.path().join("snigate.toml");
+        let config = site.path().join("snigate.toml");
 
         // A syntax error.
         std::fs::write(&config, format!("{good}\n[[listener]\nname = ")).unwrap();
@@ -304,7 +323,7 @@ async fn a_failed_reload_keeps_the_running_state_and_says_why() {
         assert!(errors.join("\n").contains("snigate.toml"), "{errors:?}");
         // A certificate that does not parse.
         std::fs::write(&config, &good).unwrap();
-        std::fs::write(dir.path().join("site.crt"), "not a certificate").unwrap();
+        std::fs::write(site.path().join("site.crt"), "not a certificate").unwrap();
         let errors = proxy.reload().await.expect_err("broken certificate");
         assert!(
             errors.iter().any(|e| e.contains("certificate \"site\"")),
@@ -312,11 +331,15 @@ async fn a_failed_reload_keeps_the_running_state_and_says_why() {
         );
         // An address already taken by someone else.
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        install(&pki, "site", &pki.leaf("v1b", &["site.test"], Key::Ecdsa));
+        install(
+            &site.pki,
+            "site",
+            &site.pki.leaf("v1b", &["site.test"], Key::Ecdsa),
+        );
         std::fs::write(
             &config,
             site_toml(
-                dir.path(),
+                site.path(),
                 &format!(
                     "{}\n{}",
                     https_listener("web", "127.0.0.1:0"),
@@ -335,7 +358,7 @@ async fn a_failed_reload_keeps_the_running_state_and_says_why() {
         assert_eq!(proxy.addr("more"), None);
 
         // Still the first configuration, with the first certificate.
-        assert_eq!(served(addr, &pki).await, "v1");
+        assert_eq!(served(addr, &site.pki).await, "v1");
         let (status, health) = admin_get(admin, "/healthz").await;
         assert_eq!(status, 200);
         let health: Value = serde_json::from_str(&health).unwrap();
@@ -358,7 +381,7 @@ async fn a_failed_reload_keeps_the_running_state_and_says_why() {
         // Fixed: the next reload goes through.
         std::fs::write(&config, &good).unwrap();
         assert_eq!(proxy.reload().await, Ok(2));
-        assert_eq!(served(addr, &pki).await, "v1b");
+        assert_eq!(served(addr, &site.pki).await, "v1b");
         let (_, metrics) = admin_get(admin, "/metrics").await;
         assert!(
             metrics.contains("snigate_reloads_total{outcome=\"ok\"} 1"),
@@ -373,19 +396,16 @@ async fn a_failed_reload_keeps_the_running_state_and_says_why() {
 #[tokio::test]
 async fn post_reload_on_the_admin_endpoint() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let farm = backend("farm").await;
-        let text = site_toml(
-            dir.path(),
-            &https_listener("web", "127.0.0.1:0"),
-            farm.addr,
-            true,
-        );
-        let proxy = start_proxy(dir.path(), &text).await;
+        let text = site.web(farm.addr, true);
+        let proxy = start_proxy(site.path(), &text).await;
         let admin = proxy.admin_addr().unwrap();
-        install(&pki, "site", &pki.leaf("v2", &["site.test"], Key::Ecdsa));
+        install(
+            &site.pki,
+            "site",
+            &site.pki.leaf("v2", &["site.test"], Key::Ecdsa),
+        );
 
         let (status, _) = admin_get(admin, "/reload").await;
         assert_eq!(status, 405, "GET does not reload");
@@ -394,7 +414,7 @@ async fn post_reload_on_the_admin_endpoint() {
         let outcome: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(outcome["ok"], true);
         assert_eq!(outcome["generation"], 2);
-        assert_eq!(served(proxy.addr("web").unwrap(), &pki).await, "v2");
+        assert_eq!(served(proxy.addr("web").unwrap(), &site.pki).await, "v2");
         // The admin endpoint itself stayed where it was.
         assert_eq!(proxy.admin_addr(), Some(admin));
         let (_, health) = admin_get(admin, "/healthz").await;
@@ -402,7 +422,7 @@ async fn post_reload_on_the_admin_endpoint() {
         assert_eq!(health["generation"], 2);
         assert_eq!(health["last_reload"]["ok"], true);
 
-        std::fs::write(dir.path().join("site.key"), "garbage").unwrap();
+        std::fs::write(site.path().join("site.key"), "garbage").unwrap();
         let (status, body) = admin_request(admin, "POST", "/reload").await;
         assert_eq!(status, 500, "{body}");
         assert!(body.contains("certificate \\\"site\\\""), "{body}");
@@ -415,26 +435,19 @@ async fn post_reload_on_the_admin_endpoint() {
 #[tokio::test]
 async fn sighup_and_snigate_reload_reload_a_running_process() {
     bounded_for(LONG, async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let farm = backend("farm").await;
-        let pid_file = dir.path().join("run/snigate.pid");
+        let pid_file = site.path().join("run/snigate.pid");
         let text = format!(
             "[runtime]\npid_file = {}\n[log]\nformat = \"json\"\n{}",
             toml_str(&pid_file.display().to_string()),
-            site_toml(
-                dir.path(),
-                &https_listener("web", "127.0.0.1:0"),
-                farm.addr,
-                false
-            )
+            site.web(farm.addr, false)
         );
-        let config = dir.path().join("snigate.toml");
+        let config = site.path().join("snigate.toml");
         std::fs::write(&config, &text).unwrap();
         let mut snigate = Snigate::spawn(&config);
         let addr = snigate.listening("web", LONG).await;
-        assert_eq!(served(addr, &pki).await, "v1");
+        assert_eq!(served(addr, &site.pki).await, "v1");
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .expect("pid file written")
             .trim()
@@ -442,7 +455,11 @@ async fn sighup_and_snigate_reload_reload_a_running_process() {
             .unwrap();
         assert_eq!(pid, snigate.pid());
 
-        install(&pki, "site", &pki.leaf("v2", &["site.test"], Key::Ecdsa));
+        install(
+            &site.pki,
+            "site",
+            &site.pki.leaf("v2", &["site.test"], Key::Ecdsa),
+        );
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_snigate"))
             .args(["reload", "-c"])
             .arg(&config)
@@ -455,10 +472,10 @@ async fn sighup_and_snigate_reload_reload_a_running_process() {
         );
         let done = snigate.wait_new_message("reloaded", LONG).await;
         assert_eq!(done["generation"], 2);
-        assert_eq!(served(addr, &pki).await, "v2");
+        assert_eq!(served(addr, &site.pki).await, "v2");
 
         // SIGHUP with a broken certificate: logged, still v2.
-        std::fs::write(dir.path().join("site.crt"), "broken").unwrap();
+        std::fs::write(site.path().join("site.crt"), "broken").unwrap();
         snigate.signal(Signal::SIGHUP);
         let failed = snigate
             .wait_new_message(
@@ -471,7 +488,7 @@ async fn sighup_and_snigate_reload_reload_a_running_process() {
             .as_str()
             .unwrap_or("")
             .contains("certificate \"site\"")));
-        assert_eq!(served(addr, &pki).await, "v2");
+        assert_eq!(served(addr, &site.pki).await, "v2");
 
         snigate.signal(Signal::SIGTERM);
         let status = snigate.wait_exit(LONG).await.expect("exits after SIGTERM");
@@ -523,26 +540,16 @@ async fn slow_download_backend(total: usize, over: Duration) -> SocketAddr {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_download_finish() {
     bounded_for(LONG, async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let total = 20 * 64 * 1024;
         let slow = slow_download_backend(total, Duration::from_secs(10)).await;
-        let text = format!(
-            "[log]\nformat = \"json\"\n{}",
-            site_toml(
-                dir.path(),
-                &https_listener("web", "127.0.0.1:0"),
-                slow,
-                false
-            )
-        );
-        let config = dir.path().join("snigate.toml");
+        let text = format!("[log]\nformat = \"json\"\n{}", site.web(slow, false));
+        let config = site.path().join("snigate.toml");
         std::fs::write(&config, &text).unwrap();
         let mut snigate = Snigate::spawn(&config);
         let addr = snigate.listening("web", LONG).await;
 
-        let tls = tls_connect(addr, &pki.ca_der, &ClientOpts::sni("site.test"))
+        let tls = tls_connect(addr, &site.pki.ca_der, &ClientOpts::sni("site.test"))
             .await
             .unwrap();
         let (_, mut h1) = tls.into_h1().await;
@@ -591,22 +598,15 @@ async fn sigterm_lets_an_in_flight_download_finish() {
 async fn hygiene_warnings_follow_reloads_on_healthz() {
     use std::os::unix::fs::PermissionsExt;
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
-        let key = dir.path().join("site.key");
+        let site = Site::new();
+        let key = site.path().join("site.key");
         // Readable by anyone: the key, and the folder (and those above it,
         // as /tmp is) that leads to it.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(site.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let farm = backend("farm").await;
-        let text = site_toml(
-            dir.path(),
-            &https_listener("web", "127.0.0.1:0"),
-            farm.addr,
-            true,
-        );
-        let proxy = start_proxy(dir.path(), &text).await;
+        let text = site.web(farm.addr, true);
+        let proxy = start_proxy(site.path(), &text).await;
         let admin = proxy.admin_addr().unwrap();
         let (_, health) = admin_get(admin, "/healthz").await;
         let health: Value = serde_json::from_str(&health).unwrap();
@@ -631,24 +631,17 @@ async fn hygiene_warnings_follow_reloads_on_healthz() {
 #[tokio::test]
 async fn stop_drains_an_h2_connection_with_goaway() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(dir.path());
-        install(&pki, "site", &pki.leaf("v1", &["site.test"], Key::Ecdsa));
+        let site = Site::new();
         let (backend_addr, mut streams) = streaming_backend().await;
         let text = format!(
             "[timeouts]\nshutdown_grace = \"15s\"\n{}",
-            site_toml(
-                dir.path(),
-                &https_listener("web", "127.0.0.1:0"),
-                backend_addr,
-                false,
-            )
+            site.web(backend_addr, false)
         );
-        let proxy = start_proxy(dir.path(), &text).await;
+        let proxy = start_proxy(site.path(), &text).await;
         let addr = proxy.addr("web").unwrap();
         let tls = tls_connect(
             addr,
-            &pki.ca_der,
+            &site.pki.ca_der,
             &ClientOpts::sni("site.test").alpn(&["h2"]),
         )
         .await

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::{Balance, ListenerMode, LogFormat, ProxyProtocolVersion};
+pub(crate) use validate::host_pattern;
 
 /// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
 pub const DEFAULT_CLIENT_HELLO: Duration = Duration::from_secs(10);

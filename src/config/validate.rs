@@ -174,10 +174,11 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 /// A host name as written in `hosts`/`names`: lower-cased, `*.` only as the
 /// first label.
-fn host_pattern(host: &str) -> Result<String, String> {
+pub(crate) fn host_pattern(host: &str) -> Result<String, String> {
     let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
     let body = h.strip_prefix("*.").unwrap_or(&h);
     let valid = !body.is_empty()
+        && h.len() <= 253
         && body.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63

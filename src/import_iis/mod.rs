@@ -279,18 +279,7 @@ fn parse_backends(given: &[String]) -> Result<Vec<String>, String> {
 /// A host name snigate accepts in `hosts`/`names` (lower-cased, no trailing
 /// dot, `*.` only as the whole first label), or `None`.
 pub(crate) fn valid_host(host: &str) -> Option<String> {
-    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    let body = h.strip_prefix("*.").unwrap_or(&h);
-    let ok = !body.is_empty()
-        && h.len() <= 253
-        && body.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    ok.then_some(h)
+    crate::config::host_pattern(host).ok()
 }
 
 /// A name that is safe as a file name and a TOML name: lower case, `*` as
