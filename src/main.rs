@@ -260,11 +260,18 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             Ok(s) => s,
             Err(code) => return code,
         };
-        logs.extend(settings.log.handshake_log.clone());
-        logs.extend(settings.log.access_log.clone());
+        // Logs written to standard output ("-") are not files to read back.
+        let files = [&settings.log.handshake_log, &settings.log.access_log];
+        logs.extend(
+            files
+                .into_iter()
+                .flatten()
+                .filter(|p| p.as_os_str() != snigate::telemetry::STDOUT)
+                .cloned(),
+        );
         if logs.is_empty() {
             eprintln!(
-                "snigate report: {} sets neither [log] handshake_log nor access_log; name the log files",
+                "snigate report: {} sets neither [log] handshake_log nor access_log as a file; name the log files (or save what snigate writes to standard output and name that)",
                 config.display()
             );
             return ExitCode::FAILURE;

@@ -5,7 +5,7 @@
 //! slow disk never stalls a worker thread; when the channel is full the line
 //! is counted as dropped and a warning says how many were lost.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -20,6 +20,11 @@ use crate::config::LogFormat;
 
 /// Lines that may wait for the writer thread before new ones are dropped.
 const LOG_QUEUE_LINES: usize = 65_536;
+
+/// The log path that means standard output (`handshake_log = "-"`), for
+/// containers: the process's own stdout, never reopened (an unprivileged
+/// process cannot open a container's `/dev/stdout`).
+pub const STDOUT: &str = "-";
 
 /// Sets up the human log on stderr. `level` is an `EnvFilter` directive;
 /// `RUST_LOG` overrides it.
@@ -70,6 +75,9 @@ impl JsonLines {
     /// Opens (creating folders as needed) `path` for appending and starts its
     /// writer thread; lines lost to a full queue are counted in `dropped`.
     pub fn open(path: &Path, dropped: Counter<u64, AtomicU64>) -> io::Result<Self> {
+        if path.as_os_str() == STDOUT {
+            return Ok(Self::stdout(dropped));
+        }
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -86,6 +94,28 @@ impl JsonLines {
             tx,
             dropped,
         })
+    }
+
+    /// Standard output: one writer thread for the whole process, so the
+    /// handshake and access logs (and the states of several reloads) share
+    /// it line by line instead of interleaving inside lines.
+    fn stdout(dropped: Counter<u64, AtomicU64>) -> Self {
+        static STDOUT_LOG: std::sync::OnceLock<(Arc<PathBuf>, SyncSender<Vec<u8>>)> =
+            std::sync::OnceLock::new();
+        let (path, tx) = STDOUT_LOG.get_or_init(|| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LOG_QUEUE_LINES);
+            // A thread that cannot start leaves the channel without a
+            // receiver: every line then logs "log writer stopped".
+            let _ = std::thread::Builder::new()
+                .name("log-writer stdout".into())
+                .spawn(move || write_lines(io::stdout(), rx));
+            (Arc::new(PathBuf::from(STDOUT)), tx)
+        });
+        Self {
+            path: path.clone(),
+            tx: tx.clone(),
+            dropped,
+        }
     }
 
     /// Queues one record as a JSON line.
@@ -113,8 +143,8 @@ impl JsonLines {
     }
 }
 
-fn write_lines(file: File, rx: mpsc::Receiver<Vec<u8>>) {
-    let mut out = BufWriter::new(file);
+fn write_lines(out: impl Write, rx: mpsc::Receiver<Vec<u8>>) {
+    let mut out = BufWriter::new(out);
     while let Ok(line) = rx.recv() {
         let mut result = out.write_all(&line);
         // Drain what is already queued before paying for a flush.

@@ -319,9 +319,11 @@ fn deployment_probes_ports_and_mounts_match_the_configuration() {
         s.pid_file.as_deref().expect("pid_file, for snigate reload"),
         "pid_file",
     );
+    // "-" is the process's own standard output: nothing to open.
     for log in [&s.log.handshake_log, &s.log.access_log]
         .into_iter()
         .flatten()
+        .filter(|p| p.as_os_str() != snigate::telemetry::STDOUT)
     {
         writable(log, "log");
     }

@@ -362,3 +362,63 @@ async fn answers_snigate_writes_itself_are_logged() {
     })
     .await
 }
+
+/// `handshake_log = "-"` and `access_log = "-"`: both logs go to the
+/// process's standard output (containers), whole lines, and nothing else
+/// does (the human log stays on stderr).
+#[tokio::test]
+async fn logs_to_standard_output() {
+    bounded_for(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let leaf = pki.leaf("site", &["site.test"], Key::Ecdsa);
+        let farm = backend("farm").await;
+        let text = format!(
+            "[log]\nformat = \"json\"\nhandshake_log = \"-\"\naccess_log = \"-\"\n\n{}\
+             [[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nfallback_certificate = \"site\"\ndefault_upstream = \"farm\"\n\n\
+             [[upstream]]\nname = \"farm\"\nservers = [\"{}\"]\n",
+            cert_toml("site", &leaf),
+            farm.addr
+        );
+        let config = dir.path().join("snigate.toml");
+        std::fs::write(&config, &text).unwrap();
+        assert_eq!(
+            snigate::config::Settings::load(&config)
+                .unwrap()
+                .log
+                .handshake_log
+                .as_deref(),
+            Some(std::path::Path::new("-")),
+            "\"-\" is not a path relative to the configuration"
+        );
+        let mut snigate = common::process::Snigate::spawn(&config);
+        let addr = snigate.listening("web", Duration::from_secs(20)).await;
+        let (reply, _) = https_once(
+            addr,
+            &pki.ca_der,
+            &ClientOpts::sni("site.test"),
+            get("site.test", "/hello"),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            let line = tokio::time::timeout(Duration::from_secs(20), snigate.stdout.recv())
+                .await
+                .expect("a line on stdout")
+                .expect("stdout open");
+            assert!(line.is_object(), "not a JSON line: {line}");
+            events.push(line);
+        }
+        assert_eq!(events[0]["event"], "tls_handshake");
+        assert_eq!(events[0]["sni"], "site.test");
+        assert_eq!(events[1]["event"], "http_request");
+        assert_eq!(events[1]["path"], "/hello");
+        assert!(
+            !snigate.seen.iter().any(|v| v["event"] == "tls_handshake"),
+            "the handshake log is not on stderr"
+        );
+    })
+    .await;
+}

@@ -163,6 +163,16 @@ fn duration(
     }
 }
 
+/// A JSON-lines log path: `"-"` stays `-` (standard output), anything else
+/// is resolved like every path.
+fn log_path(base: &Path, p: &str) -> PathBuf {
+    if p.trim() == crate::telemetry::STDOUT {
+        PathBuf::from(crate::telemetry::STDOUT)
+    } else {
+        resolve(base, p)
+    }
+}
+
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -331,8 +341,8 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     let log = LogSettings {
         level,
         format: raw.log.format.unwrap_or_default(),
-        handshake_log: raw.log.handshake_log.as_deref().map(|p| resolve(&base, p)),
-        access_log: raw.log.access_log.as_deref().map(|p| resolve(&base, p)),
+        handshake_log: raw.log.handshake_log.as_deref().map(|p| log_path(&base, p)),
+        access_log: raw.log.access_log.as_deref().map(|p| log_path(&base, p)),
     };
 
     let t = &raw.timeouts;

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 pub struct Snigate {
     child: Child,
     log: mpsc::UnboundedReceiver<Value>,
+    /// Lines snigate writes to standard output (JSON-lines logs set to "-").
+    pub stdout: mpsc::UnboundedReceiver<Value>,
     /// Every stderr line read so far (JSON, or a string for other text).
     pub seen: Vec<Value>,
 }
@@ -27,24 +29,16 @@ impl Snigate {
             .arg(config)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start snigate");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = lines_of(child.stderr.take().expect("stderr"));
+        let stdout = lines_of(child.stdout.take().expect("stdout"));
         Snigate {
             child,
             log,
+            stdout,
             seen: Vec::new(),
         }
     }
@@ -139,6 +133,22 @@ impl Snigate {
             }
         }
     }
+}
+
+/// Each line of `pipe`, as JSON (or a string for other text), read by a
+/// thread of its own.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for Snigate {
