@@ -557,8 +557,13 @@ pub async fn run_until_signal(settings: Settings) -> Result<(), StartError> {
     let pid_file = settings.pid_file.clone();
     let proxy = Proxy::start(settings).await?;
     if let Some(path) = &pid_file {
-        if let Err(e) = write_pid_file(path) {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the pid file; `snigate reload` will not find this process");
+        match write_pid_file(path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), pid = std::process::id(), "pid file written")
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the pid file; `snigate reload` will not find this process")
+            }
         }
     }
     wait_for_stop_signal(&proxy).await;

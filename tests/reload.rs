@@ -448,6 +448,9 @@ async fn sighup_and_snigate_reload_reload_a_running_process() {
         let mut snigate = Snigate::spawn(&config);
         let addr = snigate.listening("web", LONG).await;
         assert_eq!(served(addr, &site.pki).await, "v1");
+        snigate
+            .wait_log(LONG, |v| v["message"] == "pid file written")
+            .await;
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .expect("pid file written")
             .trim()
