@@ -88,6 +88,7 @@ pub(crate) fn record(
     info: &ConnInfo,
     hello: Option<&ClientHelloInfo>,
 ) -> HandshakeRecord {
+    let logged = hello.filter(|_| state.handshake_log.is_some());
     HandshakeRecord {
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
@@ -99,9 +100,11 @@ pub(crate) fn record(
         fallback: false,
         certificate: None,
         offered_versions: hello.map(|h| h.offered_versions()).unwrap_or_default(),
-        offered_suites: hello.map(|h| h.offered_suites_hex()).unwrap_or_default(),
-        offered_alpn: hello.map(|h| h.alpn.clone()).unwrap_or_default(),
-        ja3: hello.map(crate::fingerprint::ja3).unwrap_or_default(),
+        // Only the handshake log shows these (the report and metrics read
+        // the versions and JA4): not computed without one.
+        offered_suites: logged.map(|h| h.offered_suites_hex()).unwrap_or_default(),
+        offered_alpn: logged.map(|h| h.alpn.clone()).unwrap_or_default(),
+        ja3: logged.map(crate::fingerprint::ja3).unwrap_or_default(),
         ja4: hello.map(crate::fingerprint::ja4).unwrap_or_default(),
         outcome: "failed",
         version: None,
