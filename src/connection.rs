@@ -287,14 +287,7 @@ async fn serve_https(
             rec.resumed = negotiated.resumed;
             rec.ms = millis(start.elapsed());
             info.report = emit(&state, &info, &rec);
-            // An IP address in SNI is not a name (RFC 6066; wrk and some old
-            // stacks send one): for Host checks it counts as no SNI.
-            info.sni = hello
-                .sni_lowercase()
-                .map(|s| s.trim_end_matches('.').to_string())
-                .filter(|s| s.parse::<std::net::IpAddr>().is_err());
-            info.certificate = Some(certificate);
-            info.tls = true;
+            established(&mut info, &hello, certificate);
             let h2 = negotiated.alpn.as_deref() == Some("h2");
             // The hello and its log line are done with: free them before a
             // connection that may stay open for hours.
@@ -306,6 +299,19 @@ async fn serve_https(
             proxy::serve(state.clone(), Arc::new(info), stream, h2, cancel).await;
         }
     }
+}
+
+/// What HTTP needs to know of a completed TLS handshake (rustls or the
+/// OpenSSL engine): the SNI for Host checks and the certificate served.
+pub(crate) fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: usize) {
+    // An IP address in SNI is not a name (RFC 6066; wrk and some old
+    // stacks send one): for Host checks it counts as no SNI.
+    info.sni = hello
+        .sni_lowercase()
+        .map(|s| s.trim_end_matches('.').to_string())
+        .filter(|s| s.parse::<std::net::IpAddr>().is_err());
+    info.certificate = Some(certificate);
+    info.tls = true;
 }
 
 /// Bytes read from a fresh connection before HTTP starts.

@@ -231,13 +231,7 @@ pub(crate) async fn serve(
     rec.resumed = tls.ssl().session_reused();
     rec.ms = millis(start.elapsed());
     info.report = crate::connection::emit(&state, &info, &rec);
-    // As after a rustls handshake (connection::serve_https).
-    info.sni = hello
-        .sni_lowercase()
-        .map(|s| s.trim_end_matches('.').to_string())
-        .filter(|s| s.parse::<std::net::IpAddr>().is_err());
-    info.certificate = Some(certificate);
-    info.tls = true;
+    crate::connection::established(&mut info, &hello, certificate);
     drop((rec, hello));
     let idle = state.settings.timeouts.client_idle;
     let Some(stream) = crate::connection::first_bytes(tls, idle, &state.stop).await else {

@@ -18,14 +18,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::child::{lines_of, openssl_installed, Killed};
 use common::*;
 use rustls::{Error, InvalidMessage, PeerIncompatible, ServerConfig};
 use serde_json::Value;
@@ -1017,40 +1018,6 @@ fn configuration() {
 // ---------------------------------------------------------------------------
 // A real TLS 1.0 client through snigate to a real TLS 1.0 server
 // ---------------------------------------------------------------------------
-
-fn openssl_installed() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A child process killed (and reaped) when dropped, on every path.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads `from` to its end on a thread of its own (it ends when the process
-/// does), sending each line; the receiver gets them as they come.
-fn lines_of(from: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Old OpenSSL defaults for TLS 1.0 on OpenSSL 3: security level 0 allows
 /// its SHA-1/MD5 handshake signatures.

@@ -13,12 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::{lines_of, openssl_installed, Killed};
 use common::*;
 use serde_json::Value;
 use snigate::server::Proxy;
@@ -258,40 +259,6 @@ async fn min_version_keeps_older_clients_out() {
 // ---------------------------------------------------------------------------
 // A real TLS 1.0 client through the HTTP proxy path
 // ---------------------------------------------------------------------------
-
-fn openssl_installed() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A child process killed (and reaped) when dropped, on every path.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads `from` to its end on a thread of its own (it ends when the process
-/// does), sending each line.
-fn lines_of(from: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// `openssl s_client` with `args` to `addr`, `input` on its stdin; its
 /// stdout and stderr once it exits (or after 10 s, when it is killed).

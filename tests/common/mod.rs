@@ -5,6 +5,7 @@
 //! Everything runs on 127.0.0.1 with port 0; nothing synchronises by sleeping.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod process;
 
 use std::collections::BTreeMap;
