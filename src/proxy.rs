@@ -28,7 +28,7 @@ use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::telemetry::{timestamp, AccessRecord};
 use crate::tls::CertificateId;
-use crate::upstream::UpstreamError;
+use crate::upstream::{asks_for_connection_auth, carries_connection_credentials, UpstreamError};
 
 /// What the HTTP stage knows about the connection a request came on.
 #[derive(Debug)]
@@ -232,7 +232,16 @@ async fn handle(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
-    match upstream.send(req, info.peer.ip(), &info.affinity).await {
+    // NTLM and Negotiate authenticate a connection, which h2 multiplexes:
+    // as IIS does, ask the client to send this request over HTTP/1.1
+    // (RST_STREAM HTTP_1_1_REQUIRED; browsers, curl and .NET then reconnect
+    // with HTTP/1.1), before any backend sees the credentials.
+    if h2 && carries_connection_credentials(req.headers()) {
+        return Err(http_1_1_required(&mut exchange));
+    }
+    // An h2 connection's streams share no backend connection state.
+    let affinity = (!h2).then_some(&info.affinity);
+    match upstream.send(req, info.peer.ip(), affinity).await {
         Ok((mut resp, server, back)) => {
             exchange.upstream = Some(route.upstream());
             exchange.status = resp.status().as_u16();
@@ -261,19 +270,11 @@ async fn handle(
                     ResponseBody::full("").with_exchange(exchange),
                 ));
             }
-            if h2 && crate::upstream::asks_for_connection_auth(&resp) {
-                // NTLM and Negotiate authenticate a connection, which h2
-                // multiplexes: do what IIS does and ask the client to retry
-                // this request over HTTP/1.1 (RST_STREAM HTTP_1_1_REQUIRED;
-                // browsers, curl and .NET then reconnect with HTTP/1.1).
-                if let Some(l) = &mut exchange.line {
-                    l.record.error = Some(
-                        "NTLM/Negotiate over HTTP/2: asked the client to retry over HTTP/1.1"
-                            .into(),
-                    );
-                }
+            if h2 && asks_for_connection_auth(&resp) {
+                // A challenge: the request was not carried out, so the
+                // client may safely send it again over HTTP/1.1.
                 drop((resp, back));
-                return Err(h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED));
+                return Err(http_1_1_required(&mut exchange));
             }
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
@@ -312,6 +313,16 @@ async fn handle(
             Ok(local_response(status, msg, exchange, Some(e.to_string())))
         }
     }
+}
+
+/// The answer to an h2 request that needs connection-bound authentication
+/// (NTLM, Negotiate): RST_STREAM HTTP_1_1_REQUIRED, noted in the access log.
+fn http_1_1_required(exchange: &mut Exchange) -> h2::Error {
+    if let Some(l) = &mut exchange.line {
+        l.record.error =
+            Some("NTLM/Negotiate over HTTP/2: asked the client to retry over HTTP/1.1".into());
+    }
+    h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED)
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Upgrade`, with

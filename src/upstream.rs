@@ -169,15 +169,22 @@ impl Upstream {
     /// ip-hash) and returns the response head with the server that
     /// answered. `affinity` is the client connection's: a connection pinned
     /// there for this upstream (NTLM/Negotiate) is used first and kept,
-    /// whatever the balancer and the servers' health say.
+    /// whatever the balancer and the servers' health say, and a connection
+    /// this request authenticates is pinned there. Without one (an h2
+    /// client, whose streams may be anyone's) such a connection is closed
+    /// after its response, never pooled.
     pub async fn send(
         &self,
         mut req: Request<RequestBody>,
         client: IpAddr,
-        affinity: &Affinity,
+        affinity: Option<&Affinity>,
     ) -> Result<(Response<Incoming>, String, Option<PoolReturn>), UpstreamError> {
         let progress = req.body_mut().progress();
-        if let Some(pinned) = affinity.take(&self.name) {
+        // Decided before the request moves: once it is on a connection, that
+        // connection speaks for whoever these credentials are.
+        let credentials = carries_connection_credentials(req.headers());
+        let bind = |resp: &Response<Incoming>| credentials || binds_connection(resp);
+        if let Some(pinned) = affinity.and_then(|a| a.take(&self.name)) {
             let Pinned {
                 server, mut sender, ..
             } = pinned;
@@ -190,7 +197,10 @@ impl Upstream {
                 {
                     Err(e) => return Err(e),
                     Ok(Ok(resp)) => {
-                        return Ok(self.finish(&server, sender, resp, affinity, true, None, counted))
+                        let after = Binding::Pinned;
+                        return Ok(
+                            self.finish(&server, sender, resp, affinity, after, None, counted)
+                        );
                     }
                     Ok(Err(mut e)) => match e.take_message() {
                         // Not sent: the backend closed the authenticated
@@ -230,9 +240,10 @@ impl Upstream {
             };
             match sent {
                 Ok(resp) => {
+                    let after = Binding::of(bind(&resp));
                     return Ok(
-                        self.finish(&server, sender, resp, affinity, false, tls_name, counted)
-                    )
+                        self.finish(&server, sender, resp, affinity, after, tls_name, counted)
+                    );
                 }
                 Err(mut e) => match (e.take_message(), replay) {
                     (Some(unsent), _) => {
@@ -258,7 +269,8 @@ impl Upstream {
             Err(e) => Err(e),
             Ok(Err(e)) => Err(protocol(&server, &e)),
             Ok(Ok(resp)) => {
-                Ok(self.finish(&server, sender, resp, affinity, false, tls_name, counted))
+                let after = Binding::of(bind(&resp));
+                Ok(self.finish(&server, sender, resp, affinity, after, tls_name, counted))
             }
         }
     }
@@ -387,38 +399,47 @@ impl Upstream {
         crate::health::check(stream, &server.addr, &host, settings).await
     }
 
-    /// After a response head: a connection that is (or becomes) pinned to the
-    /// client connection stays with it; any other goes back to the pool when
-    /// its response body has been read to the end, through the returned
-    /// [`PoolReturn`] (at once when there is no body).
+    /// After a response head: a connection that is (or becomes) bound to a
+    /// client's identity stays with that client connection (`affinity`; an
+    /// h2 client has none, and the connection is closed after this response
+    /// instead); any other goes back to the pool when its response body has
+    /// been read to the end, through the returned [`PoolReturn`] (at once
+    /// when there is no body).
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         server: &Arc<Server>,
         sender: SendRequest<RequestBody>,
         resp: Response<Incoming>,
-        affinity: &Affinity,
-        pinned: bool,
+        affinity: Option<&Affinity>,
+        binding: Binding,
         tls_name: Option<ServerName<'static>>,
         counted: InFlight,
     ) -> (Response<Incoming>, String, Option<PoolReturn>) {
         let addr = server.addr.clone();
-        if !pinned && !server.health.in_rotation() {
+        if binding != Binding::Pinned && !server.health.in_rotation() {
             // A trial request (passive health) answered on a pooled connection.
             server.health.connected();
         }
         // Until the response body ends, the request counts as in flight.
         let ends = resp.body().is_end_stream();
-        if pinned || asks_for_connection_auth(&resp) {
-            if !pinned {
-                tracing::debug!(upstream = %self.name, server = %addr, "NTLM/Negotiate challenge: pinning the upstream connection to the client connection");
+        if binding != Binding::Shared {
+            match affinity {
+                Some(affinity) => {
+                    if binding == Binding::Binds {
+                        tracing::debug!(upstream = %self.name, server = %addr, "NTLM/Negotiate: pinning the upstream connection to the client connection");
+                    }
+                    affinity.put(Pinned {
+                        upstream: self.name.clone(),
+                        server: server.clone(),
+                        sender,
+                        _counted: PinnedCount::new(&self.pinned),
+                    });
+                }
+                // No client connection to keep it for: dropping the sender
+                // closes the connection once this response has been read.
+                None => drop(sender),
             }
-            affinity.put(Pinned {
-                upstream: self.name.clone(),
-                server: server.clone(),
-                sender,
-                _counted: PinnedCount::new(&self.pinned),
-            });
             return (resp, addr, PoolReturn::count_only(server, counted, ends));
         }
         let closing = resp
@@ -684,20 +705,86 @@ fn protocol(server: &Server, e: &hyper::Error) -> UpstreamError {
     }
 }
 
-/// A 401/407 whose challenge is NTLM or Negotiate: these authenticate the
-/// TCP connection, not the request, so the connection must stay with the
-/// client from now on.
-pub fn asks_for_connection_auth(resp: &Response<Incoming>) -> bool {
+/// Whether the exchange on a backend connection ties that connection to
+/// one client: see [`Upstream::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// Nothing ties it to a client: it may serve anyone (the pool).
+    Shared,
+    /// This exchange authenticated it (or began to): it belongs to the client.
+    Binds,
+    /// It was already the client's own.
+    Pinned,
+}
+
+impl Binding {
+    fn of(binds: bool) -> Self {
+        if binds {
+            Binding::Binds
+        } else {
+            Binding::Shared
+        }
+    }
+}
+
+/// Whether a header value names the NTLM or Negotiate scheme: as the
+/// credentials of `Authorization` (`NTLM <token>`), or among the challenges
+/// of `WWW-Authenticate` (`Negotiate, NTLM`, `Basic realm="x", NTLM`).
+/// Looser than RFC 9110's grammar on purpose: a false match only keeps a
+/// connection private, a missed one would share a user's identity.
+fn names_connection_scheme(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|element| {
+        let scheme = element
+            .split(|b| b.is_ascii_whitespace())
+            .find(|t| !t.is_empty())
+            .unwrap_or(&[]);
+        scheme.eq_ignore_ascii_case(b"NTLM") || scheme.eq_ignore_ascii_case(b"Negotiate")
+    })
+}
+
+/// Whether a request carries NTLM or Negotiate (Kerberos) credentials in
+/// `Authorization` or `Proxy-Authorization`. IIS binds these to the TCP
+/// connection (Kerberos too, with `authPersistNonNTLM`, the default), even
+/// when they come pre-emptively and are answered 200 at once; Basic and
+/// Bearer authenticate one request and bind nothing.
+pub fn carries_connection_credentials(headers: &http::HeaderMap) -> bool {
+    [
+        http::header::AUTHORIZATION,
+        http::header::PROXY_AUTHORIZATION,
+    ]
+    .iter()
+    .flat_map(|name| headers.get_all(name))
+    .any(|v| names_connection_scheme(v.as_bytes()))
+}
+
+/// Whether a response, whatever its status, says its connection is (being)
+/// authenticated: an NTLM or Negotiate challenge or mutual-authentication
+/// token in `WWW-Authenticate`/`Proxy-Authenticate`, or `Persistent-Auth`
+/// (IIS: the identity stays with the connection).
+pub fn binds_connection<B>(resp: &Response<B>) -> bool {
+    let headers = resp.headers();
+    headers.contains_key("persistent-auth")
+        || [
+            http::header::WWW_AUTHENTICATE,
+            http::header::PROXY_AUTHENTICATE,
+        ]
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+        .any(|v| names_connection_scheme(v.as_bytes()))
+}
+
+/// A 401/407 whose challenge is NTLM or Negotiate: the backend asks the
+/// client to authenticate the connection (the request was not carried out).
+pub fn asks_for_connection_auth<B>(resp: &Response<B>) -> bool {
     let header = match resp.status().as_u16() {
         401 => http::header::WWW_AUTHENTICATE,
         407 => http::header::PROXY_AUTHENTICATE,
         _ => return false,
     };
-    resp.headers().get_all(header).iter().any(|v| {
-        let v = v.as_bytes();
-        let scheme = v.split(|b| *b == b' ' || *b == b',').next().unwrap_or(&[]);
-        scheme.eq_ignore_ascii_case(b"NTLM") || scheme.eq_ignore_ascii_case(b"Negotiate")
-    })
+    resp.headers()
+        .get_all(header)
+        .iter()
+        .any(|v| names_connection_scheme(v.as_bytes()))
 }
 
 /// A pooled connection on its way back: released into the pool when the
