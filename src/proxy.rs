@@ -24,6 +24,7 @@ use crate::certs::covers;
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::head_timer::{HeadTimer, InFlight, Phase};
 use crate::report::ClientRef;
+use crate::request_host::{request_host, written_host, RequestHost};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::telemetry::{timestamp, AccessRecord};
@@ -176,10 +177,13 @@ async fn handle(
     let h2 = req.version() == Version::HTTP_2;
     let start = Instant::now();
     let listener = &state.listeners[info.listener];
-    let host = request_host(&req);
+    // One host for the route, the 421 check, the log and the backend.
+    let named = request_host(req.version(), req.uri(), req.headers())
+        .map(|h| h.unwrap_or_else(|| written_host(info.local)));
+    let host_name = named.as_ref().ok().map(|h| h.name.clone());
     let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
     let line = (state.access_log.is_some() || report.is_some())
-        .then(|| access_line(state, info, &req, &host));
+        .then(|| access_line(state, info, &req, &host_name));
     let mut exchange = Box::new(Exchange {
         state: state.clone(),
         listener: info.listener,
@@ -191,8 +195,13 @@ async fn handle(
         in_flight: Some(in_flight),
     });
 
+    let host = match named {
+        Ok(host) => host,
+        Err(e) => return Ok(bad_request(format!("400 Bad Request: {e}\n"), exchange)),
+    };
     // The Host must be one the certificate of this connection speaks for.
-    if let (Some(sni), Some(h), Some(cert)) = (&info.sni, &host, info.certificate) {
+    if let (Some(sni), false, Some(cert)) = (&info.sni, host.written, info.certificate) {
+        let h = &host.name;
         if sni != h && !covers(&state.certificates.get(cert).names, h) {
             let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
             return Ok(local_response(
@@ -204,11 +213,8 @@ async fn handle(
         }
     }
 
-    let Some(route) = listener.routes.route(host.as_deref()) else {
-        let msg = format!(
-            "404 Not Found: no route for host {}\n",
-            host.as_deref().unwrap_or("(none)")
-        );
+    let Some(route) = listener.routes.route(Some(&host.name)) else {
+        let msg = format!("404 Not Found: no route for host {}\n", host.name);
         return Ok(local_response(StatusCode::NOT_FOUND, msg, exchange, None));
     };
     let upstream = &state.upstreams[route.upstream()];
@@ -222,6 +228,7 @@ async fn handle(
     let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
     let mut req = rewrite_request(
         req,
+        &host,
         info,
         upstream.is_tls(),
         &listener.settings.trusted_proxies,
@@ -408,6 +415,13 @@ fn access_line(
     }
 }
 
+/// 400 for a request whose host cannot be told (see [`request_host`]):
+/// noted in the access log as the client's error.
+fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
+    let error = msg.trim_end().to_string();
+    local_response(StatusCode::BAD_REQUEST, msg, exchange, Some(error))
+}
+
 /// A response snigate writes itself.
 fn local_response(
     status: StatusCode,
@@ -426,16 +440,6 @@ fn local_response(
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-/// The host a request names: h2 `:authority` (or an absolute-form URI),
-/// else the Host header; normalized.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return normalize_host(a.as_str());
-    }
-    let h = req.headers().get(header::HOST)?.to_str().ok()?;
-    normalize_host(h)
 }
 
 fn version_name(v: Version) -> &'static str {
@@ -520,19 +524,17 @@ fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, back
 }
 
 /// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
-/// Host kept, hop-by-hop headers removed, X-Forwarded-* set.
+/// `Host` and `X-Forwarded-Host` the request's one host, hop-by-hop headers
+/// removed, X-Forwarded-* set.
 fn rewrite_request(
     req: Request<Incoming>,
+    host: &RequestHost,
     info: &ConnInfo,
     backend_tls: bool,
     trusted: &[ipnet::IpNet],
     bytes_in: Option<Arc<AtomicU64>>,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
-    let original_host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
-    };
     // `TE: trailers` says the client takes response trailers (hyper sends
     // them only then): snigate passes trailers on, so it asks on its behalf.
     let trailers = parts
@@ -548,14 +550,12 @@ fn rewrite_request(
             .headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if let Some(h) = &original_host {
-        if !parts.headers.contains_key(header::HOST) {
-            parts.headers.insert(header::HOST, h.clone());
-        }
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
-    }
+    // The one host, whatever the client wrote in Host or X-Forwarded-Host.
+    parts.headers.insert(header::HOST, host.header.clone());
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-host"),
+        host.header.clone(),
+    );
     let xff = HeaderName::from_static("x-forwarded-for");
     let from_trusted = !trusted.is_empty() && trusted.iter().any(|n| n.contains(&info.peer.ip()));
     let appended = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
@@ -585,7 +585,7 @@ fn rewrite_request(
         parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     }
     if info.tls != backend_tls {
-        rewrite_destination(&mut parts.headers, original_host.as_ref(), backend_tls);
+        rewrite_destination(&mut parts.headers, Some(&host.header), backend_tls);
     }
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, RequestBody::new(body, bytes_in))
