@@ -180,6 +180,134 @@ fn half_a_ca_is_refused() {
     assert!(err.to_string().contains("not the key of ca.crt"), "{err}");
 }
 
+/// A folder for gen-certs output and a file outside it that a planted link
+/// points to; the file holds `BAIT` so that any write to it shows.
+struct Planted {
+    _root: tempfile::TempDir,
+    lab: PathBuf,
+    outside: PathBuf,
+}
+
+const BAIT: &str = "not a key\n";
+
+impl Planted {
+    fn new() -> Planted {
+        let root = tempfile::tempdir().unwrap();
+        let lab = root.path().join("lab");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&lab).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        Planted {
+            _root: root,
+            lab,
+            outside,
+        }
+    }
+
+    /// `lab/NAME` -> `outside/TARGET`; with `bait`, the target exists.
+    fn link(&self, name: &str, target: &str, bait: bool) -> (PathBuf, PathBuf) {
+        let link = self.lab.join(name);
+        let target = self.outside.join(target);
+        if bait {
+            std::fs::write(&target, BAIT).unwrap();
+        }
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        (link, target)
+    }
+}
+
+/// The error is a symlink refusal naming `link`.
+fn assert_refused(err: GenCertsError, link: &Path) {
+    let msg = err.to_string();
+    assert!(matches!(err, GenCertsError::Symlink { .. }), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{} is a symbolic link", link.display())),
+        "{msg}"
+    );
+}
+
+/// A link where the CA key would be written, dangling or not, is refused: the
+/// file it points to is never created or written, and nothing else is written.
+#[test]
+fn gen_certs_refuses_a_symlink_at_the_ca_key() {
+    for bait in [false, true] {
+        let p = Planted::new();
+        let (link, target) = p.link("ca.key", "stolen.key", bait);
+        let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+        assert_refused(err, &link);
+        if bait {
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), BAIT);
+        } else {
+            assert!(!target.exists(), "the link's target was created");
+        }
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let written: Vec<_> = std::fs::read_dir(&p.lab)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(written, vec![std::ffi::OsString::from("ca.key")]);
+    }
+}
+
+/// A link where a leaf key would be replaced is refused too, even next to a
+/// CA that is kept.
+#[test]
+fn gen_certs_refuses_a_symlink_at_a_leaf_key() {
+    let p = Planted::new();
+    generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap();
+    let leaf_key = p.lab.join("portal.contoso.test.key");
+    std::fs::remove_file(&leaf_key).unwrap();
+    let (link, target) = p.link("portal.contoso.test.key", "leaf.key", true);
+    let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+    assert_refused(err, &link);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), BAIT);
+
+    // And a link in place of the kept CA certificate: not read, not signed with.
+    std::fs::remove_file(&link).unwrap();
+    let ca_crt = p.lab.join("ca.crt");
+    std::fs::rename(&ca_crt, p.outside.join("ca.crt")).unwrap();
+    std::os::unix::fs::symlink(p.outside.join("ca.crt"), &ca_crt).unwrap();
+    let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+    assert_refused(err, &ca_crt);
+}
+
+/// Links planted under the temporary names gen-certs writes through (this
+/// process's pid makes them predictable) are skipped, never opened: the CA
+/// key lands in DIR/ca.key with mode 0600 and the link targets stay as they were.
+#[test]
+fn gen_certs_never_writes_through_a_link_at_a_temporary_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Planted::new();
+    let pid = std::process::id();
+    // The names of earlier versions, and the first attempts of this one.
+    let names_tried = [
+        format!(".ca.key.tmp{pid}"),
+        format!(".ca.key.{pid}.0.tmp"),
+        format!(".ca.key.{pid}.1.tmp"),
+    ];
+    let planted: Vec<(PathBuf, PathBuf)> = names_tried
+        .iter()
+        .enumerate()
+        .map(|(i, name)| p.link(name, &format!("stolen{i}.key"), true))
+        .collect();
+    let set = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap();
+    for (link, target) in &planted {
+        assert_eq!(
+            std::fs::read_to_string(target).unwrap(),
+            BAIT,
+            "written through {}",
+            link.display()
+        );
+        assert!(std::fs::symlink_metadata(link).unwrap().is_symlink());
+    }
+    let meta = std::fs::symlink_metadata(&set.ca_key).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&set.ca_key)
+        .unwrap()
+        .contains("BEGIN PRIVATE KEY"));
+}
+
 #[test]
 fn names_are_validated() {
     for bad in [
