@@ -177,6 +177,10 @@ pub struct HandshakeRecord {
     pub outcome: &'static str,
     pub version: Option<&'static str>,
     pub suite: Option<String>,
+    /// The key exchange group negotiated (`"X25519MLKEM768"`, `"X25519"`,
+    /// `"secp256r1"`, ...); null when the handshake did not complete, had
+    /// none (a resumed TLS 1.2 session) or the engine does not tell (OpenSSL).
+    pub group: Option<&'static str>,
     pub alpn: Option<String>,
     pub ms: f64,
     /// `true` when the client resumed an earlier session (TLS 1.3 ticket,
