@@ -208,7 +208,10 @@ impl Metrics {
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
-            "JSON log lines dropped because the log writer could not keep up",
+            format!(
+                "JSON log lines dropped because the log writer's queue held {} MiB already",
+                crate::telemetry::LOG_QUEUE_BYTES >> 20
+            ),
             log_dropped.clone(),
         );
         Self {
