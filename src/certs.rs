@@ -189,19 +189,60 @@ pub enum CertError {
         hint: String,
     },
     /// Neither the configuration nor the certificate gives a host name.
-    #[error("certificate {name} names no host (no DNS subjectAltName; set names = [...])")]
+    #[error("certificate {name}: {} names no host (no DNS subjectAltName; set names = [...])", chain.display())]
     NoNames {
         /// The `[[certificate]]` name.
         name: String,
+        /// The chain file whose leaf names no host.
+        chain: PathBuf,
     },
     /// An explicit `names` entry is empty or not a host name.
-    #[error("certificate {name}: {entry:?} in names is not a host name")]
+    #[error("certificate {name} ({}): {entry:?} in names is not a host name", chain.display())]
     InvalidName {
         /// The `[[certificate]]` name.
         name: String,
+        /// The chain file the names are for.
+        chain: PathBuf,
         /// The offending entry.
         entry: String,
     },
+}
+
+/// Which file of a `[[certificate]]` an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertFile {
+    /// The `chain` file (or the names its leaf gives).
+    Chain,
+    /// The `key` file.
+    Key,
+}
+
+impl CertError {
+    /// Which of the two files of the `[[certificate]]` with these `chain`
+    /// and `key` paths the error is about. A read or PEM error is the key's
+    /// only when the key is a file of its own (a combined PEM file is read
+    /// as the chain first).
+    pub fn file(&self, chain: &Path, key: &Path) -> CertFile {
+        match self {
+            CertError::Read { path, .. }
+            | CertError::TooLarge { path }
+            | CertError::BadPem { path, .. } => {
+                if path == key && path != chain {
+                    CertFile::Key
+                } else {
+                    CertFile::Chain
+                }
+            }
+            CertError::NoPrivateKey { .. }
+            | CertError::SeveralPrivateKeys { .. }
+            | CertError::UnsupportedKey { .. }
+            | CertError::KeyMismatch { .. } => CertFile::Key,
+            CertError::NoCertificate { .. }
+            | CertError::InvalidCertificate { .. }
+            | CertError::NoNames { .. }
+            | CertError::InvalidName { .. } => CertFile::Chain,
+        }
+    }
 }
 
 /// An I/O error in plain words: "No such file or directory", without " (os error 2)".
@@ -290,12 +331,13 @@ pub fn load_certificate(
     }
 
     let names = match names {
-        Some(explicit) => explicit_names(name, explicit)?,
+        Some(explicit) => explicit_names(name, chain, explicit)?,
         None => names_from_leaf(leaf),
     };
     if names.is_empty() {
         return Err(CertError::NoNames {
             name: name.to_string(),
+            chain: chain.to_path_buf(),
         });
     }
 
@@ -466,13 +508,14 @@ fn normalise(host: &str) -> String {
 }
 
 /// The configured names, normalised and de-duplicated; an empty or blank entry is an error.
-fn explicit_names(name: &str, explicit: &[String]) -> Result<Vec<String>, CertError> {
+fn explicit_names(name: &str, chain: &Path, explicit: &[String]) -> Result<Vec<String>, CertError> {
     let mut out: Vec<String> = Vec::with_capacity(explicit.len());
     for entry in explicit {
         let n = normalise(entry);
         if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(CertError::InvalidName {
                 name: name.to_string(),
+                chain: chain.to_path_buf(),
                 entry: entry.clone(),
             });
         }

@@ -109,6 +109,7 @@ pub(crate) fn record(
         outcome: "failed",
         version: None,
         suite: None,
+        group: None,
         alpn: None,
         ms: 0.0,
         resumed: false,
@@ -124,6 +125,9 @@ pub(crate) fn record(
 pub(crate) fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
     let listener = &state.listeners[info.listener];
     listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
+    if rec.outcome == "ok" {
+        listener.metrics.key_exchange(rec.group);
+    }
     // Served = offered in a ServerHello, whether or not the client then
     // accepted it.
     if rec.fallback && rec.certificate.is_some() {
@@ -283,6 +287,7 @@ async fn serve_https(
             rec.outcome = "ok";
             rec.version = Some(negotiated.version);
             rec.suite = Some(negotiated.suite);
+            rec.group = negotiated.group;
             rec.alpn = negotiated.alpn.clone();
             rec.resumed = negotiated.resumed;
             rec.ms = millis(start.elapsed());

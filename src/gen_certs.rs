@@ -13,9 +13,16 @@
 //! keyEncipherment for RSA, which TLS_RSA_* key exchange needs), at most 825 days of
 //! validity (the Apple/old Windows limit) starting a day ago (clock skew). Keys are
 //! PKCS#8 PEM, written with mode 0600 on Unix.
+//!
+//! Symbolic links are never followed in DIR: a link where an output file (or the
+//! kept CA) would be is refused with [`GenCertsError::Symlink`] before anything is
+//! written, and every file is first created under a fresh temporary name with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW` and then renamed into place (a rename replaces a link
+//! itself, never its target). So a link planted in a shared folder can never make
+//! gen-certs write the CA key somewhere else, or sign with someone else's CA.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -102,13 +109,19 @@ pub enum GenCertsError {
     /// Reading, writing or creating a file or directory failed.
     #[error("cannot {action} {}: {}", path.display(), io_reason(source))]
     Io {
-        /// "create directory", "read", "write".
+        /// "create directory", "inspect", "read", "write", "create a temporary file for".
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A file gen-certs would write (or the CA it would keep) is a symbolic link.
+    #[error("{} is a symbolic link; gen-certs never writes or reads through links in its output folder: remove it, or point --dir at the folder it leads to", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
     },
     /// Only one of `ca.crt` and `ca.key` exists; refusing to replace half a CA.
     #[error("{} exists but {} does not; restore it, or remove {} to create a new lab CA", present.display(), missing.display(), present.display())]
@@ -217,6 +230,8 @@ pub fn file_stem(name: &str) -> String {
 /// Writes the lab CA (or keeps an existing one), a leaf per name and the fallback
 /// certificate into `dir`, creating `dir` if needed. `names` entries may themselves be
 /// comma-separated; duplicates are dropped. Existing leaf and fallback files are replaced.
+/// A symbolic link where any of these files would be (or where the CA is looked for) is
+/// [`GenCertsError::Symlink`], found before anything is written.
 ///
 /// A fresh CA uses `key`'s algorithm; an existing CA signs whatever `key` asks for.
 pub fn generate(
@@ -245,10 +260,30 @@ pub fn generate(
 
     let ca_cert = dir.join("ca.crt");
     let ca_key = dir.join("ca.key");
+    let leaf_paths: Vec<(PathBuf, PathBuf)> = hosts
+        .iter()
+        .map(|host| {
+            let stem = file_stem(host);
+            (
+                dir.join(format!("{stem}.crt")),
+                dir.join(format!("{stem}.key")),
+            )
+        })
+        .collect();
+    let fallback = (dir.join("fallback.crt"), dir.join("fallback.key"));
+    // Every link refused before the first file is written: a half-written set
+    // helps nobody.
+    let outputs = leaf_paths
+        .iter()
+        .chain(std::iter::once(&fallback))
+        .flat_map(|(crt, key)| [crt, key]);
+    for path in [&ca_cert, &ca_key].into_iter().chain(outputs) {
+        present(path)?;
+    }
     let now = unix_now()?;
     let not_before = now - DAY_SECS;
 
-    let (issuer, ca_not_after, ca_reused) = match (ca_cert.exists(), ca_key.exists()) {
+    let (issuer, ca_not_after, ca_reused) = match (present(&ca_cert)?, present(&ca_key)?) {
         (true, true) => {
             let (issuer, ca_not_after) = load_ca(&ca_cert, &ca_key, now)?;
             (issuer, ca_not_after, true)
@@ -278,10 +313,7 @@ pub fn generate(
     let validity = (not_before, leaf_not_after);
 
     let mut leaves = Vec::with_capacity(hosts.len());
-    for host in &hosts {
-        let stem = file_stem(host);
-        let crt = dir.join(format!("{stem}.crt"));
-        let keyf = dir.join(format!("{stem}.key"));
+    for (host, (crt, keyf)) in hosts.iter().zip(leaf_paths) {
         issue_leaf(
             &issuer,
             key,
@@ -293,7 +325,6 @@ pub fn generate(
         leaves.push((host.clone(), crt, keyf));
     }
 
-    let fallback = (dir.join("fallback.crt"), dir.join("fallback.key"));
     issue_leaf(&issuer, key, &hosts, validity, &fallback.0, &fallback.1)?;
 
     Ok(GeneratedSet {
@@ -304,6 +335,68 @@ pub fn generate(
         fallback,
         ca_reused,
     })
+}
+
+/// Whether something is at `path`, without following a link there: a symbolic link
+/// (dangling or not) is [`GenCertsError::Symlink`].
+fn present(path: &Path) -> Result<bool, GenCertsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(GenCertsError::Symlink {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(GenCertsError::Io {
+            action: "inspect",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `O_NOFOLLOW` where the platform has it: opening a symbolic link fails (ELOOP)
+/// instead of opening what it points to.
+#[cfg(unix)]
+fn no_follow(options: &mut std::fs::OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_NOFOLLOW);
+}
+
+#[cfg(not(unix))]
+fn no_follow(_options: &mut std::fs::OpenOptions) {}
+
+/// The error for a failed open or create of `path`: a link swapped in after
+/// [`present`] looked (ELOOP from `O_NOFOLLOW`) is still reported as a link.
+fn open_error(action: &'static str, path: &Path, source: std::io::Error) -> GenCertsError {
+    #[cfg(unix)]
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        return GenCertsError::Symlink {
+            path: path.to_path_buf(),
+        };
+    }
+    GenCertsError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a whole file without following a symbolic link at `path`.
+fn read_no_follow(path: &Path) -> Result<String, GenCertsError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    no_follow(&mut options);
+    let mut file = options
+        .open(path)
+        .map_err(|e| open_error("read", path, e))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|source| GenCertsError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(text)
 }
 
 fn unix_now() -> Result<i64, GenCertsError> {
@@ -386,19 +479,12 @@ fn load_ca(
     ca_key: &Path,
     now: i64,
 ) -> Result<(Issuer<'static, KeyPair>, i64), GenCertsError> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|source| GenCertsError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-        })
-    };
     let unusable = |path: &Path, detail: String| GenCertsError::CaUnusable {
         path: path.to_path_buf(),
         detail,
     };
-    let cert_pem = read(ca_cert)?;
-    let key_pem = read(ca_key)?;
+    let cert_pem = read_no_follow(ca_cert)?;
+    let key_pem = read_no_follow(ca_key)?;
 
     let key = KeyPair::from_pem(&key_pem)
         .map_err(|e| unusable(ca_key, format!("cannot parse the private key ({e})")))?;
@@ -463,36 +549,20 @@ fn issue_leaf(
     Ok(())
 }
 
+/// Temporary names tried per file before giving up: each is taken only if nothing
+/// is there yet, so a file (or link) planted under the next name costs one attempt.
+const TEMP_ATTEMPTS: u32 = 16;
+
 /// Writes `contents` to `path` through a temporary file and a rename, so a reader never
 /// sees half a file; `secret` files get mode 0600 on Unix from the moment they exist.
+///
+/// Never follows a symbolic link: a link at `path` is refused, the temporary file is
+/// created with `O_CREAT|O_EXCL|O_NOFOLLOW` (a link, or anything else, under its name
+/// is skipped, not opened), and the rename replaces whatever is at `path` itself.
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), GenCertsError> {
-    let io_err = |source| GenCertsError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    present(path)?;
+    let (tmp, mut file) = create_temp(path, secret)?;
     let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(if secret { 0o600 } else { 0o644 });
-        }
-        let mut file = options.open(&tmp)?;
-        // `mode` applies only on creation; a stale temporary file keeps its old mode.
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        #[cfg(not(unix))]
-        let _ = secret;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
@@ -501,5 +571,49 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), GenCerts
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io_err)
+    result.map_err(|source| GenCertsError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates a new, empty temporary file beside `path` (same folder, so the rename
+/// stays on one file system) and returns its name and handle.
+fn create_temp(path: &Path, secret: bool) -> Result<(PathBuf, std::fs::File), GenCertsError> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last = None;
+    for attempt in 0..TEMP_ATTEMPTS {
+        let tmp = path.with_file_name(format!(".{file_name}.{}.{attempt}.tmp", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        // create_new: O_CREAT|O_EXCL, which fails on an existing name, links included.
+        options.write(true).create_new(true);
+        no_follow(&mut options);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(if secret { 0o600 } else { 0o644 });
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(source) => {
+                return Err(GenCertsError::Io {
+                    action: "create a temporary file for",
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(GenCertsError::Io {
+        action: "create a temporary file for",
+        path: path.to_path_buf(),
+        source: last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AlreadyExists)),
+    })
 }

@@ -227,6 +227,10 @@ pub(crate) async fn serve(
     rec.reason = None;
     rec.version = Some(negotiated.version);
     rec.suite = Some(negotiated.suite);
+    // `group` stays null: the openssl crate tells the negotiated group only
+    // on OpenSSL 3 builds (`tmp_key`; SSL_get_negotiated_group is not
+    // wrapped, SSL_get0_group_name needs 3.2), and this engine builds
+    // against OpenSSL 1.1 as well. Counted as "none" in the metrics.
     rec.alpn = negotiated.alpn;
     rec.resumed = tls.ssl().session_reused();
     rec.ms = millis(start.elapsed());

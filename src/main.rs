@@ -246,8 +246,10 @@ fn check(config: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
+            // Each names the configuration file (and, for a certificate,
+            // the line of its chain or key), as `load`'s errors do.
             for e in errors {
-                eprintln!("{}: {e}", config.display());
+                eprintln!("{e}");
             }
             ExitCode::FAILURE
         }

@@ -25,6 +25,22 @@ pub const OUTCOMES: [&str; 5] = [
     "legacy_passthrough",
 ];
 
+/// Key exchange groups whose counters each listener resolves at start: the
+/// groups of snigate's crypto provider (rustls with aws-lc-rs and
+/// prefer-post-quantum, in its order), then `"none"` for completed
+/// handshakes without a group known (a resumed TLS 1.2 session, the
+/// OpenSSL engine). Another name (another provider) is looked up when seen.
+pub const KEY_EXCHANGE_GROUPS: [&str; 5] = [
+    "X25519MLKEM768",
+    "X25519",
+    "secp256r1",
+    "secp384r1",
+    NO_GROUP,
+];
+
+/// The `group` label of a completed handshake without a known group.
+pub const NO_GROUP: &str = "none";
+
 /// Request duration buckets, in seconds: 1 ms to about 2 minutes.
 const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
@@ -35,6 +51,12 @@ struct HandshakeLabels {
     listener: String,
     sni: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyExchangeLabels {
+    listener: String,
+    group: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +101,7 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     handshakes: Family<HandshakeLabels, Counter>,
+    key_exchange: Family<KeyExchangeLabels, Counter>,
     fallback: Family<FallbackLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<ListenerLabels, Histogram, fn() -> Histogram>,
@@ -115,6 +138,12 @@ impl Metrics {
             "handshakes",
             "ClientHellos read, by listener, SNI present or absent, and outcome",
             handshakes.clone(),
+        );
+        let key_exchange = Family::<KeyExchangeLabels, Counter>::default();
+        registry.register(
+            "tls_key_exchange",
+            "Completed TLS handshakes by listener and key exchange group (X25519MLKEM768: hybrid post-quantum; none: no key exchange or not known)",
+            key_exchange.clone(),
         );
         let fallback = Family::<FallbackLabels, Counter>::default();
         registry.register(
@@ -179,12 +208,16 @@ impl Metrics {
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
-            "JSON log lines dropped because the log writer could not keep up",
+            format!(
+                "JSON log lines dropped because the log writer's queue held {} MiB already",
+                crate::telemetry::LOG_QUEUE_BYTES >> 20
+            ),
             log_dropped.clone(),
         );
         Self {
             registry,
             handshakes,
+            key_exchange,
             fallback,
             requests,
             duration,
@@ -229,6 +262,19 @@ impl Metrics {
         };
         ListenerMetrics {
             handshakes: [handshakes("present"), handshakes("absent")],
+            key_exchange: KEY_EXCHANGE_GROUPS.map(|group| {
+                (
+                    group,
+                    self.key_exchange.get_or_create_owned(&KeyExchangeLabels {
+                        listener: name.to_string(),
+                        group: group.to_string(),
+                    }),
+                )
+            }),
+            other_groups: OtherGroups {
+                listener: name.to_string(),
+                family: self.key_exchange.clone(),
+            },
             fallback: fallback.map(|c| {
                 self.fallback.get_or_create_owned(&FallbackLabels {
                     listener: name.to_string(),
@@ -306,6 +352,10 @@ impl Metrics {
 pub struct ListenerMetrics {
     /// [SNI present, absent] x [`OUTCOMES`].
     handshakes: [[Counter; 5]; 2],
+    /// Per [`KEY_EXCHANGE_GROUPS`] entry.
+    key_exchange: [(&'static str, Counter); 5],
+    /// Groups not in [`KEY_EXCHANGE_GROUPS`].
+    other_groups: OtherGroups,
     /// The listener's fallback certificate.
     fallback: Option<Counter>,
     /// Per upstream id, then one for "none"; per status class.
@@ -323,6 +373,26 @@ impl ListenerMetrics {
                 row[i].inc();
             }
             None => tracing::debug!(outcome, "handshake outcome without a metric"),
+        }
+    }
+
+    /// Counts a completed handshake by its key exchange group (`None`:
+    /// [`NO_GROUP`]).
+    pub fn key_exchange(&self, group: Option<&str>) {
+        let group = group.unwrap_or(NO_GROUP);
+        match self.key_exchange.iter().find(|(g, _)| *g == group) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.other_groups
+                    .family
+                    .get_or_create(&KeyExchangeLabels {
+                        listener: self.other_groups.listener.clone(),
+                        group: group.to_string(),
+                    })
+                    .inc();
+            }
         }
     }
 
@@ -347,6 +417,21 @@ impl ListenerMetrics {
     pub fn connection(&self) -> ActiveConnection {
         self.active.inc();
         ActiveConnection(self.active.clone())
+    }
+}
+
+/// The key exchange family and a listener's name, for groups not resolved
+/// at start.
+struct OtherGroups {
+    listener: String,
+    family: Family<KeyExchangeLabels, Counter>,
+}
+
+impl std::fmt::Debug for OtherGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtherGroups")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
     }
 }
 

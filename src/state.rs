@@ -7,8 +7,10 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use tokio::sync::Semaphore;
 
-use crate::certs::load_certificate;
-use crate::config::{ListenerMode, ListenerSettings, Settings, UpstreamSettings};
+use crate::certs::{load_certificate, CertError, CertFile};
+use crate::config::{
+    CertificateSettings, ConfigError, ListenerMode, ListenerSettings, Settings, UpstreamSettings,
+};
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::report::{Report, ReportLimits};
 use crate::route::RouteTable;
@@ -119,7 +121,7 @@ impl State {
                     tls.provider(),
                 ) {
                     Ok(cert) => loaded.push(cert),
-                    Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
+                    Err(e) => errors.push(certificate_error(&settings, c, &e).to_string()),
                 }
             }
         }
@@ -234,24 +236,48 @@ pub struct Checked {
 }
 
 /// [`check_report`] with the hygiene warnings' messages after the notes, as
-/// one list.
+/// one list; each error as `snigate check` prints it.
 pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
-    let checked = check_report(settings)?;
+    let checked = check_report(settings)
+        .map_err(|e| e.iter().map(ConfigError::to_string).collect::<Vec<_>>())?;
     let mut notes = checked.notes;
     notes.extend(checked.warnings.into_iter().map(|w| w.message));
     Ok(notes)
 }
 
+/// A certificate that did not load, as an error of the configuration file:
+/// at the `chain` or `key` value of its `[[certificate]]` (whichever file
+/// the error is about), naming the entry; the error itself names the file.
+pub fn certificate_error(
+    settings: &Settings,
+    c: &CertificateSettings,
+    e: &CertError,
+) -> ConfigError {
+    let position = match e.file(&c.chain, &c.key) {
+        CertFile::Chain => c.chain_at,
+        CertFile::Key => c.key_at,
+    };
+    ConfigError {
+        file: settings.source.clone(),
+        position,
+        message: format!("certificate \"{}\": {e}", c.name),
+    }
+}
+
 /// `snigate check`: loads every certificate without opening logs or
-/// sockets. Ok carries notes and hygiene warnings; Err every problem.
-pub fn check_report(settings: &Settings) -> Result<Checked, Vec<String>> {
+/// sockets. Ok carries notes and hygiene warnings; Err every problem, as
+/// configuration errors: a certificate's at its `chain` or `key` value
+/// (`FILE:LINE:COL: certificate "NAME": ...`), the others (upstream CA
+/// files, `legacy_tls`, session ticket keys) without a position.
+pub fn check_report(settings: &Settings) -> Result<Checked, Vec<ConfigError>> {
     let provider = crate::tls::crypto_provider();
+    let mut located = Vec::new();
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
     for c in &settings.certificates {
         match load_certificate(&c.name, &c.chain, &c.key, c.names.as_deref(), &provider) {
             Ok(cert) => loaded.push(cert),
-            Err(e) => errors.push(format!("certificate \"{}\": {e}", c.name)),
+            Err(e) => located.push(certificate_error(settings, c, &e)),
         }
     }
     for u in &settings.upstreams {
@@ -268,8 +294,13 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<String>> {
             Err(e) => errors.push(e),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if !located.is_empty() || !errors.is_empty() {
+        located.extend(errors.into_iter().map(|message| ConfigError {
+            file: settings.source.clone(),
+            position: None,
+            message,
+        }));
+        return Err(located);
     }
     let mut notes: Vec<String> = settings
         .inactive

@@ -1,15 +1,16 @@
 //! Logs: the human log on stderr (tracing), and the two JSON-lines logs of
 //! DESIGN.md (handshakes, HTTP requests).
 //!
-//! JSON lines are handed to a writer thread through a bounded channel, so a
-//! slow disk never stalls a worker thread; when the channel is full the line
-//! is counted as dropped and a warning says how many were lost.
+//! JSON lines are handed to a writer thread through a queue, so a slow disk
+//! never stalls a worker thread. The queue is capped in bytes
+//! ([`LOG_QUEUE_BYTES`]): beyond it a line is dropped, counted in
+//! `snigate_log_lines_dropped_total`, and a warning says how many were lost.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,8 +19,13 @@ use serde::Serialize;
 
 use crate::config::LogFormat;
 
-/// Lines that may wait for the writer thread before new ones are dropped.
-const LOG_QUEUE_LINES: usize = 65_536;
+/// Bytes of JSON lines that may wait for one writer thread (one log file, or
+/// standard output) before new lines are dropped. The cap was 65,536 lines,
+/// and a line carries client-chosen text (a Host, a path, a User-Agent of up
+/// to `max_header_bytes`), so a stalled disk could hold gigabytes; 16 MiB is
+/// still tens of thousands of ordinary lines, seconds to minutes of a busy
+/// proxy, enough to ride out a slow flush.
+pub const LOG_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The log path that means standard output (`handshake_log = "-"`), for
 /// containers: the process's own stdout, never reopened (an unprivileged
@@ -55,11 +61,46 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The sending end of one writer thread's queue.
+#[derive(Clone)]
+struct Queue {
+    tx: Sender<Vec<u8>>,
+    /// Bytes (allocated, so what memory the lines hold) sent and not yet
+    /// written out: added by [`JsonLines::enqueue`], taken off by the writer
+    /// thread once a line is written (or failed to be).
+    queued: Arc<AtomicUsize>,
+    /// The cap on `queued`: [`LOG_QUEUE_BYTES`] (smaller in tests).
+    limit: usize,
+}
+
+impl Queue {
+    /// Starts a writer thread named `name` that writes every queued line to
+    /// `out`, and returns its queue.
+    fn start(name: String, out: impl Write + Send + 'static, limit: usize) -> io::Result<Queue> {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || write_lines(out, rx, &taken))?;
+        Ok(Queue { tx, queued, limit })
+    }
+}
+
+/// Why a line was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// The queue holds [`Queue::limit`] bytes already.
+    Full,
+    /// The writer thread is gone.
+    Stopped,
+}
+
 /// An append-only JSON-lines file fed by a writer thread.
 #[derive(Clone)]
 pub struct JsonLines {
     path: Arc<PathBuf>,
-    tx: SyncSender<Vec<u8>>,
+    queue: Queue,
     dropped: Counter<u64, AtomicU64>,
 }
 
@@ -76,7 +117,7 @@ impl JsonLines {
     /// writer thread; lines lost to a full queue are counted in `dropped`.
     pub fn open(path: &Path, dropped: Counter<u64, AtomicU64>) -> io::Result<Self> {
         if path.as_os_str() == STDOUT {
-            return Ok(Self::stdout(dropped));
+            return Self::stdout(dropped);
         }
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -84,14 +125,10 @@ impl JsonLines {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LOG_QUEUE_LINES);
         let name = format!("log-writer {}", path.display());
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || write_lines(file, rx))?;
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
-            tx,
+            queue: Queue::start(name, file, LOG_QUEUE_BYTES)?,
             dropped,
         })
     }
@@ -99,23 +136,22 @@ impl JsonLines {
     /// Standard output: one writer thread for the whole process, so the
     /// handshake and access logs (and the states of several reloads) share
     /// it line by line instead of interleaving inside lines.
-    fn stdout(dropped: Counter<u64, AtomicU64>) -> Self {
-        static STDOUT_LOG: std::sync::OnceLock<(Arc<PathBuf>, SyncSender<Vec<u8>>)> =
-            std::sync::OnceLock::new();
-        let (path, tx) = STDOUT_LOG.get_or_init(|| {
-            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(LOG_QUEUE_LINES);
-            // A thread that cannot start leaves the channel without a
-            // receiver: every line then logs "log writer stopped".
-            let _ = std::thread::Builder::new()
-                .name("log-writer stdout".into())
-                .spawn(move || write_lines(io::stdout(), rx));
-            (Arc::new(PathBuf::from(STDOUT)), tx)
-        });
-        Self {
-            path: path.clone(),
-            tx: tx.clone(),
+    fn stdout(dropped: Counter<u64, AtomicU64>) -> io::Result<Self> {
+        static STDOUT_LOG: std::sync::OnceLock<Queue> = std::sync::OnceLock::new();
+        let queue = match STDOUT_LOG.get() {
+            Some(q) => q.clone(),
+            None => {
+                let q = Queue::start("log-writer stdout".into(), io::stdout(), LOG_QUEUE_BYTES)?;
+                // Two first opens at once: the loser's thread ends when its
+                // queue (dropped here) has no sender left.
+                STDOUT_LOG.get_or_init(|| q).clone()
+            }
+        };
+        Ok(Self {
+            path: Arc::new(PathBuf::from(STDOUT)),
+            queue,
             dropped,
-        }
+        })
     }
 
     /// Queues one record as a JSON line.
@@ -128,28 +164,56 @@ impl JsonLines {
             }
         };
         line.push(b'\n');
-        match self.tx.try_send(line) {
+        match self.enqueue(line) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 let n = self.dropped.inc() + 1;
                 if n.is_power_of_two() {
-                    tracing::warn!(path = %self.path.display(), dropped = n, "log writer cannot keep up; lines dropped");
+                    tracing::warn!(path = %self.path.display(), dropped = n, queued_bytes = self.queue.limit, "log writer cannot keep up; lines dropped");
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(Refused::Stopped) => {
                 tracing::error!(path = %self.path.display(), "log writer stopped; line dropped");
             }
         }
     }
+
+    /// Hands `line` to the writer thread if the queue has room for it.
+    fn enqueue(&self, line: Vec<u8>) -> Result<(), Refused> {
+        let q = &self.queue;
+        let size = line.capacity();
+        // Reserve before sending, all or nothing, so that concurrent writers
+        // never take the queue past its cap together.
+        q.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(size).filter(|total| *total <= q.limit)
+            })
+            .map_err(|_| Refused::Full)?;
+        q.tx.send(line).map_err(|_| {
+            q.queued.fetch_sub(size, Ordering::AcqRel);
+            Refused::Stopped
+        })
+    }
 }
 
-fn write_lines(out: impl Write, rx: mpsc::Receiver<Vec<u8>>) {
+/// The writer thread: writes queued lines to `out`, flushing when the queue
+/// is empty, and takes each line's bytes off `queued` once it is written. A
+/// line that is being written (to a stalled disk) still counts: its memory
+/// is still held. After a failed write the rest of what is queued at that
+/// moment is dropped (still taken off `queued`), and the next line tries
+/// again.
+fn write_lines(out: impl Write, rx: Receiver<Vec<u8>>, queued: &AtomicUsize) {
     let mut out = BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let mut result = out.write_all(&line);
+    while let Ok(first) = rx.recv() {
+        let mut result = Ok(());
+        let mut next = Some(first);
         // Drain what is already queued before paying for a flush.
-        while let Ok(more) = rx.try_recv() {
-            result = result.and_then(|_| out.write_all(&more));
+        while let Some(line) = next {
+            if result.is_ok() {
+                result = out.write_all(&line);
+            }
+            queued.fetch_sub(line.capacity(), Ordering::AcqRel);
+            next = rx.try_recv().ok();
         }
         if let Err(e) = result.and_then(|_| out.flush()) {
             tracing::error!(error = %e, "cannot write log file");
@@ -177,6 +241,10 @@ pub struct HandshakeRecord {
     pub outcome: &'static str,
     pub version: Option<&'static str>,
     pub suite: Option<String>,
+    /// The key exchange group negotiated (`"X25519MLKEM768"`, `"X25519"`,
+    /// `"secp256r1"`, ...); null when the handshake did not complete, had
+    /// none (a resumed TLS 1.2 session) or the engine does not tell (OpenSSL).
+    pub group: Option<&'static str>,
     pub alpn: Option<String>,
     pub ms: f64,
     /// `true` when the client resumed an earlier session (TLS 1.3 ticket,
@@ -229,4 +297,120 @@ pub struct AccessRecord {
 /// Milliseconds with microsecond precision, for the `ms` fields.
 pub fn millis(d: std::time::Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    /// A line length at least BufWriter's buffer (8 KiB): each line goes
+    /// straight to the sink, so the writer thread holds exactly one line
+    /// while the sink is stalled, however it is scheduled.
+    const LINE: usize = 16 * 1024;
+
+    /// A stalled disk: every write waits until the gate opens. Sends what it
+    /// received when the writer thread drops it (its queue has no sender left).
+    struct StalledSink {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        got: Vec<u8>,
+        done: Sender<Vec<u8>>,
+    }
+
+    impl Write for StalledSink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().expect("gate");
+            while !*open {
+                open = opened.wait(open).expect("gate");
+            }
+            self.got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for StalledSink {
+        fn drop(&mut self) {
+            let _ = self.done.send(std::mem::take(&mut self.got));
+        }
+    }
+
+    fn line(fill: u8) -> Vec<u8> {
+        let mut l = vec![fill; LINE];
+        l[LINE - 1] = b'\n';
+        l
+    }
+
+    #[test]
+    fn the_queue_is_capped_in_bytes_while_the_writer_is_stalled() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (done, finished) = mpsc::channel();
+        let sink = StalledSink {
+            gate: gate.clone(),
+            got: Vec::new(),
+            done,
+        };
+        // Room for four lines and half of a fifth.
+        let limit = 4 * LINE + LINE / 2;
+        let log = JsonLines {
+            path: Arc::new(PathBuf::from("stalled.jsonl")),
+            queue: Queue::start("log-writer test".into(), sink, limit).expect("writer thread"),
+            dropped: Counter::default(),
+        };
+        let queued = log.queue.queued.clone();
+
+        let results: Vec<Result<(), Refused>> =
+            (0..10u8).map(|i| log.enqueue(line(b'a' + i))).collect();
+        let mut expected = vec![Ok(()); 4];
+        expected.extend([Err(Refused::Full); 6]);
+        assert_eq!(results, expected);
+        assert_eq!(queued.load(Ordering::Acquire), 4 * LINE);
+
+        // A record through the public path is dropped and counted.
+        log.write(&serde_json::json!({ "ua": "x".repeat(LINE) }));
+        assert_eq!(log.dropped.get(), 1);
+        assert_eq!(queued.load(Ordering::Acquire), 4 * LINE);
+
+        // The disk comes back: the four queued lines are written, in order,
+        // and the queue is empty once the writer thread has finished.
+        {
+            let (open, opened) = &*gate;
+            *open.lock().expect("gate") = true;
+            opened.notify_all();
+        }
+        drop(log);
+        let written = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer thread finished within 10 s");
+        let want: Vec<u8> = (0..4u8).flat_map(|i| line(b'a' + i)).collect();
+        assert!(
+            written == want,
+            "{} bytes written, {} expected",
+            written.len(),
+            want.len()
+        );
+        assert_eq!(queued.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_line_queued_after_the_writer_stopped_is_not_counted_as_queued() {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        drop(rx);
+        let log = JsonLines {
+            path: Arc::new(PathBuf::from("gone.jsonl")),
+            queue: Queue {
+                tx,
+                queued: Arc::new(AtomicUsize::new(0)),
+                limit: LOG_QUEUE_BYTES,
+            },
+            dropped: Counter::default(),
+        };
+        assert_eq!(log.enqueue(line(b'x')), Err(Refused::Stopped));
+        assert_eq!(log.queue.queued.load(Ordering::Acquire), 0);
+    }
 }

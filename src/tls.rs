@@ -325,10 +325,39 @@ impl StoresServerSessions for CertificateBound<dyn StoresServerSessions> {
 pub struct Negotiated {
     pub version: &'static str,
     pub suite: String,
+    /// The key exchange group ([`group_name`]); `None` without a key
+    /// exchange (a resumed TLS 1.2 session).
+    pub group: Option<&'static str>,
     pub alpn: Option<String>,
     /// The client resumed an earlier session (TLS 1.3 ticket, TLS 1.2
     /// session id or ticket).
     pub resumed: bool,
+}
+
+/// The name of a key exchange group in logs and metrics: its IANA TLS
+/// Supported Groups name (`X25519MLKEM768`, `X25519`, `secp256r1`, ...),
+/// `"unknown"` for a code point without one (rustls negotiates only the
+/// groups of its provider, which all have one).
+pub fn group_name(group: rustls::NamedGroup) -> &'static str {
+    match u16::from(group) {
+        0x0017 => "secp256r1",
+        0x0018 => "secp384r1",
+        0x0019 => "secp521r1",
+        0x001d => "X25519",
+        0x001e => "X448",
+        0x0100 => "ffdhe2048",
+        0x0101 => "ffdhe3072",
+        0x0102 => "ffdhe4096",
+        0x0103 => "ffdhe6144",
+        0x0104 => "ffdhe8192",
+        0x0200 => "MLKEM512",
+        0x0201 => "MLKEM768",
+        0x0202 => "MLKEM1024",
+        0x11eb => "SecP256r1MLKEM768",
+        0x11ec => "X25519MLKEM768",
+        0x11ed => "SecP384r1MLKEM1024",
+        _ => "unknown",
+    }
 }
 
 /// Runs the rustls handshake on `stream` (which replays the ClientHello
@@ -358,6 +387,9 @@ where
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
+        group: conn
+            .negotiated_key_exchange_group()
+            .map(|g| group_name(g.name())),
         alpn: conn
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
@@ -416,3 +448,25 @@ pub fn failure_reason(e: &io::Error) -> String {
 pub const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x70];
 /// A fatal `handshake_failure` alert.
 pub const ALERT_HANDSHAKE_FAILURE: [u8; 7] = [0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rustls' prefer-post-quantum feature is on: the hybrid group leads the
+    /// provider's list (what snigate's TLS client to backends offers first),
+    /// and the classical groups follow as before.
+    #[test]
+    fn the_provider_prefers_the_hybrid_post_quantum_group() {
+        let names: Vec<&str> = crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| group_name(g.name()))
+            .collect();
+        assert_eq!(
+            names,
+            ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"]
+        );
+        assert_eq!(names, crate::metrics::KEY_EXCHANGE_GROUPS[..4]);
+    }
+}

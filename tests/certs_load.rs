@@ -180,6 +180,134 @@ fn half_a_ca_is_refused() {
     assert!(err.to_string().contains("not the key of ca.crt"), "{err}");
 }
 
+/// A folder for gen-certs output and a file outside it that a planted link
+/// points to; the file holds `BAIT` so that any write to it shows.
+struct Planted {
+    _root: tempfile::TempDir,
+    lab: PathBuf,
+    outside: PathBuf,
+}
+
+const BAIT: &str = "not a key\n";
+
+impl Planted {
+    fn new() -> Planted {
+        let root = tempfile::tempdir().unwrap();
+        let lab = root.path().join("lab");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&lab).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        Planted {
+            _root: root,
+            lab,
+            outside,
+        }
+    }
+
+    /// `lab/NAME` -> `outside/TARGET`; with `bait`, the target exists.
+    fn link(&self, name: &str, target: &str, bait: bool) -> (PathBuf, PathBuf) {
+        let link = self.lab.join(name);
+        let target = self.outside.join(target);
+        if bait {
+            std::fs::write(&target, BAIT).unwrap();
+        }
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        (link, target)
+    }
+}
+
+/// The error is a symlink refusal naming `link`.
+fn assert_refused(err: GenCertsError, link: &Path) {
+    let msg = err.to_string();
+    assert!(matches!(err, GenCertsError::Symlink { .. }), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{} is a symbolic link", link.display())),
+        "{msg}"
+    );
+}
+
+/// A link where the CA key would be written, dangling or not, is refused: the
+/// file it points to is never created or written, and nothing else is written.
+#[test]
+fn gen_certs_refuses_a_symlink_at_the_ca_key() {
+    for bait in [false, true] {
+        let p = Planted::new();
+        let (link, target) = p.link("ca.key", "stolen.key", bait);
+        let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+        assert_refused(err, &link);
+        if bait {
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), BAIT);
+        } else {
+            assert!(!target.exists(), "the link's target was created");
+        }
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let written: Vec<_> = std::fs::read_dir(&p.lab)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(written, vec![std::ffi::OsString::from("ca.key")]);
+    }
+}
+
+/// A link where a leaf key would be replaced is refused too, even next to a
+/// CA that is kept.
+#[test]
+fn gen_certs_refuses_a_symlink_at_a_leaf_key() {
+    let p = Planted::new();
+    generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap();
+    let leaf_key = p.lab.join("portal.contoso.test.key");
+    std::fs::remove_file(&leaf_key).unwrap();
+    let (link, target) = p.link("portal.contoso.test.key", "leaf.key", true);
+    let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+    assert_refused(err, &link);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), BAIT);
+
+    // And a link in place of the kept CA certificate: not read, not signed with.
+    std::fs::remove_file(&link).unwrap();
+    let ca_crt = p.lab.join("ca.crt");
+    std::fs::rename(&ca_crt, p.outside.join("ca.crt")).unwrap();
+    std::os::unix::fs::symlink(p.outside.join("ca.crt"), &ca_crt).unwrap();
+    let err = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap_err();
+    assert_refused(err, &ca_crt);
+}
+
+/// Links planted under the temporary names gen-certs writes through (this
+/// process's pid makes them predictable) are skipped, never opened: the CA
+/// key lands in DIR/ca.key with mode 0600 and the link targets stay as they were.
+#[test]
+fn gen_certs_never_writes_through_a_link_at_a_temporary_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Planted::new();
+    let pid = std::process::id();
+    // The names of earlier versions, and the first attempts of this one.
+    let names_tried = [
+        format!(".ca.key.tmp{pid}"),
+        format!(".ca.key.{pid}.0.tmp"),
+        format!(".ca.key.{pid}.1.tmp"),
+    ];
+    let planted: Vec<(PathBuf, PathBuf)> = names_tried
+        .iter()
+        .enumerate()
+        .map(|(i, name)| p.link(name, &format!("stolen{i}.key"), true))
+        .collect();
+    let set = generate(&p.lab, &names(), KeyAlgorithm::Ecdsa).unwrap();
+    for (link, target) in &planted {
+        assert_eq!(
+            std::fs::read_to_string(target).unwrap(),
+            BAIT,
+            "written through {}",
+            link.display()
+        );
+        assert!(std::fs::symlink_metadata(link).unwrap().is_symlink());
+    }
+    let meta = std::fs::symlink_metadata(&set.ca_key).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&set.ca_key)
+        .unwrap()
+        .contains("BEGIN PRIVATE KEY"));
+}
+
 #[test]
 fn names_are_validated() {
     for bad in [
@@ -238,7 +366,10 @@ fn explicit_names_override_san() {
     let err = load_certificate("farm", crt, key, Some(&[]), &provider()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "certificate farm names no host (no DNS subjectAltName; set names = [...])"
+        format!(
+            "certificate farm: {} names no host (no DNS subjectAltName; set names = [...])",
+            crt.display()
+        )
     );
     let err = load_certificate("farm", crt, key, Some(&["".into()]), &provider()).unwrap_err();
     assert!(matches!(err, CertError::InvalidName { .. }), "{err}");
@@ -416,7 +547,10 @@ fn subject_cn_is_used_only_without_dns_san() {
     let err = load(&crt, &key).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "certificate farm names no host (no DNS subjectAltName; set names = [...])"
+        format!(
+            "certificate farm: {} names no host (no DNS subjectAltName; set names = [...])",
+            crt.display()
+        )
     );
 }
 
@@ -561,14 +695,210 @@ fn bad_files_give_clear_errors() {
     load(&combined, &combined).unwrap();
 }
 
-/// Corrupting the base64 of valid PEM files in many ways never panics.
+/// Runs `snigate check -c config` (bounded): exit code and stderr.
+fn snigate_check(config: &Path) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_snigate"));
+    cmd.args(["check", "-c"]).arg(config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.output());
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("snigate check finished within 20 s")
+        .expect("snigate check ran");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// 1-based line and column of `needle` in `text`.
+fn line_col(text: &str, needle: &str) -> (usize, usize) {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in {text}"));
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// `snigate check` prints a certificate that does not load as
+/// `FILE:LINE:COL: certificate "NAME": ...` at the `chain` or `key` value
+/// of its `[[certificate]]`, whichever file is at fault, and the message
+/// names that file.
+#[test]
+fn check_points_certificate_errors_at_their_chain_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    let set = generate(&lab, &names(), KeyAlgorithm::Ecdsa).unwrap();
+    std::fs::write(
+        lab.join("corrupt.crt"),
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cert = |name: &str, chain: &str, key: &str| {
+        format!("[[certificate]]\nname = \"{name}\"\nchain = \"{chain}\"\nkey = \"{key}\"\n\n")
+    };
+    let toml = [
+        cert("good", "lab/fallback.crt", "lab/fallback.key"),
+        cert("no-chain", "lab/missing.crt", "lab/fallback.key"),
+        cert("no-key", "lab/fallback.crt", "lab/missing.key"),
+        cert("corrupt", "lab/corrupt.crt", "lab/fallback.key"),
+        cert("other-key", "lab/fallback.crt", "lab/owa.contoso.test.key"),
+        "[[listener]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+         default_upstream = \"farm\"\n\n[[upstream]]\nname = \"farm\"\nservers = [\"127.0.0.1:1\"]\n"
+            .to_string(),
+    ]
+    .concat();
+    let config = dir.path().join("snigate.toml");
+    std::fs::write(&config, &toml).unwrap();
+
+    let file = |p: &str| dir.path().join(p).display().to_string();
+    let at = |value: &str| {
+        let (line, col) = line_col(&toml, value);
+        format!("{}:{line}:{col}", config.display())
+    };
+    let expected = [
+        format!(
+            "{}: certificate \"no-chain\": cannot read {}: No such file or directory",
+            at("\"lab/missing.crt\""),
+            file("lab/missing.crt")
+        ),
+        format!(
+            "{}: certificate \"no-key\": cannot read {}: No such file or directory",
+            at("\"lab/missing.key\""),
+            file("lab/missing.key")
+        ),
+        format!(
+            "{}: certificate \"corrupt\": {} is not valid PEM",
+            at("\"lab/corrupt.crt\""),
+            file("lab/corrupt.crt")
+        ),
+        format!(
+            "{}: certificate \"other-key\": {} does not match the certificate in {}",
+            at("\"lab/owa.contoso.test.key\""),
+            file("lab/owa.contoso.test.key"),
+            set.fallback.0.display()
+        ),
+    ];
+    let (code, stderr) = snigate_check(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?}\ndoes not start with\n{want:?}"
+        );
+    }
+
+    // The library gives the same, with the positions apart.
+    let settings = snigate::config::Settings::load(&config).unwrap();
+    let errors = snigate::state::check_report(&settings).unwrap_err();
+    let positions: Vec<_> = errors.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        [
+            "\"lab/missing.crt\"",
+            "\"lab/missing.key\"",
+            "\"lab/corrupt.crt\"",
+            "\"lab/owa.contoso.test.key\"",
+        ]
+        .map(|v| Some(line_col(&toml, v)))
+    );
+}
+
+/// The certificate and key [`corrupted_files_never_panic`] corrupts: a gen-certs
+/// fallback for [`NAMES`], checked in (tests/data/certs/SOURCES.md) so that every
+/// run corrupts the same bytes. A freshly generated pair differs at every run, so
+/// the same seed hit different fields each time (once the subjectAltName, whose
+/// error then named no file).
+fn corruption_base() -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/certs");
+    (dir.join("corrupt-base.crt"), dir.join("corrupt-base.key"))
+}
+
+/// Loads `bytes` written to `target` as the chain (or, with `is_key`, the key)
+/// next to the good other half: it must not panic, and a failure must name the
+/// file that was corrupted.
+fn load_corrupted(target: &Path, bytes: &[u8], is_key: bool, what: &str) {
+    let (good_crt, good_key) = corruption_base();
+    std::fs::write(target, bytes).unwrap();
+    let result = if is_key {
+        load(&good_crt, target)
+    } else {
+        load(target, &good_key)
+    };
+    if let Err(e) = result {
+        let shown = target.display().to_string();
+        assert!(e.to_string().contains(&shown), "{what}: {e}");
+    }
+}
+
+/// Corrupting valid PEM files in many ways never panics, and every error names
+/// the corrupted file. Deterministic: fixed input files, every single-byte
+/// change of their DER by a fixed list of masks, then seeded changes to the
+/// base64 text.
 #[test]
 fn corrupted_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let set = generate(dir.path(), &names(), KeyAlgorithm::Ecdsa).unwrap();
-    let (good_crt, good_key) = (&set.fallback.0, &set.fallback.1);
-    let crt_text = std::fs::read(good_crt).unwrap();
-    let key_text = std::fs::read(good_key).unwrap();
+    let target = dir.path().join("fuzz.pem");
+    let (good_crt, good_key) = corruption_base();
+    let crt_text = std::fs::read(&good_crt).unwrap();
+    let key_text = std::fs::read(&good_key).unwrap();
+    let crt_der = CertificateDer::from_pem_slice(&crt_text).unwrap();
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_text).unwrap();
+    // The pair loads as it is: the corruptions below are what fails.
+    load(&good_crt, &good_key).unwrap();
+
+    // Every byte of the certificate and the key, each changed in several ways:
+    // subjectAltName, CN, lengths, tags and key bits included.
+    const MASKS: [u8; 4] = [0x01, 0x20, 0x80, 0xff];
+    for (label, der, is_key) in [
+        ("CERTIFICATE", crt_der.as_ref(), false),
+        ("PRIVATE KEY", key_der.secret_der(), true),
+    ] {
+        for offset in 0..der.len() {
+            for mask in MASKS {
+                let mut bytes = der.to_vec();
+                bytes[offset] ^= mask;
+                let what = format!("{label} byte {offset} ^ {mask:#04x}");
+                load_corrupted(&target, pem(label, &bytes).as_bytes(), is_key, &what);
+            }
+        }
+    }
+
+    // What once failed: corruption in the subjectAltName (the extension's OID,
+    // or its names' tags) while the subject CN is no host name either, so the
+    // certificate names no host at all.
+    let find = |hay: &[u8], needle: &[u8]| {
+        hay.windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap_or_else(|| panic!("{needle:02x?} not in the fixture"))
+    };
+    let der = crt_der.as_ref();
+    let cn = find(der, b"portal.contoso.test");
+    let san_oid = find(der, &[0x06, 0x03, 0x55, 0x1d, 0x11]) + 4;
+    let dns_tags: Vec<usize> = NAMES
+        .iter()
+        .map(|n| find(der, &[&[0x82, n.len() as u8][..], n.as_bytes()].concat()))
+        .collect();
+    let mut no_san = der.to_vec();
+    no_san[san_oid] = 0x12; // issuerAltName
+    let mut uri_names = der.to_vec();
+    for tag in dns_tags {
+        uri_names[tag] = 0x86; // uniformResourceIdentifier
+    }
+    for (what, mut bytes) in [("SAN OID", no_san), ("SAN tags", uri_names)] {
+        bytes[cn..cn + 19].copy_from_slice(b"portal contoso test");
+        std::fs::write(&target, pem("CERTIFICATE", &bytes)).unwrap();
+        let err = load(&target, &good_key).expect_err(what);
+        assert!(matches!(err, CertError::NoNames { .. }), "{what}: {err}");
+        load_corrupted(&target, pem("CERTIFICATE", &bytes).as_bytes(), false, what);
+    }
+
+    // The base64 text: a few characters replaced, sometimes cut short.
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut rand = move || {
@@ -577,12 +907,11 @@ fn corrupted_files_never_panic() {
         state ^= state << 17;
         state
     };
-    let target = dir.path().join("fuzz.pem");
     for round in 0..600 {
-        let (orig, other, is_key) = if round % 2 == 0 {
-            (&crt_text, good_key, false)
+        let (orig, is_key) = if round % 2 == 0 {
+            (&crt_text, false)
         } else {
-            (&key_text, good_crt, true)
+            (&key_text, true)
         };
         let mut bytes = orig.clone();
         // Skip the BEGIN line so the section still parses as PEM.
@@ -597,18 +926,7 @@ fn corrupted_files_never_panic() {
         if round % 7 == 0 {
             bytes.truncate(start + (rand() as usize) % (bytes.len() - start));
         }
-        std::fs::write(&target, &bytes).unwrap();
-        let result = if is_key {
-            load(other, &target)
-        } else {
-            load(&target, other)
-        };
-        if let Err(e) = result {
-            assert!(
-                e.to_string().contains("fuzz.pem") || e.to_string().contains(".crt"),
-                "{e}"
-            );
-        }
+        load_corrupted(&target, &bytes, is_key, &format!("base64 round {round}"));
     }
 }
 

@@ -54,7 +54,8 @@ async fn farm() -> Farm {
     let a = pki.leaf("a", &["a.test"], Key::Ecdsa);
     let be = backend("A").await;
     let toml = format!(
-        "[log]\nhandshake_log = \"logs/handshakes.jsonl\"\naccess_log = \"logs/access.jsonl\"\n\n{}{}\
+        "[admin]\nbind = \"127.0.0.1:0\"\n\n\
+         [log]\nhandshake_log = \"logs/handshakes.jsonl\"\naccess_log = \"logs/access.jsonl\"\n\n{}{}\
          [[listener]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nfallback_certificate = \"fb\"\n\n\
          [[route]]\nhosts = [\"a.test\"]\nupstream = \"a\"\n\n[[upstream]]\nname = \"a\"\nservers = [\"{}\"]\n",
         cert_toml("fb", &fb),
@@ -281,6 +282,70 @@ async fn failed_handshake_is_logged_with_its_reason() {
         assert_eq!(strings(&hs["offered_suites"])[..2], ["0xc02f", "0xc030"]);
         assert_eq!(strings(&hs["offered_versions"]), ["1.2"]);
         assert!(hs["version"].is_null() && hs["suite"].is_null(), "{hs}");
+        assert!(hs.get("group").is_some_and(Value::is_null), "{hs}");
+    })
+    .await
+}
+
+/// The key exchange group: a client that offers the hybrid post-quantum
+/// X25519MLKEM768 first gets it, one that offers only X25519 (or, on TLS
+/// 1.2, only P-256) gets that; the handshake log says which (`group`) and
+/// `/metrics` counts completed handshakes by group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_exchange_group_is_logged_and_counted() {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    bounded(async {
+        let f = farm().await;
+        let cases = [
+            (
+                "X25519MLKEM768",
+                ClientOpts::sni("a.test").kx_groups(&[kx_group::X25519MLKEM768, kx_group::X25519]),
+            ),
+            (
+                "X25519",
+                ClientOpts::sni("a.test").kx_groups(&[kx_group::X25519]),
+            ),
+            (
+                "secp256r1",
+                ClientOpts::sni("a.test")
+                    .tls12_suites(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256])
+                    .kx_groups(&[kx_group::SECP256R1]),
+            ),
+        ];
+        for (group, opts) in cases {
+            let tls = tls_connect(f.addr(), &f.pki.ca_der, &opts).await.unwrap();
+            let negotiated = tls.stream.get_ref().1.negotiated_key_exchange_group();
+            assert_eq!(
+                negotiated.map(|g| snigate::tls::group_name(g.name())),
+                Some(group),
+                "the client's view"
+            );
+            let hs = f.handshake(tls.local).await;
+            assert_eq!(hs["outcome"], "ok", "{hs}");
+            assert_eq!(hs["group"], group, "{hs}");
+        }
+
+        let main = ("listener", "main");
+        let m = scrape_until(&f.proxy, |m| {
+            m.value(
+                "snigate_handshakes_total",
+                &[main, ("sni", "present"), ("outcome", "ok")],
+            ) >= 3.0
+        })
+        .await;
+        for (group, want) in [
+            ("X25519MLKEM768", 1.0),
+            ("X25519", 1.0),
+            ("secp256r1", 1.0),
+            ("secp384r1", 0.0),
+            ("none", 0.0),
+        ] {
+            assert_eq!(
+                m.value("snigate_tls_key_exchange_total", &[main, ("group", group)]),
+                want,
+                "{group}"
+            );
+        }
     })
     .await
 }

@@ -43,6 +43,7 @@ fn handshake(ms: u64, conn: u64, peer: &str, sni: Option<&str>, outcome: &'stati
         outcome,
         version: (outcome == "ok").then_some("1.2"),
         suite: (outcome == "ok").then(|| "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()),
+        group: (outcome == "ok").then_some("secp256r1"),
         alpn: None,
         ms: 1.8,
         resumed: false,

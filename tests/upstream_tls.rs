@@ -146,6 +146,9 @@ async fn tls_backend(id: Identity) -> TlsBackend {
                 let alpn = session
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
+                let group = session
+                    .negotiated_key_exchange_group()
+                    .map(|g| snigate::tls::group_name(g.name()));
                 let index = {
                     let mut all = conns.lock().unwrap();
                     let conn = all.len() + 1;
@@ -168,6 +171,7 @@ async fn tls_backend(id: Identity) -> TlsBackend {
                         "conn": index + 1,
                         "sni": sni,
                         "alpn": alpn,
+                        "group": group,
                         "host": host,
                     });
                     async move {
@@ -266,6 +270,9 @@ async fn private_ca_backend_gets_the_host_as_sni_and_http11_alpn() {
         assert_eq!(doc["sni"], "a.test", "SNI is the Host without port");
         assert_eq!(doc["host"], "a.test:8443", "Host is passed on as is");
         assert_eq!(doc["alpn"], "http/1.1", "only http/1.1 is offered upstream");
+        // snigate's own TLS client puts the hybrid post-quantum group first
+        // (rustls' prefer-post-quantum), and a backend that has it takes it.
+        assert_eq!(doc["group"], "X25519MLKEM768");
 
         // server_name overrides the Host, for SNI and for the name check.
         let r = f.get("portal.test").await;

@@ -123,6 +123,11 @@ pub struct CertificateSettings {
     pub key: PathBuf,
     /// Explicit names; `None` means the leaf's DNS subjectAltNames.
     pub names: Option<Vec<String>>,
+    /// 1-based line and column of the `chain` value in the configuration
+    /// file, so that an error about the chain file points at it.
+    pub chain_at: Option<(usize, usize)>,
+    /// As `chain_at`, for the `key` value.
+    pub key_at: Option<(usize, usize)>,
 }
 
 /// One `[[listener]]`.

@@ -383,6 +383,8 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             chain: resolve(&base, c.chain.get_ref()),
             key: resolve(&base, c.key.get_ref()),
             names,
+            chain_at: Some(line_col(errors.text, c.chain.span().start)),
+            key_at: Some(line_col(errors.text, c.key.span().start)),
         });
     }
     let cert_names: HashSet<&str> = certificates.iter().map(|c| c.name.as_str()).collect();

@@ -29,6 +29,7 @@ fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) ->
         outcome,
         version: (outcome == "ok").then_some("1.2"),
         suite: None,
+        group: None,
         alpn: None,
         ms: 1.5,
         resumed: false,

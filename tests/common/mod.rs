@@ -624,6 +624,9 @@ pub struct ClientOpts {
     pub tls12_only: bool,
     /// ALPN protocols to offer.
     pub alpn: Vec<Vec<u8>>,
+    /// Key exchange groups to offer, in this order (the first gets a key
+    /// share); empty: the provider's default.
+    pub kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
 }
 
 impl ClientOpts {
@@ -647,6 +650,12 @@ impl ClientOpts {
     pub fn tls12_suites(mut self, suites: Vec<SupportedCipherSuite>) -> Self {
         self.tls12_only = true;
         self.suites = Some(suites);
+        self
+    }
+
+    /// Offer exactly these key exchange groups, in this order.
+    pub fn kx_groups(mut self, groups: &[&'static dyn rustls::crypto::SupportedKxGroup]) -> Self {
+        self.kx_groups = groups.to_vec();
         self
     }
 
@@ -729,7 +738,13 @@ fn client_config(
     ca: &CertificateDer<'static>,
     opts: &ClientOpts,
 ) -> (Arc<ClientConfig>, Arc<RecordingVerifier>) {
-    let provider = client_provider(opts.suites.clone());
+    let mut provider = client_provider(opts.suites.clone());
+    if !opts.kx_groups.is_empty() {
+        provider = Arc::new(CryptoProvider {
+            kx_groups: opts.kx_groups.clone(),
+            ..(*provider).clone()
+        });
+    }
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
