@@ -50,33 +50,61 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let bytes = read_hello_file(hello)?;
-    let decoded = decode(bytes).with_context(|| format!("{}", hello.display()))?;
+    let raw = read_hello_file(hello)?;
+    let decoded = decode_file(&raw, hello)?;
 
     let config: Option<PathBuf> = match config {
         Some(p) => Some(p.to_path_buf()),
         None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.is_file()),
     };
-    let listeners = match &config {
-        Some(path) => Some(explain_listeners(path, decoded.hello(), &decoded.info)?),
+    let state = match &config {
+        Some(path) => Some(load_config(path)?),
         None => None,
     };
-    let report = Report::new(hello, &decoded, config.as_deref(), listeners);
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &report)?;
-        writeln!(out)?;
-    } else {
-        out.write_all(report.text().as_bytes())?;
-    }
+    let text = render(hello, &decoded, config.as_deref().zip(state.as_ref()), json)?;
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+/// What `snigate explain` prints for a hello file whose contents are `raw` (hex or
+/// the bytes themselves; `file` names it in the output and in errors), against the
+/// configuration at `config` loaded with [`load_config`], or the decode alone. The
+/// pure core of [`run`]: no file is read, nothing is bound or written.
+pub fn explain_hello(
+    raw: &[u8],
+    file: &Path,
+    config: Option<(&Path, &State)>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let decoded = decode_file(raw, file)?;
+    render(file, &decoded, config, json)
+}
+
+/// The report on `decoded` as text, or as one JSON object with `json`.
+fn render(
+    file: &Path,
+    decoded: &Decoded,
+    config: Option<(&Path, &State)>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let listeners =
+        config.map(|(_, state)| explain_listeners(state, decoded.hello(), &decoded.info));
+    let report = Report::new(file, decoded, config.map(|(path, _)| path), listeners);
+    if json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        Ok(text)
+    } else {
+        Ok(report.text())
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Reading the file
 // ---------------------------------------------------------------------------
 
-/// The bytes of a hello file: hex decoded if the file is hex, else as they are.
+/// The contents of a hello file, its size checked.
 fn read_hello_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -91,12 +119,17 @@ fn read_hello_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             crate::hello::MAX_CLIENT_HELLO
         );
     }
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = from_hex_or_raw(&raw).with_context(|| format!("{}", path.display()))?;
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The hello in a file's contents `raw` (hex or bytes), parsed; `path` names the
+/// file in errors.
+fn decode_file(raw: &[u8], path: &Path) -> anyhow::Result<Decoded> {
+    let bytes = from_hex_or_raw(raw).with_context(|| format!("{}", path.display()))?;
     if bytes.is_empty() {
         bail!("{} is empty", path.display());
     }
-    Ok(bytes)
+    decode(bytes).with_context(|| format!("{}", path.display()))
 }
 
 /// Hex if every non-whitespace byte is a hex digit (a binary hello never is: it
@@ -235,33 +268,33 @@ impl ListenerOutcome {
     }
 }
 
-/// Loads the configuration (logs and admin cleared: nothing written, nothing bound)
-/// and runs the hello through every TLS listener.
-fn explain_listeners(
-    path: &Path,
-    hello: &[u8],
-    info: &ClientHelloInfo,
-) -> anyhow::Result<Vec<ListenerOutcome>> {
+/// Loads the configuration at `path` as `explain` uses it: logs and admin cleared,
+/// so nothing is written and nothing bound.
+pub fn load_config(path: &Path) -> anyhow::Result<State> {
     let mut settings = Settings::load(path).map_err(|e| anyhow!("{e}"))?;
     settings.log.handshake_log = None;
     settings.log.access_log = None;
     settings.admin = None;
-    let state = State::build(settings).map_err(|errors| {
+    State::build(settings).map_err(|errors| {
         anyhow!(
             "{}: the configuration does not load:\n{}",
             path.display(),
             errors.join("\n")
         )
-    })?;
+    })
+}
+
+/// Runs the hello through every TLS listener of `state`.
+fn explain_listeners(state: &State, hello: &[u8], info: &ClientHelloInfo) -> Vec<ListenerOutcome> {
     let mut outcomes = Vec::new();
     for l in &state.listeners {
         match l.settings.mode {
-            ListenerMode::Https => outcomes.push(explain_https(&state, l, hello, info)),
-            ListenerMode::Passthrough => outcomes.push(explain_passthrough(&state, l, info)),
+            ListenerMode::Https => outcomes.push(explain_https(state, l, hello, info)),
+            ListenerMode::Passthrough => outcomes.push(explain_passthrough(state, l, info)),
             ListenerMode::Http => {}
         }
     }
-    Ok(outcomes)
+    outcomes
 }
 
 /// An https listener: certificate choice, then the rustls handshake in memory.

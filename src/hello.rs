@@ -487,7 +487,15 @@ fn scan_tls(bytes: &[u8]) -> Result<Scan, HelloError> {
             // garbage is rejected without waiting.
             let partial = bytes.get(offset..).unwrap_or(&[]);
             check_partial_record_header(partial, records, bytes)?;
-            return Ok(Scan::Need(offset + RECORD_HEADER_LEN));
+            // Content type and version major are judged as each arrives, so
+            // look again at the next byte until both are in (the reader only
+            // scans again once it has what `Need` asks for).
+            let need = if partial.len() < 2 {
+                bytes.len() + 1
+            } else {
+                offset + RECORD_HEADER_LEN
+            };
+            return Ok(Scan::Need(need));
         };
         let (ctype, major, minor) = (header[0], header[1], header[2]);
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
@@ -1028,6 +1036,23 @@ mod tests {
         b[8] = 0x10;
         b[7] = 0x00;
         assert!(matches!(scan(&b), Ok(Scan::Need(1005))));
+    }
+
+    #[test]
+    fn next_record_header_is_checked_at_once() {
+        // A 1-byte first record holding the first byte of the handshake
+        // header; the next record's type and version are judged byte by byte.
+        let mut b = vec![0x16, 0x03, 0x01, 0x00, 0x01, 0x01];
+        assert!(matches!(scan(&b), Ok(Scan::Need(7))));
+        b.push(0x16);
+        assert!(matches!(scan(&b), Ok(Scan::Need(8))));
+        b.push(0x03);
+        assert!(matches!(scan(&b), Ok(Scan::Need(11))));
+        b[6] = 0x00;
+        assert!(matches!(scan(&b[..7]), Err(HelloError::Malformed(_))));
+        b[6] = 0x16;
+        b[7] = 0x02;
+        assert!(matches!(scan(&b), Err(HelloError::Malformed(_))));
     }
 
     #[test]
