@@ -24,23 +24,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// An input that fails with such a message does not fail the replay, but
 /// the named file must still fail with it: once the bug is fixed, this test
 /// says to remove its entry, and the input guards against a regression.
-const KNOWN_BUGS: &[(&str, &str, &str, &str)] = &[
-    (
-        "http1",
-        "Host headers",
-        "crash-two-host-headers",
-        "src/proxy.rs forwards a request with two Host headers (routing by the \
-         first) instead of refusing it with 400",
-    ),
-    (
-        "http1",
-        "routed by",
-        "crash-absolute-target-names-another-host",
-        "src/proxy.rs routes an absolute-form request by the target's host but \
-         forwards the client's different Host header unchanged, instead of \
-         refusing it with 400",
-    ),
-];
+const KNOWN_BUGS: &[(&str, &str, &str, &str)] = &[];
 
 /// The corpus of `target`, sorted by path.
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
