@@ -180,10 +180,12 @@ async fn handle(
     // One host for the route, the 421 check, the log and the backend.
     let named = request_host(req.version(), req.uri(), req.headers())
         .map(|h| h.unwrap_or_else(|| written_host(info.local)));
-    let host_name = named.as_ref().ok().map(|h| h.name.clone());
     let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
-    let line = (state.access_log.is_some() || report.is_some())
-        .then(|| access_line(state, info, &req, &host_name));
+    let line = (state.access_log.is_some() || report.is_some()).then(|| {
+        // Copied only when a log or the report will show it.
+        let host = named.as_ref().ok().map(|h| h.name.clone());
+        access_line(state, info, &req, &host)
+    });
     let mut exchange = Box::new(Exchange {
         state: state.clone(),
         listener: info.listener,
