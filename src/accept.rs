@@ -192,10 +192,10 @@ pub async fn accept_loop(
             Some(l) if !l.ip().is_unspecified() => l,
             _ => stream.local_addr().ok().or(local).unwrap_or(peer),
         };
-        let cancel = state.retire.clone();
         let active = listener.metrics.connection();
+        let current = current.clone();
         tracker.spawn(async move {
-            crate::connection::serve(state, index, stream, peer, local, cancel).await;
+            crate::connection::serve(state, index, stream, peer, local, current).await;
             drop((permit, active));
         });
     }

@@ -1,15 +1,17 @@
 //! Bodies that stream between client and upstream without being buffered,
 //! counting bytes on the way for the access log.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use crate::head_timer::InFlight;
 use crate::report::ClientRef;
@@ -131,6 +133,16 @@ pub struct Exchange {
     pub in_flight: Option<InFlight>,
 }
 
+impl Exchange {
+    /// Notes in the access log why the response was cut, unless a reason
+    /// is already there.
+    fn cut(&mut self, why: impl FnOnce() -> String) {
+        if let Some(line) = &mut self.line {
+            line.record.error.get_or_insert_with(why);
+        }
+    }
+}
+
 /// An access-log line being filled in.
 pub struct AccessLine {
     pub record: AccessRecord,
@@ -140,6 +152,13 @@ pub struct AccessLine {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.phase().send_expired())
+        {
+            self.cut(|| "the client took no data within the client_send timeout".into());
+        }
         let elapsed = self.start.elapsed();
         self.state.listeners[self.listener]
             .metrics
@@ -165,6 +184,40 @@ enum Source {
     Full(Option<Bytes>),
 }
 
+/// Why a response body was cut short: the client sees the connection (h1)
+/// or the stream (h2) end early.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `upstream_read`: how long an upstream body may send nothing. The timer is
+/// set only when the upstream keeps the body waiting, and moved on only
+/// when it waits again after some progress, so a body that streams freely
+/// costs no timer work.
+struct ReadDeadline {
+    limit: Duration,
+    progressed: bool,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReadDeadline {
+    /// Called when the upstream has nothing yet: whether `limit` has passed
+    /// since it last sent something.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let sleep = match &mut self.sleep {
+            Some(s) if !self.progressed => s,
+            Some(s) => {
+                s.as_mut().reset(deadline);
+                s
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.progressed = false;
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// A response body for the client: the upstream's, streamed, or one that
 /// snigate wrote itself (errors, 404).
 pub struct ResponseBody {
@@ -172,15 +225,26 @@ pub struct ResponseBody {
     log: Option<Box<Exchange>>,
     /// The upstream connection, released to the pool at the end of the body.
     pool: Option<PoolReturn>,
+    read: Option<ReadDeadline>,
+    /// A frame was handed to the client side and the next one not asked
+    /// for yet (`client_send`, see [`crate::head_timer::SendStall`]).
+    waiting: bool,
 }
 
 impl ResponseBody {
-    /// Streams an upstream response body.
-    pub fn upstream(body: Incoming, pool: Option<PoolReturn>) -> Self {
+    /// Streams an upstream response body; it is cut when the upstream sends
+    /// nothing for `read_limit`.
+    pub fn upstream(body: Incoming, pool: Option<PoolReturn>, read_limit: Duration) -> Self {
         Self {
             source: Source::Upstream(body),
             log: None,
             pool,
+            read: Some(ReadDeadline {
+                limit: read_limit,
+                progressed: false,
+                sleep: None,
+            }),
+            waiting: false,
         }
     }
 
@@ -191,6 +255,8 @@ impl ResponseBody {
             source: Source::Full((!bytes.is_empty()).then_some(bytes)),
             log: None,
             pool: None,
+            read: None,
+            waiting: false,
         }
     }
 
@@ -199,26 +265,83 @@ impl ResponseBody {
         self.log = Some(exchange);
         self
     }
+
+    fn phase(&self) -> Option<&crate::head_timer::Phase> {
+        let exchange = self.log.as_ref()?;
+        exchange.in_flight.as_ref().map(|f| f.phase())
+    }
+
+    /// `client_send` bookkeeping: the client side asks for a frame (`true`)
+    /// or drops the body.
+    fn asked(&mut self, again: bool) {
+        if std::mem::take(&mut self.waiting) {
+            if let Some(p) = self.phase() {
+                p.frame_taken(again);
+            }
+        }
+    }
+
+    fn poll_source(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.source {
+            Source::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            Source::Upstream(b) => match Pin::new(b).poll_frame(cx) {
+                Poll::Ready(f) => {
+                    if let Some(r) = &mut self.read {
+                        r.progressed = true;
+                    }
+                    Poll::Ready(f.map(|f| f.map_err(BodyError::from)))
+                }
+                Poll::Pending => {
+                    let Some(limit) = self
+                        .read
+                        .as_mut()
+                        .and_then(|r| r.expired(cx).then_some(r.limit))
+                    else {
+                        return Poll::Pending;
+                    };
+                    let why = format!(
+                        "the upstream sent nothing for {} s (upstream_read); response cut",
+                        limit.as_secs_f64()
+                    );
+                    if let Some(e) = &mut self.log {
+                        e.cut(|| why.clone());
+                    }
+                    Poll::Ready(Some(Err(why.into())))
+                }
+            },
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.asked(false);
+    }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let frame = match &mut this.source {
-            Source::Upstream(b) => Pin::new(b).poll_frame(cx),
-            Source::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-        };
-        if let (Some(line), Poll::Ready(Some(Ok(f)))) =
-            (this.log.as_mut().and_then(|x| x.line.as_mut()), &frame)
-        {
+        this.asked(true);
+        let frame = this.poll_source(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame {
             if let Some(d) = f.data_ref() {
-                line.bytes_out += d.len() as u64;
+                if let Some(line) = this.log.as_mut().and_then(|x| x.line.as_mut()) {
+                    line.bytes_out += d.len() as u64;
+                }
+                if let Some(p) = this.phase() {
+                    p.frame_given();
+                    this.waiting = true;
+                }
             }
         }
         if this.pool.is_some() {

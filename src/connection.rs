@@ -33,7 +33,7 @@ pub async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    cancel: CancellationToken,
+    current: crate::state::Current,
 ) {
     let conn = next_conn_id();
     let settings = &state.listeners[listener].settings;
@@ -69,9 +69,9 @@ pub async fn serve(
     // (the handshake's state is freed once HTTP is being served).
     match mode {
         ListenerMode::Http => {
-            proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await
+            proxy::serve(state.clone(), Arc::new(info), stream, false, current).await
         }
-        ListenerMode::Https => Box::pin(serve_https(state, info, stream, cancel)).await,
+        ListenerMode::Https => Box::pin(serve_https(state, info, stream, current)).await,
         ListenerMode::Passthrough => Box::pin(serve_passthrough(state, info, stream)).await,
     }
 }
@@ -193,7 +193,7 @@ async fn serve_https(
     state: Arc<State>,
     mut info: ConnInfo,
     mut stream: TcpStream,
-    cancel: CancellationToken,
+    current: crate::state::Current,
 ) {
     let start = Instant::now();
     let settings = &state.listeners[info.listener].settings;
@@ -259,7 +259,7 @@ async fn serve_https(
                 rec,
                 reason,
                 start,
-                cancel,
+                current,
             );
             Box::pin(serve).await;
             return;
@@ -301,7 +301,7 @@ async fn serve_https(
             let Some(stream) = first_bytes(tls_stream, idle, &state.stop).await else {
                 return;
             };
-            proxy::serve(state.clone(), Arc::new(info), stream, h2, cancel).await;
+            proxy::serve(state.clone(), Arc::new(info), stream, h2, current).await;
         }
     }
 }

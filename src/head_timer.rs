@@ -10,11 +10,19 @@
 //! ([`Phase::begin`], until its response ends); while one is, no timer runs
 //! (bodies have their own: an upload that stalls, a slow upstream). On h2
 //! the same stream closes a connection without requests after `client_idle`.
+//!
+//! The third timer is `client_send` (nginx's `send_timeout`): a client that
+//! takes no byte of what is written to it for that long. A write that stays
+//! blocked fails with `TimedOut`, hyper closes the connection, and the
+//! response body (with its backend connection) is dropped. An h2 client can
+//! stall a response without blocking the socket, by keeping a stream's flow
+//! control window at zero while it answers pings: [`SendStall`] watches the
+//! responses' bodies for that.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,6 +47,16 @@ pub struct Phase {
     /// last one ends, so the idle timer starts even if hyper does not read
     /// again on its own.
     reader: AtomicWaker,
+    /// Response bodies that handed the client side a frame and were not
+    /// asked for the next one yet, and the frames taken so far.
+    waiting: AtomicU32,
+    taken: AtomicU64,
+    /// The [`SendStall`] watching this connection, woken when a body starts
+    /// waiting.
+    watchdog: AtomicWaker,
+    /// Set when the client took nothing for `client_send`: the connection
+    /// is being closed, and the access log says why.
+    send_expired: AtomicBool,
 }
 
 impl Phase {
@@ -48,6 +66,35 @@ impl Phase {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// A response body handed the client side a frame.
+    pub fn frame_given(&self) {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.watchdog.wake();
+        }
+    }
+
+    /// A body that had handed out a frame is asked for the next one (or is
+    /// dropped: `taken` false).
+    pub fn frame_taken(&self, taken: bool) {
+        if taken {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether the connection is being closed because the client took
+    /// nothing for `client_send`.
+    pub fn send_expired(&self) -> bool {
+        self.send_expired.load(Ordering::Relaxed)
+    }
+}
+
+impl InFlight {
+    /// The connection's phase this request belongs to.
+    pub fn phase(&self) -> &Phase {
+        &self.0
     }
 }
 
@@ -77,14 +124,26 @@ pin_project_lite::pin_project! {
         armed: u8,
         seen: u32,
         sleep: Pin<Box<Sleep>>,
+        // `client_send`: armed while a write is blocked; allocated the
+        // first time one is.
+        send: Duration,
+        send_armed: bool,
+        send_sleep: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<S> HeadTimer<S> {
     /// Wraps `inner`; the idle timer runs from now. Bytes already read
     /// before (see `connection::first_bytes`) should be replayed by
-    /// `inner`: the first read then starts the head timer.
-    pub fn new(inner: S, phase: Arc<Phase>, idle: Duration, head: Duration) -> Self {
+    /// `inner`: the first read then starts the head timer. A write blocked
+    /// for `send` fails.
+    pub fn new(
+        inner: S,
+        phase: Arc<Phase>,
+        idle: Duration,
+        head: Duration,
+        send: Duration,
+    ) -> Self {
         Self {
             inner,
             phase,
@@ -93,7 +152,48 @@ impl<S> HeadTimer<S> {
             armed: IDLE,
             seen: 0,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            send,
+            send_armed: false,
+            send_sleep: None,
         }
+    }
+}
+
+impl<S: AsyncWrite> HeadTimer<S> {
+    /// `client_send` around one write-side call: progress disarms it, a
+    /// blocked call arms it (once), and a blocked call past the deadline
+    /// fails.
+    fn send_deadline<T>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        call: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let this = self.project();
+        let result = call(this.inner, cx);
+        if result.is_ready() {
+            *this.send_armed = false;
+            return result;
+        }
+        let deadline = Instant::now() + *this.send;
+        let sleep = match this.send_sleep {
+            Some(s) if *this.send_armed => s,
+            Some(s) => {
+                s.as_mut().reset(deadline);
+                s
+            }
+            None => this
+                .send_sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        *this.send_armed = true;
+        if sleep.as_mut().poll(cx).is_ready() {
+            this.phase.send_expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data within the client_send timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -161,7 +261,7 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        self.send_deadline(cx, |s, cx| s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -169,7 +269,7 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        self.send_deadline(cx, |s, cx| s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -177,10 +277,80 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        self.send_deadline(cx, |s, cx| s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        self.send_deadline(cx, |s, cx| s.poll_shutdown(cx))
+    }
+}
+
+/// `client_send` for the responses of an h2 connection: ready when some
+/// response body has waited `limit` for the client to take its next frame
+/// and no body on the connection has had one taken meanwhile. The
+/// connection is then closed (one stalled stream costs the connection, as
+/// nothing short of hyper can reset a stream whose body is not polled).
+/// Without a waiting body no timer runs.
+pub struct SendStall {
+    phase: Arc<Phase>,
+    limit: Duration,
+    /// Frames taken when the deadline was set.
+    seen: u64,
+    armed: bool,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendStall {
+    pub fn new(phase: Arc<Phase>, limit: Duration) -> Self {
+        Self {
+            phase,
+            limit,
+            seen: 0,
+            armed: false,
+            sleep: None,
+        }
+    }
+
+    /// Ready when the client has stalled the connection's responses.
+    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.phase.waiting.load(Ordering::Acquire) == 0 {
+                self.armed = false;
+                self.phase.watchdog.register(cx.waker());
+                if self.phase.waiting.load(Ordering::Acquire) == 0 {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            let taken = self.phase.taken.load(Ordering::Relaxed);
+            let deadline = Instant::now() + self.limit;
+            let sleep = match &mut self.sleep {
+                Some(s) if self.armed && taken == self.seen => s,
+                Some(s) => {
+                    s.as_mut().reset(deadline);
+                    s
+                }
+                None => self
+                    .sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            if !self.armed || taken != self.seen {
+                self.armed = true;
+                self.seen = taken;
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The deadline: stalled unless a frame was taken since it was set.
+            if self.phase.taken.load(Ordering::Relaxed) == self.seen {
+                self.phase.send_expired.store(true, Ordering::Relaxed);
+                return Poll::Ready(());
+            }
+        }
+    }
+
+    /// [`SendStall::poll_stalled`] as a future.
+    pub async fn stalled(&mut self) {
+        std::future::poll_fn(|cx| self.poll_stalled(cx)).await
     }
 }

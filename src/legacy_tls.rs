@@ -183,7 +183,7 @@ pub(crate) async fn serve(
     mut rec: HandshakeRecord,
     rustls_reason: String,
     start: Instant,
-    cancel: CancellationToken,
+    current: crate::state::Current,
 ) {
     rec.engine = Some(ENGINE);
     rec.hint = None;
@@ -241,5 +241,5 @@ pub(crate) async fn serve(
     let Some(stream) = crate::connection::first_bytes(tls, idle, &state.stop).await else {
         return;
     };
-    proxy::serve(state.clone(), Arc::new(info), stream, false, cancel).await;
+    proxy::serve(state.clone(), Arc::new(info), stream, false, current).await;
 }

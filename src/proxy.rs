@@ -17,12 +17,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use crate::body::{AccessLine, Exchange, RequestBody, ResponseBody};
 use crate::certs::covers;
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
-use crate::head_timer::{HeadTimer, InFlight, Phase};
+use crate::head_timer::{HeadTimer, InFlight, Phase, SendStall};
 use crate::report::ClientRef;
 use crate::request_host::{request_host, written_host, RequestHost};
 use crate::route::{normalize_host, RouteMatch};
@@ -32,7 +31,7 @@ use crate::tls::CertificateId;
 use crate::upstream::{asks_for_connection_auth, carries_connection_credentials, UpstreamError};
 
 /// What the HTTP stage knows about the connection a request came on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub conn: u64,
     pub listener: usize,
@@ -46,58 +45,138 @@ pub struct ConnInfo {
     /// The client's address as an X-Forwarded-For value, made once.
     pub peer_ip: HeaderValue,
     /// Upstream connections pinned to this client connection (NTLM).
-    pub affinity: crate::upstream::Affinity,
+    pub affinity: Arc<crate::upstream::Affinity>,
     /// The compatibility report's entry for this client, when it tracks it
     /// (no SNI): the first requests add their User-Agent and Host to it.
     pub report: Option<ClientRef>,
 }
 
-/// Serves HTTP on one client connection until it closes, the client is idle
-/// too long, or `cancel` asks for a graceful stop.
+/// What a connection's next request is served with: the state, and the
+/// connection's facts in that state's terms (listener and certificate
+/// indexes). A reload replaces it (see [`successor`]).
+struct Bound {
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+}
+
+/// Serves HTTP on one client connection until it closes or the client is
+/// idle too long. When a reload retires the connection's state, the
+/// connection carries on with the new one if it can (its listener and
+/// certificate are still there: idle keep-alive connections, and the NTLM
+/// identities pinned to them, survive a reload), else it finishes the
+/// request in progress and closes (h2: GOAWAY); at stop it always closes so.
 pub async fn serve<IO>(
     state: Arc<State>,
     info: Arc<ConnInfo>,
     io: IO,
     h2: bool,
-    cancel: CancellationToken,
+    current: crate::state::Current,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let phase = Arc::new(Phase::default());
+    let bound = Arc::new(arc_swap::ArcSwap::from_pointee(Bound {
+        state: state.clone(),
+        info: info.clone(),
+    }));
     let service = {
-        let state = state.clone();
-        let info = info.clone();
+        let bound = bound.clone();
         let phase = phase.clone();
         service_fn(move |req| {
             let in_flight = phase.begin();
-            let state = state.clone();
-            let info = info.clone();
-            async move { handle(&state, &info, req, in_flight).await }
+            let bound = bound.load_full();
+            async move { handle(&bound.state, &bound.info, req, in_flight).await }
         })
     };
     let timeouts = &state.settings.timeouts;
-    let idle = timeouts.client_idle;
+    let (idle, send) = (timeouts.client_idle, timeouts.client_send);
     let settings = &state.listeners[info.listener].settings;
+    let life = Life { bound, current };
     // Boxed (see connection.rs): only the protocol in use takes memory.
     let result = if h2 {
         // A request head arrives in one HEADERS frame: between requests
         // only the idle timer applies.
-        let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle));
-        Box::pin(serve_h2(io, service, idle, settings, cancel)).await
+        let stall = SendStall::new(phase.clone(), send);
+        let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle, send));
+        Box::pin(serve_h2(io, service, idle, settings, life, stall)).await
     } else {
-        let io = TokioIo::new(HeadTimer::new(io, phase, idle, timeouts.client_header));
-        Box::pin(serve_h1(io, service, settings, cancel)).await
+        let io = TokioIo::new(HeadTimer::new(
+            io,
+            phase,
+            idle,
+            timeouts.client_header,
+            send,
+        ));
+        Box::pin(serve_h1(io, service, settings, life)).await
     };
     if let Err(e) = result {
         tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
     }
 }
 
+/// What carries a connection across reloads.
+struct Life {
+    bound: Arc<arc_swap::ArcSwap<Bound>>,
+    current: crate::state::Current,
+}
+
+impl Life {
+    /// Waits until the connection's state is retired and the connection
+    /// cannot carry on with the current one (or the proxy stops).
+    async fn ended(&self) {
+        loop {
+            let retire = self.bound.load().state.retire.clone();
+            retire.cancelled().await;
+            let now = self.bound.load_full();
+            let next = self.current.load_full();
+            if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
+                return;
+            }
+            match successor(&now.state, &now.info, &next) {
+                Some(info) => self.bound.store(Arc::new(Bound {
+                    state: next,
+                    info: Arc::new(info),
+                })),
+                None => return,
+            }
+        }
+    }
+}
+
+/// The connection's facts in the terms of `next`, the state a reload put in
+/// place of `old`, or `None` when the connection cannot carry on with it:
+/// its listener is gone or serves another mode, or the certificate it was
+/// served is gone or now speaks for other names (the 421 check would judge
+/// by names the client was never shown).
+fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
+    let was = &old.listeners[info.listener].settings;
+    let listener = next
+        .listeners
+        .iter()
+        .position(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
+    let certificate = match info.certificate {
+        None => None,
+        Some(id) => {
+            let served = old.certificates.get(id);
+            let now = next.certificates.by_name(&served.name)?;
+            if next.certificates.get(now).names != served.names {
+                return None;
+            }
+            Some(now)
+        }
+    };
+    Some(ConnInfo {
+        listener,
+        certificate,
+        ..info.clone()
+    })
+}
+
 async fn serve_h1<IO, S>(
     io: TokioIo<IO>,
     service: S,
     settings: &ListenerSettings,
-    cancel: CancellationToken,
+    life: Life,
 ) -> Result<(), hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -127,7 +206,7 @@ where
         // just retired this state) is read and answered before closing.
         biased;
         r = conn.as_mut() => r,
-        _ = cancel.cancelled() => {
+        _ = life.ended() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -139,7 +218,8 @@ async fn serve_h2<IO, S>(
     service: S,
     idle: Duration,
     settings: &ListenerSettings,
-    cancel: CancellationToken,
+    life: Life,
+    mut stall: SendStall,
 ) -> Result<(), hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -160,9 +240,16 @@ where
         // just retired this state) is read and answered before closing.
         biased;
         r = conn.as_mut() => r,
-        _ = cancel.cancelled() => {
+        _ = life.ended() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        // A client that keeps a response's window shut while it answers
+        // pings: the connection goes, and with it the backends' (the
+        // access log notes client_send for each response cut).
+        _ = stall.stalled() => {
+            tracing::info!("closing an h2 connection whose client took no data within client_send");
+            Ok(())
         }
     }
 }
@@ -249,7 +336,7 @@ async fn handle(
         return Err(http_1_1_required(&mut exchange));
     }
     // An h2 connection's streams share no backend connection state.
-    let affinity = (!h2).then_some(&info.affinity);
+    let affinity = (!h2).then_some(&*info.affinity);
     match upstream.send(req, info.peer.ip(), affinity).await {
         Ok((mut resp, server, back)) => {
             exchange.upstream = Some(route.upstream());
@@ -289,7 +376,8 @@ async fn handle(
             remove_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(
                 parts,
-                ResponseBody::upstream(body, back).with_exchange(exchange),
+                ResponseBody::upstream(body, back, state.settings.timeouts.upstream_read)
+                    .with_exchange(exchange),
             ))
         }
         Err(e) => {

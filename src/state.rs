@@ -67,6 +67,10 @@ impl Default for Shared {
     }
 }
 
+/// The state new connections and requests are served with: swapped by a
+/// reload.
+pub type Current = Arc<arc_swap::ArcSwap<State>>;
+
 /// Everything a connection needs, shared read-only. A reload builds a new
 /// one aside and swaps it in; connections keep the one they started with.
 pub struct State {

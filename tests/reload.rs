@@ -251,6 +251,8 @@ async fn a_reload_adds_removes_and_moves_listeners() {
             https_listener("two", "127.0.0.1:0")
         ));
         assert_eq!(proxy.reload().await, Ok(2));
+        // "one" stays: its idle keep-alive connection carries on.
+        assert_eq!(early.send(get("site.test", "/a2")).await.status, 200);
         assert_eq!(
             proxy.addr("one"),
             Some(one),
@@ -296,12 +298,58 @@ async fn a_reload_adds_removes_and_moves_listeners() {
         )
         .await;
         assert_eq!(reply.status, 200);
-        // The connection from before the reloads was idle between requests:
-        // its state was retired, so it was closed rather than left on the
+        // The connection from before the reloads was idle between requests
+        // and its listener is gone: it was closed rather than left on the
         // old configuration.
         assert!(
             early.send_streaming(get("site.test", "/e")).await.is_err(),
-            "an idle keep-alive connection of a retired state is closed"
+            "an idle keep-alive connection of a removed listener is closed"
+        );
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 11: a reload no longer closes idle keep-alive connections (every
+/// NTLM user would authenticate again): their next request is served with
+/// the new configuration, over HTTP/1.1 and h2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_served_with_the_new_configuration_after_a_reload() {
+    bounded(async {
+        let site = Site::new();
+        let (old, new) = (backend("old").await, backend("new").await);
+        let proxy = start_proxy(site.path(), &site.web(old.addr, false)).await;
+        let web = proxy.addr("web").unwrap();
+        let h1 = tls_connect(web, &site.pki.ca_der, &ClientOpts::sni("site.test"))
+            .await
+            .unwrap();
+        let (_, mut h1) = h1.into_h1().await;
+        let opts = ClientOpts::sni("site.test").alpn(&["h2"]);
+        let h2 = tls_connect(web, &site.pki.ca_der, &opts).await.unwrap();
+        let mut h2 = common::H2::new(h2.stream).await;
+        let h2_get = |path: &str| {
+            Request::get(format!("https://site.test{path}"))
+                .body(common::full(Bytes::new()))
+                .unwrap()
+        };
+        assert_eq!(
+            h1.send(get("site.test", "/1")).await.backend().as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            h2.send(h2_get("/1")).await.backend().as_deref(),
+            Some("old")
+        );
+
+        std::fs::write(site.path().join("snigate.toml"), site.web(new.addr, false)).unwrap();
+        assert_eq!(proxy.reload().await, Ok(2));
+        assert_eq!(
+            h1.send(get("site.test", "/2")).await.backend().as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            h2.send(h2_get("/2")).await.backend().as_deref(),
+            Some("new")
         );
         proxy.shutdown().await;
     })

@@ -37,6 +37,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLIENT_HEADER: Duration = Duration::from_secs(30);
 /// Default for `[timeouts] proxy_header`: to read a PROXY protocol header.
 pub const DEFAULT_PROXY_HEADER: Duration = Duration::from_secs(5);
+/// Default for `[timeouts] client_send`: a response that the client takes
+/// no byte of for this long closes the connection and its backend's
+/// (nginx's `send_timeout`), so a client that never reads holds nothing.
+pub const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
+/// Default for `[timeouts] upstream_read`: after the response head, a
+/// backend that sends nothing for this long is cut off (nginx's
+/// `proxy_read_timeout` between two reads; HAProxy's `timeout server`).
+pub const DEFAULT_UPSTREAM_READ: Duration = Duration::from_secs(300);
 /// Default `max_header_bytes` per listener: a request head (HTTP/1.1: the
 /// read buffer's limit; h2: the decoded header list). Big enough for
 /// Kerberos tickets in `Authorization` (Windows allows 48 KiB tokens).
@@ -97,6 +105,8 @@ pub struct Timeouts {
     pub shutdown_grace: Duration,
     pub client_header: Duration,
     pub proxy_header: Duration,
+    pub client_send: Duration,
+    pub upstream_read: Duration,
 }
 
 impl Default for Timeouts {
@@ -111,6 +121,8 @@ impl Default for Timeouts {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             client_header: DEFAULT_CLIENT_HEADER,
             proxy_header: DEFAULT_PROXY_HEADER,
+            client_send: DEFAULT_CLIENT_SEND,
+            upstream_read: DEFAULT_UPSTREAM_READ,
         }
     }
 }

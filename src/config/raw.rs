@@ -56,6 +56,8 @@ pub struct RawTimeouts {
     pub shutdown_grace: Option<Spanned<String>>,
     pub client_header: Option<Spanned<String>>,
     pub proxy_header: Option<Spanned<String>>,
+    pub client_send: Option<Spanned<String>>,
+    pub upstream_read: Option<Spanned<String>>,
 }
 
 /// One `[[certificate]]`.

@@ -356,6 +356,8 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         shutdown_grace: duration(&t.shutdown_grace, DEFAULT_SHUTDOWN_GRACE, errors),
         client_header: duration(&t.client_header, DEFAULT_CLIENT_HEADER, errors),
         proxy_header: duration(&t.proxy_header, DEFAULT_PROXY_HEADER, errors),
+        client_send: duration(&t.client_send, DEFAULT_CLIENT_SEND, errors),
+        upstream_read: duration(&t.upstream_read, DEFAULT_UPSTREAM_READ, errors),
     };
 
     let mut seen = HashSet::new();
