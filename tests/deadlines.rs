@@ -109,6 +109,13 @@ async fn proxy(dir: &Path, backend: SocketAddr, timeouts: &str) -> (snigate::ser
     (common::start_proxy(dir, &text).await, pki)
 }
 
+/// A raw connection to `addr` that has sent `request`.
+async fn sent(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(request).await.unwrap();
+    client
+}
+
 fn access_lines(dir: &Path) -> Vec<Value> {
     common::json_lines(&dir.join("access.jsonl"))
 }
@@ -119,13 +126,8 @@ async fn a_client_that_stops_reading_is_cut_with_its_backend_after_client_send()
         let (backend, seen) = feeding_backend(big).await;
         let dir = tempfile::tempdir().unwrap();
         let (proxy, _) = proxy(dir.path(), backend, "client_send = \"1s\"").await;
-        let mut client = TcpStream::connect(proxy.addr("web").unwrap())
-            .await
-            .unwrap();
-        client
-            .write_all(b"GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n")
-            .await
-            .unwrap();
+        let request = b"GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n";
+        let mut client = sent(proxy.addr("web").unwrap(), request).await;
         let mut head = [0u8; 1024];
         let n = client.read(&mut head).await.unwrap();
         assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
@@ -307,13 +309,8 @@ async fn a_client_that_pauses_reading_shorter_than_client_send_gets_everything()
         let (backend, _) = feeding_backend(sixteen_mib).await;
         let dir = tempfile::tempdir().unwrap();
         let (proxy, _) = proxy(dir.path(), backend, "client_send = \"2s\"").await;
-        let mut client = TcpStream::connect(proxy.addr("web").unwrap())
-            .await
-            .unwrap();
-        client
-            .write_all(b"GET /pauses HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let request = b"GET /pauses HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
+        let mut client = sent(proxy.addr("web").unwrap(), request).await;
         // Two pauses of 700 ms (more than the socket buffers hold is on
         // its way, so the proxy's writes block during each).
         let mut got = 0usize;
