@@ -268,7 +268,7 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             files
                 .into_iter()
                 .flatten()
-                .filter(|p| p.as_os_str() != snigate::telemetry::STDOUT)
+                .filter(|p| p.as_os_str() != snigate::config::STDOUT)
                 .cloned(),
         );
         if logs.is_empty() {

@@ -27,10 +27,7 @@ use crate::config::LogFormat;
 /// proxy, enough to ride out a slow flush.
 pub const LOG_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The log path that means standard output (`handshake_log = "-"`), for
-/// containers: the process's own stdout, never reopened (an unprivileged
-/// process cannot open a container's `/dev/stdout`).
-pub const STDOUT: &str = "-";
+use crate::config::STDOUT;
 
 /// Sets up the human log on stderr. `level` is an `EnvFilter` directive;
 /// `RUST_LOG` overrides it.

@@ -15,6 +15,11 @@ use std::time::Duration;
 pub use raw::{Balance, ListenerMode, LogFormat, ProxyProtocolVersion};
 pub(crate) use validate::host_pattern;
 
+/// The log path that means standard output (`handshake_log = "-"`), for
+/// containers: the process's own stdout, never reopened (an unprivileged
+/// process cannot open a container's `/dev/stdout`).
+pub const STDOUT: &str = "-";
+
 /// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
 pub const DEFAULT_CLIENT_HELLO: Duration = Duration::from_secs(10);
 /// Default for `[timeouts] handshake`.

@@ -166,8 +166,8 @@ fn duration(
 /// A JSON-lines log path: `"-"` stays `-` (standard output), anything else
 /// is resolved like every path.
 fn log_path(base: &Path, p: &str) -> PathBuf {
-    if p.trim() == crate::telemetry::STDOUT {
-        PathBuf::from(crate::telemetry::STDOUT)
+    if p.trim() == STDOUT {
+        PathBuf::from(STDOUT)
     } else {
         resolve(base, p)
     }
