@@ -32,6 +32,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod replay;
 pub mod report;
+pub mod request_checks;
 pub mod request_host;
 pub mod route;
 pub mod server;

@@ -24,6 +24,7 @@ use crate::certs::covers;
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::head_timer::{HeadTimer, InFlight, Phase};
 use crate::report::ClientRef;
+use crate::request_checks::{allowed_upgrade, refused_method};
 use crate::request_host::{request_host, written_host, RequestHost};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
@@ -197,6 +198,16 @@ async fn handle(
         in_flight: Some(in_flight),
     });
 
+    // A tunnel to anywhere: never opened, never forwarded. The connection
+    // closes after the answer: a client may already be sending what it
+    // meant for the tunnel, which must not be read as requests.
+    if refused_method(req.method()) {
+        let msg = format!("405 Method Not Allowed: {} is not proxied\n", req.method());
+        let mut resp = refusal(StatusCode::METHOD_NOT_ALLOWED, msg, exchange);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let host = match named {
         Ok(host) => host,
         Err(e) => return Ok(bad_request(format!("400 Bad Request: {e}\n"), exchange)),
@@ -224,10 +235,13 @@ async fn handle(
         l.record.upstream = Some(upstream.name.clone());
     }
 
-    // A protocol upgrade (WebSocket): the client's side of the tunnel,
-    // once the backend has agreed.
+    // A protocol upgrade (WebSocket, or one the listener lists; never h2c):
+    // the client's side of the tunnel, once the backend has agreed. Any
+    // other Upgrade is removed with the hop-by-hop headers.
     let mut req = req;
-    let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let allowed = &listener.settings.upgrade_protocols;
+    let upgrade = allowed_upgrade(req.version(), req.headers(), allowed)
+        .map(|p| (p, hyper::upgrade::on(&mut req)));
     let mut req = rewrite_request(
         req,
         &host,
@@ -334,23 +348,6 @@ fn http_1_1_required(exchange: &mut Exchange) -> h2::Error {
     h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED)
 }
 
-/// The protocol an HTTP/1.1 request asks to switch to (`Upgrade`, with
-/// `upgrade` among its `Connection` tokens), e.g. `websocket`.
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
-}
-
 /// Copies bytes both ways between the upgraded client and backend
 /// connections until both close or neither sends anything for `idle`.
 async fn tunnel(
@@ -417,11 +414,17 @@ fn access_line(
     }
 }
 
-/// 400 for a request whose host cannot be told (see [`request_host`]):
-/// noted in the access log as the client's error.
+/// 400 for a request snigate refuses (a host that cannot be told, see
+/// [`request_host`]): noted in the access log as the client's error.
 fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
+    refusal(StatusCode::BAD_REQUEST, msg, exchange)
+}
+
+/// A request snigate refuses with `status`: `msg` is the body, and the
+/// access log's `error` (the reason, blaming the request).
+fn refusal(status: StatusCode, msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
     let error = msg.trim_end().to_string();
-    local_response(StatusCode::BAD_REQUEST, msg, exchange, Some(error))
+    local_response(status, msg, exchange, Some(error))
 }
 
 /// A response snigate writes itself.

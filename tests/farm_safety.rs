@@ -1,0 +1,181 @@
+//! Safe to put in front of a farm (issue 11): requests snigate refuses or
+//! cleans before any backend sees them, over raw HTTP/1.1 so that exactly
+//! the bytes under test are sent.
+//!
+//! - `CONNECT` gets 405; `Upgrade` passes only for the listener's
+//!   `upgrade_protocols` (default `websocket`), never `h2c`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One parsed response: status, lower-cased head, body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// Splits what a connection returned into responses (each with a
+/// Content-Length, as the echo backend and snigate's own answers have).
+fn answers(mut bytes: &[u8]) -> Vec<Answer> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let text = String::from_utf8_lossy(bytes);
+        let end = text
+            .find("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no complete head in {text:?}"));
+        let head = text[..end].to_ascii_lowercase();
+        let status = head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {head:?}"));
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no content-length: {head:?}"));
+        let body_start = end + 4;
+        let body = String::from_utf8_lossy(&bytes[body_start..body_start + len]).into_owned();
+        bytes = &bytes[body_start + len..];
+        out.push(Answer { status, head, body });
+    }
+    out
+}
+
+/// Writes `request` (the last request of it asks to close) on a new
+/// connection and returns every response to it.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<Answer> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy answers and closes")
+        .unwrap();
+    answers(&out)
+}
+
+/// The only response to `request`.
+async fn one(addr: SocketAddr, request: &str) -> Answer {
+    let mut all = exchange(addr, request.as_bytes()).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
+}
+
+/// Plain listeners in front of `backend` with an access log: `open`
+/// trusts nobody, `trusted` trusts 127.0.0.1, `custom` passes only the
+/// `x-custom` upgrade. `extra` goes into the upstream.
+async fn proxy(dir: &Path, backend: SocketAddr, extra: &str) -> snigate::server::Proxy {
+    let log = dir.join("access.jsonl");
+    let text = format!(
+        "[log]\naccess_log = {}\n\n\
+         [[listener]]\nname = \"open\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\ndefault_upstream = \"farm\"\n\n\
+         [[listener]]\nname = \"trusted\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\ndefault_upstream = \"farm\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n\n\
+         [[listener]]\nname = \"custom\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\ndefault_upstream = \"farm\"\n\
+         upgrade_protocols = [\"x-custom\"]\n\n\
+         [[upstream]]\nname = \"farm\"\nservers = [\"{backend}\"]\n{extra}",
+        common::toml_str(log.to_str().unwrap())
+    );
+    common::start_proxy(dir, &text).await
+}
+
+fn access_log(dir: &Path) -> std::path::PathBuf {
+    dir.join("access.jsonl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_gets_405_and_reaches_no_backend() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = proxy(dir.path(), backend.addr, "").await;
+        let addr = proxy.addr("open").unwrap();
+        // The second sends what it meant for the tunnel at once: never read
+        // as a request (the connection closes after the 405).
+        for request in [
+            "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nConnection: close\r\n\r\n",
+            "CONNECT internal.test:22 HTTP/1.1\r\nHost: internal.test:22\r\n\r\n\
+             GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ] {
+            let answer = one(addr, request).await;
+            assert_eq!(answer.status, 405, "{request:?}: {answer:?}");
+            assert!(answer.head.contains("connection: close"), "{answer:?}");
+        }
+        assert_eq!(backend.requests.load(Ordering::SeqCst), 0);
+        let lines =
+            common::wait_for_json_lines(&access_log(dir.path()), 2, Duration::from_secs(5)).await;
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["status"] == 405 && l["method"] == "CONNECT" && l["error"].is_string()),
+            "{lines:?}"
+        );
+        proxy.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_upgrades_reach_the_backend_and_never_h2c() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = proxy(dir.path(), backend.addr, "").await;
+        let h2c =
+            "GET /h2c HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+                   Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+        for listener in ["open", "custom"] {
+            let answer = one(proxy.addr(listener).unwrap(), h2c).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            let seen = answer.json();
+            assert_eq!(seen["path"], "/h2c");
+            let headers = seen["headers"].as_object().unwrap();
+            for name in ["upgrade", "connection", "http2-settings"] {
+                assert!(
+                    !headers.contains_key(name),
+                    "{listener}: {name} passed: {seen}"
+                );
+            }
+        }
+
+        // A protocol the listener does not list goes on as a plain request;
+        // one it lists passes with Connection: upgrade.
+        let custom = "GET /custom HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade, close\r\n\
+                      Upgrade: websocket, x-custom\r\n\r\n";
+        let seen = one(proxy.addr("custom").unwrap(), custom).await.json();
+        assert_eq!(
+            seen["headers"]["upgrade"],
+            serde_json::json!(["x-custom"]),
+            "{seen}"
+        );
+        assert_eq!(
+            seen["headers"]["connection"],
+            serde_json::json!(["upgrade"]),
+            "{seen}"
+        );
+        let seen = one(proxy.addr("open").unwrap(), custom).await.json();
+        assert_eq!(
+            seen["headers"]["upgrade"],
+            serde_json::json!(["websocket"]),
+            "{seen}"
+        );
+        proxy.shutdown().await;
+    })
+    .await
+}
