@@ -312,6 +312,17 @@ async fn handle(
             if no_server {
                 // The upstream logs this itself, at most every 10 s.
                 tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
+            } else if e.is_client_fault() {
+                // The client's doing (a malformed or stalled request body):
+                // nothing against the backend.
+                tracing::debug!(
+                    conn = info.conn,
+                    peer = %info.peer,
+                    upstream = %upstream.name,
+                    error = %e,
+                    "the client's request failed; answering {}",
+                    status.as_u16()
+                );
             } else {
                 tracing::warn!(
                     conn = info.conn,
@@ -327,12 +338,20 @@ async fn handle(
             if let Some(l) = &mut exchange.line {
                 l.record.server = (!no_server).then(|| e.server().to_string());
             }
-            let msg = format!(
-                "{} {}: upstream {} did not answer\n",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or(""),
-                upstream.name
-            );
+            let msg = if e.is_client_fault() {
+                format!(
+                    "{} {}: {e}\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+            } else {
+                format!(
+                    "{} {}: upstream {} did not answer\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or(""),
+                    upstream.name
+                )
+            };
             Ok(local_response(status, msg, exchange, Some(e.to_string())))
         }
     }

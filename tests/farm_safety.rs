@@ -2,6 +2,8 @@
 //! cleans before any backend sees them, over raw HTTP/1.1 so that exactly
 //! the bytes under test are sent.
 //!
+//! - a malformed chunked request body is the client's error (400), not the
+//!   backend's (502);
 //! - `CONNECT` gets 405; `Upgrade` passes only for the listener's
 //!   `upgrade_protocols` (default `websocket`), never `h2c`.
 
@@ -97,6 +99,54 @@ async fn proxy(dir: &Path, backend: SocketAddr, extra: &str) -> snigate::server:
 
 fn access_log(dir: &Path) -> std::path::PathBuf {
     dir.join("access.jsonl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_the_clients_400_not_a_backend_502() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        // One failure would take the server out of rotation.
+        let proxy = proxy(dir.path(), backend.addr, "max_fails = 1\n").await;
+        let addr = proxy.addr("open").unwrap();
+
+        let bad = one(
+            addr,
+            "POST /upload HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n5\r\nhello\r\nzz-not-hex\r\nmore\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(bad.status, 400, "{bad:?}");
+        assert!(
+            bad.body.contains("the client's request body failed"),
+            "{bad:?}"
+        );
+
+        // The backend is still in rotation and answers.
+        let good = one(
+            addr,
+            "GET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(good.status, 200, "{good:?}");
+        assert_eq!(good.json()["path"], "/after");
+
+        let lines =
+            common::wait_for_json_lines(&access_log(dir.path()), 2, Duration::from_secs(5)).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l["status"] != 502), "{lines:?}");
+        let refused = lines.iter().find(|l| l["path"] == "/upload").unwrap();
+        assert_eq!(refused["status"], 400, "{refused}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("the client's request body failed"),
+            "{refused}"
+        );
+        proxy.shutdown().await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
