@@ -549,7 +549,8 @@ fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, back
 
 /// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
 /// `Host` and `X-Forwarded-Host` the request's one host, hop-by-hop headers
-/// removed, X-Forwarded-* set.
+/// removed, X-Forwarded-* set, `Forwarded` and `X-Real-IP` kept only from a
+/// trusted proxy.
 fn rewrite_request(
     req: Request<Incoming>,
     host: &RequestHost,
@@ -591,6 +592,13 @@ fn rewrite_request(
     parts
         .headers
         .insert(xff, appended.unwrap_or_else(|| info.peer_ip.clone()));
+    // The other headers that name the client: believed only from a trusted
+    // proxy, as X-Forwarded-For is; from anyone else they are a client's
+    // claim about itself, dropped so no backend logs or trusts it.
+    if !from_trusted {
+        parts.headers.remove(header::FORWARDED);
+        parts.headers.remove(HeaderName::from_static("x-real-ip"));
+    }
     parts.headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if info.tls { "https" } else { "http" }),

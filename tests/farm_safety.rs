@@ -5,7 +5,8 @@
 //! - a malformed chunked request body is the client's error (400), not the
 //!   backend's (502);
 //! - `CONNECT` gets 405; `Upgrade` passes only for the listener's
-//!   `upgrade_protocols` (default `websocket`), never `h2c`.
+//!   `upgrade_protocols` (default `websocket`), never `h2c`;
+//! - `Forwarded` and `X-Real-IP` from an untrusted client are dropped.
 
 mod common;
 
@@ -224,6 +225,37 @@ async fn only_listed_upgrades_reach_the_backend_and_never_h2c() {
             seen["headers"]["upgrade"],
             serde_json::json!(["websocket"]),
             "{seen}"
+        );
+        proxy.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_and_x_real_ip_only_from_trusted_proxies() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = proxy(dir.path(), backend.addr, "").await;
+        let request = "GET /who HTTP/1.1\r\nHost: a.test\r\nForwarded: for=203.0.113.9;proto=https\r\n\
+                       X-Real-IP: 203.0.113.9\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n";
+
+        let seen = one(proxy.addr("open").unwrap(), request).await.json();
+        let headers = seen["headers"].as_object().unwrap();
+        assert!(!headers.contains_key("forwarded"), "{seen}");
+        assert!(!headers.contains_key("x-real-ip"), "{seen}");
+        assert_eq!(seen["headers"]["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
+
+        let seen = one(proxy.addr("trusted").unwrap(), request).await.json();
+        assert_eq!(
+            seen["headers"]["forwarded"],
+            serde_json::json!(["for=203.0.113.9;proto=https"]),
+            "{seen}"
+        );
+        assert_eq!(seen["headers"]["x-real-ip"], serde_json::json!(["203.0.113.9"]));
+        assert_eq!(
+            seen["headers"]["x-forwarded-for"],
+            serde_json::json!(["203.0.113.9, 127.0.0.1"])
         );
         proxy.shutdown().await;
     })
