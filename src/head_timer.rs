@@ -10,18 +10,24 @@
 //! ([`Phase::begin`], until its response ends); while one is, no timer runs
 //! (bodies have their own: an upload that stalls, a slow upstream). On h2
 //! the same stream closes a connection without requests after `client_idle`.
+//!
+//! The stream also shows every byte it reads to the connection's
+//! [`RequestLines`], so that each request's line, as the client wrote it,
+//! goes with the request ([`InFlight::request_line`]).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::request_line::{RequestLine, RequestLines};
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
@@ -39,26 +45,63 @@ pub struct Phase {
     /// last one ends, so the idle timer starts even if hyper does not read
     /// again on its own.
     reader: AtomicWaker,
+    /// The request lines of the bytes read (HTTP/1.1; an h2 connection
+    /// stops it at its preface).
+    lines: Mutex<RequestLines>,
+    /// `lines` has stopped: reads no longer take its lock.
+    lines_stopped: AtomicBool,
 }
 
 impl Phase {
     /// A request head has been read; the request counts as in flight until
-    /// the returned guard is dropped (at the end of its response).
+    /// the returned guard is dropped (at the end of its response). Called
+    /// once per request, in the order the requests came.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        let line = if self.lines_stopped.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.lines.lock().unwrap_or_else(|p| p.into_inner()).take()
+        };
+        InFlight {
+            phase: self.clone(),
+            line,
+        }
+    }
+
+    /// Follows the bytes just read (see [`RequestLines::feed`]).
+    fn read(&self, bytes: &[u8]) {
+        if self.lines_stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.feed(bytes);
+        if lines.stopped() {
+            self.lines_stopped.store(true, Ordering::Relaxed);
+        }
     }
 }
 
 /// One request in flight (see [`Phase::begin`]).
 #[derive(Debug)]
-pub struct InFlight(Arc<Phase>);
+pub struct InFlight {
+    phase: Arc<Phase>,
+    line: Option<RequestLine>,
+}
+
+impl InFlight {
+    /// The request line of this request as the client wrote it, when the
+    /// connection's bytes were followed (HTTP/1.x, see [`RequestLines`]).
+    pub fn request_line(&self) -> Option<&RequestLine> {
+        self.line.as_ref()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.reader.wake();
+        if self.phase.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.phase.reader.wake();
         }
     }
 }
@@ -107,6 +150,9 @@ impl<S: AsyncRead> AsyncRead for HeadTimer<S> {
         let before = buf.filled().len();
         let read = this.inner.poll_read(cx, buf);
         let got = buf.filled().len() > before;
+        if got {
+            this.phase.read(&buf.filled()[before..]);
+        }
         let begun = this.phase.begun.load(Ordering::Relaxed);
         if begun != *this.seen {
             // A request began since the last read (and may have ended):

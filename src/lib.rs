@@ -34,6 +34,7 @@ pub mod replay;
 pub mod report;
 pub mod request_checks;
 pub mod request_host;
+pub mod request_line;
 pub mod route;
 pub mod server;
 pub mod splice;

@@ -24,7 +24,7 @@ use crate::certs::covers;
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::head_timer::{HeadTimer, InFlight, Phase};
 use crate::report::ClientRef;
-use crate::request_checks::{allowed_upgrade, refused_method};
+use crate::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
 use crate::request_host::{request_host, written_host, RequestHost};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
@@ -181,6 +181,7 @@ async fn handle(
     // One host for the route, the 421 check, the log and the backend.
     let named = request_host(req.version(), req.uri(), req.headers())
         .map(|h| h.unwrap_or_else(|| written_host(info.local)));
+    let fragment = target_has_fragment(in_flight.request_line(), req.method());
     let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
     let line = (state.access_log.is_some() || report.is_some()).then(|| {
         // Copied only when a log or the report will show it.
@@ -198,6 +199,13 @@ async fn handle(
         in_flight: Some(in_flight),
     });
 
+    // The target hyper parsed has lost the fragment: it would name another
+    // resource (`DELETE /coll/#frag` the collection). Refused, as HAProxy.
+    if fragment {
+        let msg = "400 Bad Request: the request target has a #fragment, \
+                   which a client must not send to a server\n";
+        return Ok(bad_request(msg.to_string(), exchange));
+    }
     // A tunnel to anywhere: never opened, never forwarded. The connection
     // closes after the answer: a client may already be sending what it
     // meant for the tunnel, which must not be read as requests.
@@ -434,7 +442,8 @@ fn access_line(
 }
 
 /// 400 for a request snigate refuses (a host that cannot be told, see
-/// [`request_host`]): noted in the access log as the client's error.
+/// [`request_host`]; a fragment in the target): noted in the access log as
+/// the client's error.
 fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
     refusal(StatusCode::BAD_REQUEST, msg, exchange)
 }

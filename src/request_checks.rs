@@ -1,9 +1,22 @@
 //! Checks on a request before it goes anywhere, as pure functions the HTTP
-//! stage calls: which `Upgrade` protocols pass (never `h2c`), and whether
-//! a method is one snigate refuses to forward (`CONNECT`).
+//! stage calls: a `#fragment` in the target as the client wrote it, which
+//! `Upgrade` protocols pass (never `h2c`), and whether a method is one
+//! snigate refuses to forward (`CONNECT`).
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
+
+use crate::request_line::RequestLine;
+
+/// Whether a request's target, as its client wrote it (`line`, see
+/// [`crate::request_line`]), carried a `#fragment`: hyper's parsed target
+/// has dropped it, so the request would name another resource at the
+/// backend (`DELETE /coll/#frag` the whole collection). Refused with 400.
+/// A line whose method is not the request's is not this request's (the
+/// scan lost its way): nothing is refused on its word.
+pub fn target_has_fragment(line: Option<&RequestLine>, method: &Method) -> bool {
+    line.is_some_and(|l| l.fragment && l.method == *method)
+}
 
 /// Whether snigate refuses a request because of its method: `CONNECT` asks
 /// for a tunnel to any host and port, which a reverse proxy never opens
@@ -110,6 +123,20 @@ mod tests {
         let tls = [("connection", "upgrade"), ("upgrade", "TLS/1.0")];
         assert_eq!(upgrade(&tls, WS), None);
         assert_eq!(upgrade(&tls, &["tls"]).as_deref(), Some("TLS/1.0"));
+    }
+
+    #[test]
+    fn a_fragment_is_refused_only_on_its_own_requests_line() {
+        let line = |m: Method, fragment| RequestLine {
+            method: m,
+            fragment,
+        };
+        let frag = line(Method::DELETE, true);
+        assert!(target_has_fragment(Some(&frag), &Method::DELETE));
+        assert!(!target_has_fragment(Some(&frag), &Method::GET));
+        let plain = line(Method::DELETE, false);
+        assert!(!target_has_fragment(Some(&plain), &Method::DELETE));
+        assert!(!target_has_fragment(None, &Method::DELETE));
     }
 
     #[test]

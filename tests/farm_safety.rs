@@ -6,7 +6,9 @@
 //!   backend's (502);
 //! - `CONNECT` gets 405; `Upgrade` passes only for the listener's
 //!   `upgrade_protocols` (default `websocket`), never `h2c`;
-//! - `Forwarded` and `X-Real-IP` from an untrusted client are dropped.
+//! - `Forwarded` and `X-Real-IP` from an untrusted client are dropped;
+//! - a request target with a `#fragment` gets 400 (the parsed target has
+//!   lost it, and would name another resource).
 
 mod common;
 
@@ -257,6 +259,95 @@ async fn forwarded_and_x_real_ip_only_from_trusted_proxies() {
             seen["headers"]["x-forwarded-for"],
             serde_json::json!(["203.0.113.9, 127.0.0.1"])
         );
+        proxy.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_in_the_target_gets_400_and_reaches_no_backend() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = proxy(dir.path(), backend.addr, "").await;
+        let addr = proxy.addr("open").unwrap();
+
+        // litmus: without the check the backend deletes /litmus/frag/.
+        for request in [
+            "DELETE /litmus/frag/#ment HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            "GET /a?q=1#x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            "GET http://a.test/#top HTTP/1.1\r\nConnection: close\r\n\r\n",
+        ] {
+            let answer = one(addr, request).await;
+            assert_eq!(answer.status, 400, "{request:?}: {answer:?}");
+            assert!(answer.body.contains("fragment"), "{answer:?}");
+        }
+        assert_eq!(backend.requests.load(Ordering::SeqCst), 0);
+        let line =
+            common::wait_for_json_line(&access_log(dir.path()), Duration::from_secs(5), |l| {
+                l["method"] == "DELETE"
+            })
+            .await;
+        assert_eq!(line["status"], 400, "{line}");
+        assert!(
+            line["error"].as_str().unwrap().contains("fragment"),
+            "{line}"
+        );
+        proxy.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_elsewhere_and_pipelined_requests_are_served() {
+    common::bounded(async {
+        let backend = common::backend("farm").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = proxy(dir.path(), backend.addr, "").await;
+        let addr = proxy.addr("open").unwrap();
+
+        // A `#` in header values, in bodies, in trailers and a
+        // percent-encoded one in the target name no fragment; a fragment
+        // in the middle of a pipeline is refused, and the request after it
+        // is served.
+        let body = "GET /#in-body HTTP/1.1\r\n\r\n";
+        let pipeline = format!(
+            "GET /one%23two HTTP/1.1\r\nHost: a.test\r\nX-Note: see #3\r\nReferer: http://a.test/#x\r\n\r\n\
+             PUT /put HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n{body}\
+             POST /chunked HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{body}\r\n0\r\nX-Trailer: #t\r\n\r\n\
+             GET /three HTTP/1.1\r\nHost: a.test\r\n\r\n\
+             DELETE /coll/#frag HTTP/1.1\r\nHost: a.test\r\n\r\n\
+             DELETE /coll/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            body.len(),
+            body.len()
+        );
+        // Written in small pieces too: heads split across reads.
+        for piece in [pipeline.len(), 7] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for chunk in pipeline.as_bytes().chunks(piece) {
+                s.write_all(chunk).await.unwrap();
+                s.flush().await.unwrap();
+            }
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+                .await
+                .expect("the proxy answers and closes")
+                .unwrap();
+            let all = answers(&out);
+            let statuses: Vec<u16> = all.iter().map(|a| a.status).collect();
+            assert_eq!(statuses, [200, 200, 200, 200, 400, 200], "{all:?}");
+            let paths: Vec<Value> = [0, 1, 2, 3, 5]
+                .iter()
+                .map(|i| all[*i].json()["path"].clone())
+                .collect();
+            assert_eq!(paths, ["/one%23two", "/put", "/chunked", "/three", "/coll/"]);
+            assert_eq!(all[0].json()["headers"]["x-note"], serde_json::json!(["see #3"]));
+            assert_eq!(all[1].json()["body_len"], body.len());
+            assert_eq!(all[2].json()["body_len"], body.len());
+            assert!(all[4].body.contains("fragment"), "{:?}", all[4]);
+        }
+        assert_eq!(backend.requests.load(Ordering::SeqCst), 10);
         proxy.shutdown().await;
     })
     .await
