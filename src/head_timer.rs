@@ -18,18 +18,24 @@
 //! stall a response without blocking the socket, by keeping a stream's flow
 //! control window at zero while it answers pings: [`SendStall`] watches the
 //! responses' bodies for that.
+//!
+//! The stream also shows every byte it reads to the connection's
+//! [`RequestLines`], so that each request's line, as the client wrote it,
+//! goes with the request ([`InFlight::request_line`]).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::request_line::{RequestLine, RequestLines};
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
@@ -57,15 +63,41 @@ pub struct Phase {
     /// Set when the client took nothing for `client_send`: the connection
     /// is being closed, and the access log says why.
     send_expired: AtomicBool,
+    /// The request lines of the bytes read (HTTP/1.1; an h2 connection
+    /// stops it at its preface).
+    lines: Mutex<RequestLines>,
+    /// `lines` has stopped: reads no longer take its lock.
+    lines_stopped: AtomicBool,
 }
 
 impl Phase {
     /// A request head has been read; the request counts as in flight until
-    /// the returned guard is dropped (at the end of its response).
+    /// the returned guard is dropped (at the end of its response). Called
+    /// once per request, in the order the requests came.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        let line = if self.lines_stopped.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.lines.lock().unwrap_or_else(|p| p.into_inner()).take()
+        };
+        InFlight {
+            phase: self.clone(),
+            line,
+        }
+    }
+
+    /// Follows the bytes just read (see [`RequestLines::feed`]).
+    fn read(&self, bytes: &[u8]) {
+        if self.lines_stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.feed(bytes);
+        if lines.stopped() {
+            self.lines_stopped.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A response body handed the client side a frame.
@@ -94,18 +126,29 @@ impl Phase {
 impl InFlight {
     /// The connection's phase this request belongs to.
     pub fn phase(&self) -> &Phase {
-        &self.0
+        &self.phase
     }
 }
 
 /// One request in flight (see [`Phase::begin`]).
 #[derive(Debug)]
-pub struct InFlight(Arc<Phase>);
+pub struct InFlight {
+    phase: Arc<Phase>,
+    line: Option<RequestLine>,
+}
+
+impl InFlight {
+    /// The request line of this request as the client wrote it, when the
+    /// connection's bytes were followed (HTTP/1.x, see [`RequestLines`]).
+    pub fn request_line(&self) -> Option<&RequestLine> {
+        self.line.as_ref()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.reader.wake();
+        if self.phase.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.phase.reader.wake();
         }
     }
 }
@@ -207,6 +250,9 @@ impl<S: AsyncRead> AsyncRead for HeadTimer<S> {
         let before = buf.filled().len();
         let read = this.inner.poll_read(cx, buf);
         let got = buf.filled().len() > before;
+        if got {
+            this.phase.read(&buf.filled()[before..]);
+        }
         let begun = this.phase.begun.load(Ordering::Relaxed);
         if begun != *this.seen {
             // A request began since the last read (and may have ended):

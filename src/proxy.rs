@@ -23,6 +23,7 @@ use crate::certs::covers;
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::head_timer::{HeadTimer, InFlight, Phase, SendStall};
 use crate::report::ClientRef;
+use crate::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
 use crate::request_host::{request_host, written_host, RequestHost};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
@@ -267,6 +268,7 @@ async fn handle(
     // One host for the route, the 421 check, the log and the backend.
     let named = request_host(req.version(), req.uri(), req.headers())
         .map(|h| h.unwrap_or_else(|| written_host(info.local)));
+    let fragment = target_has_fragment(in_flight.request_line(), req.method());
     let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
     let line = (state.access_log.is_some() || report.is_some()).then(|| {
         // Copied only when a log or the report will show it.
@@ -284,6 +286,23 @@ async fn handle(
         in_flight: Some(in_flight),
     });
 
+    // The target hyper parsed has lost the fragment: it would name another
+    // resource (`DELETE /coll/#frag` the collection). Refused, as HAProxy.
+    if fragment {
+        let msg = "400 Bad Request: the request target has a #fragment, \
+                   which a client must not send to a server\n";
+        return Ok(bad_request(msg.to_string(), exchange));
+    }
+    // A tunnel to anywhere: never opened, never forwarded. The connection
+    // closes after the answer: a client may already be sending what it
+    // meant for the tunnel, which must not be read as requests.
+    if refused_method(req.method()) {
+        let msg = format!("405 Method Not Allowed: {} is not proxied\n", req.method());
+        let mut resp = refusal(StatusCode::METHOD_NOT_ALLOWED, msg, exchange);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let host = match named {
         Ok(host) => host,
         Err(e) => return Ok(bad_request(format!("400 Bad Request: {e}\n"), exchange)),
@@ -311,10 +330,13 @@ async fn handle(
         l.record.upstream = Some(upstream.name.clone());
     }
 
-    // A protocol upgrade (WebSocket): the client's side of the tunnel,
-    // once the backend has agreed.
+    // A protocol upgrade (WebSocket, or one the listener lists; never h2c):
+    // the client's side of the tunnel, once the backend has agreed. Any
+    // other Upgrade is removed with the hop-by-hop headers.
     let mut req = req;
-    let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let allowed = &listener.settings.upgrade_protocols;
+    let upgrade = allowed_upgrade(req.version(), req.headers(), allowed)
+        .map(|p| (p, hyper::upgrade::on(&mut req)));
     let mut req = rewrite_request(
         req,
         &host,
@@ -386,6 +408,17 @@ async fn handle(
             if no_server {
                 // The upstream logs this itself, at most every 10 s.
                 tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
+            } else if e.is_client_fault() {
+                // The client's doing (a malformed or stalled request body):
+                // nothing against the backend.
+                tracing::debug!(
+                    conn = info.conn,
+                    peer = %info.peer,
+                    upstream = %upstream.name,
+                    error = %e,
+                    "the client's request failed; answering {}",
+                    status.as_u16()
+                );
             } else {
                 tracing::warn!(
                     conn = info.conn,
@@ -401,12 +434,20 @@ async fn handle(
             if let Some(l) = &mut exchange.line {
                 l.record.server = (!no_server).then(|| e.server().to_string());
             }
-            let msg = format!(
-                "{} {}: upstream {} did not answer\n",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or(""),
-                upstream.name
-            );
+            let msg = if e.is_client_fault() {
+                format!(
+                    "{} {}: {e}\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+            } else {
+                format!(
+                    "{} {}: upstream {} did not answer\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or(""),
+                    upstream.name
+                )
+            };
             Ok(local_response(status, msg, exchange, Some(e.to_string())))
         }
     }
@@ -420,23 +461,6 @@ fn http_1_1_required(exchange: &mut Exchange) -> h2::Error {
             Some("NTLM/Negotiate over HTTP/2: asked the client to retry over HTTP/1.1".into());
     }
     h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED)
-}
-
-/// The protocol an HTTP/1.1 request asks to switch to (`Upgrade`, with
-/// `upgrade` among its `Connection` tokens), e.g. `websocket`.
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
-        return None;
-    }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
 }
 
 /// Copies bytes both ways between the upgraded client and backend
@@ -505,11 +529,18 @@ fn access_line(
     }
 }
 
-/// 400 for a request whose host cannot be told (see [`request_host`]):
-/// noted in the access log as the client's error.
+/// 400 for a request snigate refuses (a host that cannot be told, see
+/// [`request_host`]; a fragment in the target): noted in the access log as
+/// the client's error.
 fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
+    refusal(StatusCode::BAD_REQUEST, msg, exchange)
+}
+
+/// A request snigate refuses with `status`: `msg` is the body, and the
+/// access log's `error` (the reason, blaming the request).
+fn refusal(status: StatusCode, msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
     let error = msg.trim_end().to_string();
-    local_response(StatusCode::BAD_REQUEST, msg, exchange, Some(error))
+    local_response(status, msg, exchange, Some(error))
 }
 
 /// A response snigate writes itself.
@@ -615,7 +646,8 @@ fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, back
 
 /// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
 /// `Host` and `X-Forwarded-Host` the request's one host, hop-by-hop headers
-/// removed, X-Forwarded-* set.
+/// removed, X-Forwarded-* set, `Forwarded` and `X-Real-IP` kept only from a
+/// trusted proxy.
 fn rewrite_request(
     req: Request<Incoming>,
     host: &RequestHost,
@@ -657,6 +689,13 @@ fn rewrite_request(
     parts
         .headers
         .insert(xff, appended.unwrap_or_else(|| info.peer_ip.clone()));
+    // The other headers that name the client: believed only from a trusted
+    // proxy, as X-Forwarded-For is; from anyone else they are a client's
+    // claim about itself, dropped so no backend logs or trusts it.
+    if !from_trusted {
+        parts.headers.remove(header::FORWARDED);
+        parts.headers.remove(HeaderName::from_static("x-real-ip"));
+    }
     parts.headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if info.tls { "https" } else { "http" }),

@@ -160,6 +160,7 @@ mod tests {
             legacy_upstream: None,
             legacy_tls: None,
             preserve_header_case: false,
+            upgrade_protocols: vec!["websocket".into()],
             max_header_bytes: 65536,
             max_headers: 100,
             max_concurrent_streams: 100,

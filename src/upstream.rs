@@ -44,6 +44,11 @@ pub enum UpstreamError {
     ClientStalled { server: String, timeout: Duration },
     #[error("{server} failed: {reason}")]
     Protocol { server: String, reason: String },
+    /// The client's request body failed on its way to `server` (malformed
+    /// chunked framing, a connection cut mid-body): the client's fault, not
+    /// the server's.
+    #[error("the client's request body failed (sending to {server}): {reason}")]
+    ClientBody { server: String, reason: String },
     /// Every server is out of rotation: nothing was tried.
     #[error("upstream {upstream}: no server available (all {servers} servers are down)")]
     NoServer { upstream: String, servers: usize },
@@ -55,9 +60,19 @@ impl UpstreamError {
         match self {
             UpstreamError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::ClientStalled { .. } => http::StatusCode::REQUEST_TIMEOUT,
+            UpstreamError::ClientBody { .. } => http::StatusCode::BAD_REQUEST,
             UpstreamError::NoServer { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// Whether the client caused it (a stalled or malformed request body):
+    /// logged against the client, not the backend.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ClientStalled { .. } | UpstreamError::ClientBody { .. }
+        )
     }
 
     /// The server it concerns; empty when no server was tried.
@@ -66,6 +81,7 @@ impl UpstreamError {
             UpstreamError::Connect { server, .. }
             | UpstreamError::Timeout { server, .. }
             | UpstreamError::ClientStalled { server, .. }
+            | UpstreamError::ClientBody { server, .. }
             | UpstreamError::Protocol { server, .. } => server,
             UpstreamError::NoServer { .. } => "",
         }
@@ -698,11 +714,31 @@ impl Server {
     }
 }
 
+/// A failed exchange with `server`: the client's body error when that is
+/// what ended it (see [`client_body_error`]), else the server's.
 fn protocol(server: &Server, e: &hyper::Error) -> UpstreamError {
-    UpstreamError::Protocol {
-        server: server.addr.clone(),
-        reason: e.to_string(),
+    match client_body_error(e) {
+        Some(cause) => UpstreamError::ClientBody {
+            server: server.addr.clone(),
+            reason: cause.to_string(),
+        },
+        None => UpstreamError::Protocol {
+            server: server.addr.clone(),
+            reason: e.to_string(),
+        },
     }
+}
+
+/// The client's error when an upstream exchange failed because the request
+/// body could not be read from the client: hyper reports an error of the
+/// body it was sending as a user error whose source is that body's error,
+/// and a [`RequestBody`]'s errors are the client connection's
+/// `hyper::Error` (bad chunked framing, the client gone mid-body).
+fn client_body_error(e: &hyper::Error) -> Option<&hyper::Error> {
+    if !e.is_user() {
+        return None;
+    }
+    std::error::Error::source(e)?.downcast_ref::<hyper::Error>()
 }
 
 /// Whether the exchange on a backend connection ties that connection to

@@ -172,6 +172,9 @@ pub struct ListenerSettings {
     /// HTTP/1.1: keep header names exactly as the client and backend wrote
     /// them, instead of writing them in Title-Case.
     pub preserve_header_case: bool,
+    /// HTTP/1.1: the `Upgrade` protocols passed to the backend (lower-case
+    /// names, never `h2c`); any other is removed from the request.
+    pub upgrade_protocols: Vec<String>,
     /// Largest request head accepted (431 beyond it).
     pub max_header_bytes: usize,
     /// Most request header fields accepted, HTTP/1.1 (431 beyond it).

@@ -105,6 +105,9 @@ pub struct RawListener {
     pub legacy_tls: Option<Spanned<RawLegacyTls>>,
     #[serde(default)]
     pub preserve_header_case: bool,
+    /// HTTP/1.1 `Upgrade` protocols passed to the backend (default
+    /// `["websocket"]`).
+    pub upgrade_protocols: Option<Vec<Spanned<String>>>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_headers: Option<Spanned<usize>>,
     pub max_concurrent_streams: Option<Spanned<u32>>,

@@ -296,6 +296,33 @@ fn legacy_tls(
     }
 }
 
+/// The `Upgrade` protocol a listener passes on unless told otherwise.
+const DEFAULT_UPGRADE_PROTOCOL: &str = "websocket";
+
+/// An entry of `upgrade_protocols`: a protocol name (an HTTP token, without
+/// a `/version`), lower-cased. `h2c` (and HTTP/2 by any other name) is
+/// refused: an h2c upgrade turns the connection into one the backend reads
+/// as HTTP/2 with requests snigate never sees (request smuggling past every
+/// check, route and log).
+pub(crate) fn upgrade_protocol(name: &str) -> Result<String, String> {
+    let p = name.trim().to_ascii_lowercase();
+    let token = !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!(
+            "\"{name}\" is not a protocol name (a token such as \"websocket\", without a version)"
+        ));
+    }
+    if matches!(p.as_str(), "h2c" | "h2" | "http") {
+        return Err(format!(
+            "\"{name}\" is never passed: an HTTP/2 (h2c) upgrade would let a client send the \
+             backend requests that snigate never sees"
+        ));
+    }
+    Ok(p)
+}
+
 /// The admin port when `[admin]` names no `bind`.
 const DEFAULT_ADMIN_PORT: u16 = 9900;
 
@@ -561,6 +588,22 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                 ),
             }
         }
+        let upgrade_protocols = match &l.upgrade_protocols {
+            None => vec![DEFAULT_UPGRADE_PROTOCOL.to_string()],
+            Some(list) => list
+                .iter()
+                .filter_map(|p| match upgrade_protocol(p.get_ref()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        errors.at(
+                            Some(p.span()),
+                            format!("listener \"{name}\": upgrade_protocols: {e}"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        };
         let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
             errors.at(
@@ -655,6 +698,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             legacy_upstream: l.legacy_upstream.as_ref().map(|u| u.get_ref().clone()),
             legacy_tls,
             preserve_header_case: l.preserve_header_case,
+            upgrade_protocols,
             max_header_bytes,
             max_headers,
             max_concurrent_streams,
@@ -794,6 +838,33 @@ mod tests {
         );
         let ok = text.replace("expect_status = 20", "expect_status = 204");
         assert!(parse(Path::new("x.toml"), &ok).is_ok());
+    }
+
+    #[test]
+    fn upgrade_protocols_are_tokens_and_never_h2c() {
+        let text = "[[listener]]\nname = \"m\"\nbind = [\"127.0.0.1:1\"]\nmode = \"http\"\n\
+                    default_upstream = \"u\"\nupgrade_protocols = [\"websocket\", \"H2C\"]\n\
+                    [[upstream]]\nname = \"u\"\nservers = [\"127.0.0.1:2\"]\n";
+        let errors = parse(Path::new("x.toml"), text).unwrap_err().to_string();
+        assert!(
+            errors.contains("upgrade_protocols: \"H2C\" is never passed"),
+            "{errors}"
+        );
+        let listed = |list: &str| {
+            let t = text.replace("\"websocket\", \"H2C\"", list);
+            parse(Path::new("x.toml"), &t).map(|s| s.listeners[0].upgrade_protocols.clone())
+        };
+        assert_eq!(
+            listed("\"WebSocket\", \"x-custom\"").unwrap(),
+            ["websocket", "x-custom"]
+        );
+        assert_eq!(listed("").unwrap(), Vec::<String>::new());
+        let default = text.replace("upgrade_protocols = [\"websocket\", \"H2C\"]\n", "");
+        let settings = parse(Path::new("x.toml"), &default).unwrap();
+        assert_eq!(settings.listeners[0].upgrade_protocols, ["websocket"]);
+        for bad in ["\"h2\"", "\"HTTP\"", "\"websocket/13\"", "\"\"", "\"a b\""] {
+            assert!(listed(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
