@@ -8,7 +8,8 @@
 //! The loop survives every accept error (EMFILE and friends: back off
 //! briefly and go on), accepts a connection only with a permit of the
 //! listener's `max_connections` (without one it stops accepting, and the
-//! kernel queues new connections), and stops when asked. A listener's PROXY
+//! kernel queues new connections), refuses one whose source is over
+//! `max_connections_per_ip`, and stops when asked. A listener's PROXY
 //! protocol header is read in the connection's own task
 //! ([`crate::proxy_protocol`]), so a slow or silent balancer connection never
 //! holds up the loop.
@@ -154,7 +155,10 @@ pub fn bind(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
 /// A connection is accepted only once a `max_connections` permit is free:
 /// while the listener is full the loop waits, and new connections wait in
 /// the kernel's queue (the listen backlog) instead of being accepted and
-/// closed, so they are served as soon as a connection closes.
+/// closed, so they are served as soon as a connection closes. A connection
+/// whose source already holds `max_connections_per_ip` is accepted and
+/// reset at once (see [`crate::source_limit`]; on a `proxy_protocol`
+/// listener that check waits for the header, in the connection's task).
 pub async fn accept_loop(
     current: Arc<ArcSwap<State>>,
     key: BindKey,
@@ -178,6 +182,7 @@ pub async fn accept_loop(
         let permit = match listener.connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                listener.metrics.limit_reached();
                 if last_full_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_INTERVAL) {
                     last_full_warning = Some(Instant::now());
                     tracing::warn!(
@@ -218,6 +223,18 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // Behind a PROXY header the client is known only once it is read.
+        let source = if listener.settings.proxy_protocol {
+            None
+        } else {
+            match crate::source_limit::admit(listener, peer.ip()) {
+                Ok(slot) => slot,
+                Err(_) => {
+                    crate::source_limit::refuse(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         // A socket bound to one address accepts on that address only; ask
         // the kernel only for wildcard binds.
@@ -229,7 +246,7 @@ pub async fn accept_loop(
         let active = listener.metrics.connection();
         tracker.spawn(async move {
             crate::connection::serve(state, index, stream, peer, local, cancel).await;
-            drop((permit, active));
+            drop((permit, source, active));
         });
     }
 }
