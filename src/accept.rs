@@ -6,8 +6,10 @@
 //! address keeps its socket (no connection refused while it swaps).
 //!
 //! The loop survives every accept error (EMFILE and friends: back off
-//! briefly and go on), admits a connection only with a permit of the
-//! listener's `max_connections`, and stops when asked. A listener's PROXY
+//! briefly and go on), accepts a connection only with a permit of the
+//! listener's `max_connections` (without one it stops accepting, and the
+//! kernel queues new connections), refuses one whose source is over
+//! `max_connections_per_ip`, and stops when asked. A listener's PROXY
 //! protocol header is read in the connection's own task
 //! ([`crate::proxy_protocol`]), so a slow or silent balancer connection never
 //! holds up the loop.
@@ -15,7 +17,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,6 +32,8 @@ const BACKLOG: i32 = 1024;
 /// Pause after an accept error such as EMFILE, so the loop does not spin
 /// while file descriptors are exhausted.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one "connection limit reached" warning per socket in this interval.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What identifies a listening socket across reloads: its configured
 /// address, or for port 0 (tests, "any free port") the listener's name too,
@@ -147,6 +151,14 @@ pub fn bind(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
 /// Accepts connections on `socket` (the address `key`) until `cancel`;
 /// each is served with the state current when it was accepted, and drains
 /// when that state is retired.
+///
+/// A connection is accepted only once a `max_connections` permit is free:
+/// while the listener is full the loop waits, and new connections wait in
+/// the kernel's queue (the listen backlog) instead of being accepted and
+/// closed, so they are served as soon as a connection closes. A connection
+/// whose source already holds `max_connections_per_ip` is accepted and
+/// reset at once (see [`crate::source_limit`]; on a `proxy_protocol`
+/// listener that check waits for the header, in the connection's task).
 pub async fn accept_loop(
     current: Arc<ArcSwap<State>>,
     key: BindKey,
@@ -155,9 +167,52 @@ pub async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let local = socket.local_addr().ok();
+    let mut last_full_warning: Option<Instant> = None;
     loop {
+        let state = current.load_full();
+        let Some(index) = listener_for(&state, &key) else {
+            // The reload that removed this address is closing the socket.
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = state.retire.cancelled() => continue,
+            }
+        };
+        let listener = &state.listeners[index];
+        let permit = match listener.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                listener.metrics.limit_reached();
+                if last_full_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_INTERVAL) {
+                    last_full_warning = Some(Instant::now());
+                    tracing::warn!(
+                        listener = %listener.settings.name,
+                        address = ?local,
+                        max_connections = listener.settings.max_connections,
+                        "connection limit reached; new connections wait in the kernel's queue \
+                         until one closes (one such line every {} s at most)",
+                        FULL_WARNING_INTERVAL.as_secs()
+                    );
+                }
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    // A reload may give the listener another limit.
+                    _ = state.retire.cancelled() => continue,
+                    p = listener.connections.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        // Never closed; were it, accepting would end here.
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
+            // The permit is this state's: take the next connection with the
+            // state that replaced it.
+            _ = state.retire.cancelled() => continue,
             r = socket.accept() => r,
         };
         let (stream, peer) = match accepted {
@@ -168,22 +223,17 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let state = current.load_full();
-        let Some(index) = listener_for(&state, &key) else {
-            // The reload that removed this address is closing the socket.
-            drop(stream);
-            continue;
-        };
-        let listener = &state.listeners[index];
-        let Ok(permit) = listener.connections.clone().try_acquire_owned() else {
-            tracing::warn!(
-                listener = %listener.settings.name,
-                %peer,
-                max_connections = listener.settings.max_connections,
-                "connection limit reached; closing new connection"
-            );
-            drop(stream);
-            continue;
+        // Behind a PROXY header the client is known only once it is read.
+        let source = if listener.settings.proxy_protocol {
+            None
+        } else {
+            match crate::source_limit::admit(listener, peer.ip()) {
+                Ok(slot) => slot,
+                Err(_) => {
+                    crate::source_limit::refuse(stream);
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         // A socket bound to one address accepts on that address only; ask
@@ -196,7 +246,7 @@ pub async fn accept_loop(
         let current = current.clone();
         tracker.spawn(async move {
             crate::connection::serve(state, index, stream, peer, local, current).await;
-            drop((permit, active));
+            drop((permit, source, active));
         });
     }
 }

@@ -64,6 +64,20 @@ pub async fn serve(
     {
         return;
     }
+    // The client the header named is counted against
+    // `max_connections_per_ip` (without a header the accept loop counted
+    // the socket's peer); held until this connection ends.
+    let _source = if proxy_protocol {
+        match crate::source_limit::admit(&state.listeners[listener], info.peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                crate::source_limit::refuse(stream);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     // Each stage is boxed: a task's future is as large as its largest state,
     // and an idle connection should carry only what its current stage needs
     // (the handshake's state is freed once HTTP is being served).

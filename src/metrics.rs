@@ -78,6 +78,16 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+/// The `reason` of connections refused because their source already held
+/// `max_connections_per_ip` connections.
+pub const REFUSED_PER_IP: &str = "max_connections_per_ip";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
     upstream: String,
     server: String,
@@ -106,6 +116,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<ListenerLabels, Histogram, fn() -> Histogram>,
     active: Family<ListenerLabels, Gauge>,
+    refused: Family<RefusedLabels, Counter>,
+    limit_reached: Family<ListenerLabels, Counter>,
     server_up: Family<ServerLabels, Gauge>,
     expiry: Family<CertificateLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
@@ -171,6 +183,18 @@ impl Metrics {
             "Client connections open now",
             active.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once, by listener and reason (max_connections_per_ip)",
+            refused.clone(),
+        );
+        let limit_reached = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a listener had max_connections open and stopped accepting (new connections wait in the kernel's queue)",
+            limit_reached.clone(),
+        );
         let server_up = Family::<ServerLabels, Gauge>::default();
         registry.register(
             "upstream_server_up",
@@ -222,6 +246,8 @@ impl Metrics {
             requests,
             duration,
             active,
+            refused,
+            limit_reached,
             server_up,
             expiry,
             reloads,
@@ -288,6 +314,11 @@ impl Metrics {
                 .collect(),
             duration: self.duration.get_or_create_owned(&labels),
             active: self.active.get_or_create_owned(&labels),
+            refused_per_ip: self.refused.get_or_create_owned(&RefusedLabels {
+                listener: name.to_string(),
+                reason: REFUSED_PER_IP,
+            }),
+            limit_reached: self.limit_reached.get_or_create_owned(&labels),
         }
     }
 
@@ -362,6 +393,8 @@ pub struct ListenerMetrics {
     requests: Vec<[Counter; 5]>,
     duration: Histogram,
     active: Gauge,
+    refused_per_ip: Counter,
+    limit_reached: Counter,
 }
 
 impl ListenerMetrics {
@@ -411,6 +444,16 @@ impl ListenerMetrics {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         row[class].inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a connection refused by `max_connections_per_ip`.
+    pub fn refused_per_ip(&self) {
+        self.refused_per_ip.inc();
+    }
+
+    /// Counts a pause of the accept loop at `max_connections`.
+    pub fn limit_reached(&self) {
+        self.limit_reached.inc();
     }
 
     /// Counts a connection open until the guard is dropped.

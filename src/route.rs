@@ -156,6 +156,7 @@ mod tests {
             alpn: vec![],
             proxy_protocol: false,
             max_connections: 1,
+            max_connections_per_ip: 0,
             trusted_proxies: vec![],
             legacy_upstream: None,
             legacy_tls: None,

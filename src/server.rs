@@ -306,14 +306,15 @@ impl Control {
         state.generation = old.generation + 1;
         state.retire = self.stop.child_token();
         state.stop = self.stop.clone();
-        // A listener that stays keeps its connection limit's permits, so the
-        // limit holds across the swap.
+        // A listener that stays keeps its connection limit's permits and its
+        // per-address counts, so the limits hold across the swap.
         for l in &mut state.listeners {
             if let Some(o) = old
                 .listeners
                 .iter()
                 .find(|o| o.settings.name == l.settings.name)
             {
+                l.sources = o.sources.clone();
                 if o.settings.max_connections == l.settings.max_connections {
                     l.connections = o.connections.clone();
                 }

@@ -30,8 +30,11 @@ pub struct ListenerState {
     #[cfg(feature = "legacy-tls")]
     pub legacy_tls: Vec<openssl::ssl::SslContext>,
     pub routes: RouteTable,
-    /// Admission: a permit per open connection, taken before the handshake.
+    /// Admission: a permit per open connection, taken before the accept
+    /// (at `max_connections` the loop stops accepting).
     pub connections: Arc<Semaphore>,
+    /// Open connections per client address (`max_connections_per_ip`).
+    pub sources: Arc<crate::source_limit::SourceCounts>,
     pub default_upstream: Option<usize>,
     /// This listener's counters.
     pub metrics: ListenerMetrics,
@@ -187,6 +190,7 @@ impl State {
                 server_configs,
                 routes: RouteTable::for_listener(l, &settings.routes, upstream_id),
                 connections: Arc::new(Semaphore::new(l.max_connections)),
+                sources: Default::default(),
                 default_upstream: l.default_upstream.as_deref().and_then(upstream_id),
                 metrics: metrics.listener(
                     &l.name,

@@ -184,6 +184,10 @@ fn default_config_matches_the_design_sample() {
     assert_eq!(main.bind, vec!["127.0.0.1:8443".parse().unwrap()]);
     assert_eq!(main.fallback_certificate.as_deref(), Some("farm"));
     assert_eq!(main.default_upstream.as_deref(), Some("portal"));
+    assert_eq!(
+        (main.max_connections, main.max_connections_per_ip),
+        (10_000, 1_000)
+    );
     let farm = &s.certificates[0];
     assert_eq!(farm.name, "farm");
     assert!(farm.chain.ends_with("certs/demo/fallback.crt"));

@@ -66,6 +66,11 @@ pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default `max_connections` per listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `max_connections_per_ip` per listener: a tenth of
+/// [`DEFAULT_MAX_CONNECTIONS`], so that one address (a scanner, a client
+/// that leaks idle connections) cannot fill the listener, while an office
+/// NAT of a few hundred users with several connections each still fits.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -159,6 +164,9 @@ pub struct ListenerSettings {
     pub alpn: Vec<String>,
     pub proxy_protocol: bool,
     pub max_connections: usize,
+    /// Open connections one client address (IPv6: one /64) may hold on this
+    /// listener; 0 = no such limit. See [`crate::source_limit`].
+    pub max_connections_per_ip: usize,
     /// Sources whose `X-Forwarded-For` is extended rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// https: where a client that rustls cannot serve (TLS 1.1 or older,

@@ -99,6 +99,7 @@ pub struct RawListener {
     #[serde(default)]
     pub proxy_protocol: bool,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<Spanned<usize>>,
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
     pub legacy_upstream: Option<Spanned<String>>,

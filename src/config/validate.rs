@@ -611,6 +611,23 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
                 format!("listener \"{name}\": max_connections must be at least 1"),
             );
         }
+        // A per-address limit above the listener's own could never act:
+        // refused, since whoever wrote it expected it to.
+        let max_connections_per_ip = match &l.max_connections_per_ip {
+            None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+            Some(v) if *v.get_ref() <= max_connections => *v.get_ref(),
+            Some(v) => {
+                errors.at(
+                    Some(v.span()),
+                    format!(
+                        "listener \"{name}\": max_connections_per_ip {} is above max_connections ({max_connections}); \
+                         use a smaller value, or 0 for no per-address limit",
+                        v.get_ref()
+                    ),
+                );
+                0
+            }
+        };
         let at_least = |v: &Option<Spanned<usize>>,
                         default: usize,
                         min: usize,
@@ -694,6 +711,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
             alpn,
             proxy_protocol: l.proxy_protocol,
             max_connections,
+            max_connections_per_ip,
             trusted_proxies,
             legacy_upstream: l.legacy_upstream.as_ref().map(|u| u.get_ref().clone()),
             legacy_tls,
