@@ -29,6 +29,7 @@ import calendar
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -40,6 +41,7 @@ import time
 import zlib
 
 HOST = "127.0.0.1"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PAT = bytes(range(256)) * 260          # /big body pattern: byte o is o % 256
 BLOCK = PAT[:65536]
 
@@ -48,6 +50,7 @@ BLOCK = PAT[:65536]
 async def backend_main(a):
     counts = {}
     name = a.name
+    xb = b"X-Backend: " + name.encode() + b"\r\n"
 
     def count(k):
         counts[k] = counts.get(k, 0) + 1
@@ -105,13 +108,13 @@ async def backend_main(a):
                 if method in ("PUT", "POST"):
                     count("upload")
                     body = json.dumps({"len": n, "crc": crc, "server": name}).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-                                 % (len(body), conn_hdr) + body)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s%s\r\n"
+                                 % (len(body), xb, conn_hdr) + body)
                 elif path == "/big":
                     count("big")
                     size = int(params.get("size", "1048576"))
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s\r\n"
-                                 % (size, conn_hdr))
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s%s\r\n"
+                                 % (size, xb, conn_hdr))
                     left = size
                     while left:
                         k = min(left, len(BLOCK))
@@ -121,8 +124,8 @@ async def backend_main(a):
                 else:
                     count("get")
                     body = b"hello from " + name.encode() + b"\n"
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
-                                 % (len(body), conn_hdr) + body)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s%s\r\n"
+                                 % (len(body), xb, conn_hdr) + body)
                 await writer.drain()
                 if not keep:
                     break
@@ -295,7 +298,8 @@ class Stats:
     def fine(self, kind):
         self.add(self.expected, kind)
 
-    def fail(self, kind, t_start, exc_or_msg):
+    def fail(self, kind, t_start, exc_or_msg, backend=None):
+        """backend: the backend that was serving (from X-Backend), when known."""
         if STOP.is_set():
             return                        # cut by our own shutdown: not an error
         detail = exc_or_msg if isinstance(exc_or_msg, str) else f"{type(exc_or_msg).__name__}: {exc_or_msg}"
@@ -303,7 +307,7 @@ class Stats:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             self.nevents += 1
             if len(self.events) < 2000:
-                self.events.append([round(t_start, 3), round(time.time(), 3), kind, detail[:200]])
+                self.events.append([round(t_start, 3), round(time.time(), 3), kind, detail[:200], backend])
 
     def dump(self, path):
         with self.lock:
@@ -747,13 +751,15 @@ def role_slowread(a, st):
         c = None
         while not STOP.is_set():
             t = time.time()
+            be = None
             try:
                 if c is None:
                     c = tls_connect(a.port, ctx, "b.test", timeout=30, rcvbuf=a.rcvbuf)
                 c.s.sendall(f"GET /big?size={a.size} HTTP/1.1\r\nHost: b.test\r\nUser-Agent: snigate-soak-slow\r\n\r\n".encode())
                 status, hdrs = c.head()
+                be = hdrs.get("x-backend")
                 if status != 200:
-                    st.fail(f"status {status}", t, f"status {status}")
+                    st.fail(f"status {status}", t, f"status {status}", be)
                     c.close()
                     c = None
                     continue
@@ -784,11 +790,11 @@ def role_slowread(a, st):
                 if STOP.is_set():
                     break
                 if bad:
-                    st.fail("corrupted body", t, "body bytes differ from the pattern")
+                    st.fail("corrupted body", t, "body bytes differ from the pattern", be)
                 else:
                     st.good("download", off)
             except Exception as e:  # noqa: BLE001
-                st.fail("slowread " + type(e).__name__, t, e)
+                st.fail("slowread " + type(e).__name__, t, e, be)
                 if c:
                     c.close()
                 c = None
@@ -809,12 +815,14 @@ def role_stopread(a, st):
         while not STOP.is_set():
             t = time.time()
             c = None
+            be = None
             try:
                 c = tls_connect(a.port, ctx, "a.test", timeout=30, rcvbuf=65536)
                 c.s.sendall(f"GET /big?size={a.size} HTTP/1.1\r\nHost: a.test\r\nUser-Agent: snigate-soak-stop\r\n\r\n".encode())
                 status, hdrs = c.head()
+                be = hdrs.get("x-backend")
                 if status != 200:
-                    st.fail(f"status {status}", t, f"status {status}")
+                    st.fail(f"status {status}", t, f"status {status}", be)
                 else:
                     total = int(hdrs["content-length"])
                     got = 0
@@ -838,14 +846,14 @@ def role_stopread(a, st):
                     except socket.timeout:
                         outcome = "timeout"
                     if got >= total:
-                        st.fail("not cut", t, f"whole {total}-byte response arrived despite a {a.stall}s stall")
+                        st.fail("not cut", t, f"whole {total}-byte response arrived despite a {a.stall}s stall", be)
                     elif outcome == "timeout":
-                        st.fail("stalled", t, "neither data nor close after resuming")
+                        st.fail("stalled", t, "neither data nor close after resuming", be)
                     else:
                         st.fine(f"cut ({outcome})")
                         st.good("drained", got)
             except Exception as e:  # noqa: BLE001
-                st.fail("stopread " + type(e).__name__, t, e)
+                st.fail("stopread " + type(e).__name__, t, e, be)
             finally:
                 if c:
                     c.close()
@@ -948,7 +956,7 @@ def parse_metrics(path):
 def summary(a):
     d = a.dir
     bad = 0
-    kills = []           # wall-clock times of backend kills
+    kills = []           # (wall-clock time, backend) of each backend kill
     events = []
     with open(os.path.join(d, "events.log")) as f:
         for line in f:
@@ -956,12 +964,15 @@ def summary(a):
             if len(p) >= 2:
                 events.append((float(p[0]), " ".join(p[1:])))
                 if p[1] == "kill":
-                    kills.append(float(p[0]))
+                    kills.append((float(p[0]), p[2] if len(p) > 2 else None))
     t_start = events[0][0] if events else 0
 
-    def near_kill(t0, t1):
-        # in flight when a backend was killed, or started at most a.kill_window s after a kill
-        return any(t0 - a.kill_window <= k <= t1 + 1 for k in kills)
+    def near_kill(t0, t1, backend=None):
+        # in flight when a backend was killed, or started at most a.kill_window s
+        # after a kill; when the serving backend is known, it must be the one killed
+        if backend:
+            return any(t0 - 1 <= k <= t1 + 1 and b == backend for k, b in kills)
+        return any(t0 - a.kill_window <= k <= t1 + 1 for k, _ in kills)
 
     print("== snigate soak summary ==")
     # ---- RSS / fds
@@ -1006,7 +1017,7 @@ def summary(a):
         with open(os.path.join(d, fn)) as f:
             g = json.load(f)
         ev = g["error_events"]
-        nk = sum(1 for e in ev if near_kill(e[0], e[1]))
+        nk = sum(1 for e in ev if near_kill(e[0], e[1], e[4]))
         other = g["error_events_total"] - nk
         bad += other
         okstr = ", ".join(f"{k} {v}" for k, v in sorted(g["ok"].items())) or "-"
@@ -1020,13 +1031,19 @@ def summary(a):
         print(line)
         if g["errors"]:
             print("            error kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(g["errors"].items())))
-        for e in [e for e in ev if not near_kill(e[0], e[1])][:5]:
-            print(f"            unexpected at +{e[0] - t_start:.1f}s..+{e[1] - t_start:.1f}s: {e[2]}: {e[3]}")
+        for e in [e for e in ev if not near_kill(e[0], e[1], e[4])][:5]:
+            print(f"            unexpected at +{e[0] - t_start:.1f}s..+{e[1] - t_start:.1f}s: {e[2]}: {e[3]}"
+                  + (f" (backend {e[4]})" if e[4] else ""))
     missing = [r for r in a.roles.split(",") if not os.path.exists(os.path.join(d, f"gen-{r}.json"))]
     if missing:
         print(f"  MISSING generator reports: {', '.join(missing)}")
         bad += len(missing)
     # ---- access log
+    backends = {}                   # "127.0.0.1:PORT" -> b1 / b2
+    for bk in ("b1", "b2"):
+        port = os.environ.get(f"SOAK_{bk.upper()}_PORT")
+        if port:
+            backends[f"127.0.0.1:{port}"] = bk
     status, errs, n_al, al_unexp = {}, {}, 0, []
     try:
         with open(os.path.join(d, "access.jsonl")) as f:
@@ -1051,7 +1068,8 @@ def summary(a):
                 if (s and s >= 500) or e:
                     ts = calendar.timegm(time.strptime(r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + r["ts"][19:23])
                     t1 = ts + (r.get("ms") or 0) / 1000.0
-                    expected = near_kill(ts, t1) or (e and "client_send" in e and s == 200)
+                    expected = (near_kill(ts, t1, backends.get(r.get("server"))) or
+                                (e and "client_send" in e and (r.get("user_agent") or "").endswith("-stop")))
                     if not expected:
                         al_unexp.append(f"+{ts - t_start:.1f}s status {s} {r.get('method')} {r.get('path')}: {e}")
     except OSError:
@@ -1059,7 +1077,7 @@ def summary(a):
     print(f"access log: {n_al} requests; by status: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items(), key=lambda x: str(x[0]))))
     if errs:
         print("  errors: " + "; ".join(f"{k} x{v}" for k, v in sorted(errs.items(), key=lambda x: -x[1])))
-    print(f"  5xx or error lines not explained by a backend kill or a stopped reader (client_send): {len(al_unexp)}")
+    print(f"  5xx or error lines not explained by a backend kill or by the stopped reader (client_send): {len(al_unexp)}")
     for x in al_unexp[:5]:
         print("    " + x)
     bad += len(al_unexp)
@@ -1091,6 +1109,7 @@ def summary(a):
             lv = {}
             msgs = {}
             for line in f:
+                line = ANSI.sub("", line)
                 for level in ("ERROR", "WARN"):
                     if f" {level} " in line[:60]:
                         lv[level] = lv.get(level, 0) + 1

@@ -9,7 +9,7 @@
 # What runs (all on 127.0.0.1, free ports picked at start; lab certificates
 # from `snigate gen-certs`; generators and backends from benches/loadtools.py,
 # Python standard library only):
-#   snigate   1 worker thread; client_send 5s (so a client that stops reading
+#   snigate   1 worker thread; client_send 10s (so a client that stops reading
 #             is cut), client_idle 60s, client_hello 5s, upstream_read 30s;
 #             access log on; one upstream of two backends with health checks.
 #   backends  two asyncio HTTP/1.1 keep-alive backends (b1, b2).
@@ -24,10 +24,15 @@
 #             by client_hello.
 #   upload    a 4 MiB PUT (Content-Length) or POST (chunked) every 2 s on a
 #             keep-alive connection; the backend checks length and CRC32.
-#   slowread  2 clients downloading 16 MiB at 256 KiB/s with a 2 s pause
-#             (below client_send): must never be cut; every byte checked.
+#   slowread  2 clients downloading 16 MiB at SLOW_KIBS (256) KiB/s with a 2 s
+#             pause (below client_send): must never be cut; every byte checked.
+#             Mind the socket buffer: Linux wakes a blocked writer only when
+#             about 1 MB of its send buffer (autotuned up to tcp_wmem's max,
+#             4 MiB) has drained, so a client reading steadily slower than
+#             about 1 MB per client_send is cut although it never stops
+#             (e.g. 256 KiB/s with client_send 5s).
 #   stopread  every 30 s a 32 MiB download that stops reading after 1 MiB for
-#             15 s: snigate must cut it (client_send).
+#             client_send + 10 s: snigate must cut it (client_send).
 #   idlers    20 connections idle 2-55 s (must stay open) or 65-80 s (must be
 #             closed by client_idle).
 #   faults    `snigate reload` every RELOAD_EVERY (60) s; backend b1 or b2
@@ -47,8 +52,8 @@
 #   Samples every SAMPLE (10) s go to OUT/samples.csv
 #   (elapsed_s,rss_kib,fds,threads,active_conns,backend_conns,cpu_s).
 #
-# Env: OUT (default /tmp/snigate-soak/<UTC stamp>, kept), SNIGATE_BIN, and the
-# rates above.  Every process started here runs in its own session and is
+# Env: OUT (default /tmp/snigate-soak/<UTC stamp>, kept), SNIGATE_BIN,
+# CLIENT_SEND (10), the rates above, WARMUP, SAMPLE, RELOAD_EVERY, KILL_*.  Every process started here runs in its own session and is
 # stopped by its saved id on exit, Ctrl-C, or by the watchdog (MINUTES + 10).
 set -euo pipefail
 MINUTES=${1:-30}
@@ -61,7 +66,8 @@ RELOAD_EVERY=${RELOAD_EVERY:-60}
 KILL_FIRST=${KILL_FIRST:-75} KILL_EVERY=${KILL_EVERY:-180} KILL_DOWN=${KILL_DOWN:-20}
 KA_CONNS=${KA_CONNS:-8} KA_RATE=${KA_RATE:-150} NEWCONN_RATE=${NEWCONN_RATE:-15}
 NOSNI_RATE=${NOSNI_RATE:-4} BAD_RATE=${BAD_RATE:-2}
-CLIENT_SEND=5 CLIENT_IDLE=60 CLIENT_HELLO=5
+SLOW_KIBS=${SLOW_KIBS:-256}
+CLIENT_SEND=${CLIENT_SEND:-10} CLIENT_IDLE=60 CLIENT_HELLO=5
 DURATION=$((MINUTES * 60))
 T0=$(date +%s)
 log() { printf '[%5ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
@@ -108,6 +114,7 @@ start watchdog bash -c "sleep $((DURATION + 600)); kill -TERM $$"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PROXY_PORT=$(free_port) ADMIN_PORT=$(free_port) B1_PORT=$(free_port) B2_PORT=$(free_port)
 declare -A BPORT=([b1]=$B1_PORT [b2]=$B2_PORT) BSID=()
+export SOAK_B1_PORT=$B1_PORT SOAK_B2_PORT=$B2_PORT   # for the summary (access log's server)
 # a copy, so that a rebuild during the run cannot swap the binary under us
 cp -p "$bin_src" "$OUT/snigate"; bin="$OUT/snigate"
 C="$OUT/certs"
@@ -117,6 +124,7 @@ event() { echo "$(date +%s.%N) $*" >>"$OUT/events.log"; }
 start_backend() {
   start "backend-$1" python3 "$tools" backend --port "${BPORT[$1]}" --name "$1"
   BSID[$1]=$LAST
+  disown "$LAST"   # it gets SIGKILLed on purpose: no job-status message from bash
   local i
   for i in $(seq 50); do [ -n "$(ss -Hltn "sport = :${BPORT[$1]}")" ] && return 0; sleep 0.1; done
   die "backend $1 did not listen within 5 s"
@@ -205,7 +213,7 @@ gen newconn --rate "$NEWCONN_RATE"
 gen nosni --rate "$NOSNI_RATE" --expect-cert "$C/fallback.crt"
 gen badhello --rate "$BAD_RATE" --silent-limit $((CLIENT_HELLO + 10))
 gen upload --size $((4 << 20)) --interval 2
-gen slowread --threads 2 --size $((16 << 20)) --kib-per-s 256 --pause 2
+gen slowread --threads 2 --size $((16 << 20)) --kib-per-s "$SLOW_KIBS" --pause 2
 gen stopread --size $((32 << 20)) --stall $((CLIENT_SEND + 10)) --every 30
 gen idlers --threads 20 --client-idle "$CLIENT_IDLE"
 event start
@@ -303,5 +311,6 @@ python3 "$tools" summary --dir "$OUT" --warmup "$WARMUP" --interval "$SAMPLE" \
 echo
 cat "$OUT/summary.txt"
 [ -f "$OUT/access.jsonl" ] && gzip -f "$OUT/access.jsonl"
+rm -f "$OUT/snigate"   # the copy of the binary
 log "files: $OUT (samples.csv, summary.txt, access.jsonl.gz, *.log)"
 exit "$rc"

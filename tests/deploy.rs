@@ -323,7 +323,7 @@ fn deployment_probes_ports_and_mounts_match_the_configuration() {
     for log in [&s.log.handshake_log, &s.log.access_log]
         .into_iter()
         .flatten()
-        .filter(|p| p.as_os_str() != snigate::telemetry::STDOUT)
+        .filter(|p| p.as_os_str() != snigate::config::STDOUT)
     {
         writable(log, "log");
     }
