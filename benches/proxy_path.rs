@@ -95,7 +95,7 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["a.test".to_string(), "b.test".to_string()];
-        let set = snigate::gen_certs::generate(dir.path(), &names, snigate::gen_certs::KeyAlgorithm::Ecdsa).expect("certs");
+        let set = snigate::tools::gen_certs::generate(dir.path(), &names, snigate::tools::gen_certs::KeyAlgorithm::Ecdsa).expect("certs");
         let be = backend().await;
         let text = format!(
             "[[certificate]]\nname = \"b\"\nchain = \"b.test.crt\"\nkey = \"b.test.key\"\n\

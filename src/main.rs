@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use snigate::config::{LogFormat, Settings};
-use snigate::gen_certs::KeyAlgorithm;
+use snigate::tools::gen_certs::KeyAlgorithm;
 
 /// TLS-terminating, SNI-aware reverse proxy for web farms with clients that send no SNI.
 #[derive(Parser)]
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             config,
             backend,
             output,
-        } => import_iis(snigate::import_iis::Options {
+        } => import_iis(snigate::tools::import_iis::Options {
             netsh,
             site_config: config,
             backends: backend,
@@ -179,7 +179,7 @@ fn run(config: PathBuf) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    snigate::telemetry::init_tracing(&settings.log.level, settings.log.format);
+    snigate::observe::telemetry::init_tracing(&settings.log.level, settings.log.format);
     let rt = match runtime(settings.workers) {
         Ok(rt) => rt,
         Err(e) => {
@@ -279,7 +279,7 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             return ExitCode::FAILURE;
         }
     }
-    let snapshot = match snigate::report::from_logs(&logs, Default::default()) {
+    let snapshot = match snigate::observe::report::from_logs(&logs, Default::default()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("snigate report: {e:#}");
@@ -295,9 +295,9 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             }
         }
     } else if html {
-        snigate::report::render_html(&snapshot)
+        snigate::observe::report::render_html(&snapshot)
     } else {
-        snigate::report::render_text(&snapshot)
+        snigate::observe::report::render_text(&snapshot)
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
@@ -306,7 +306,7 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
 
 fn explain(hello: &Path, config: Option<&Path>, json: bool) -> ExitCode {
     let stdout = std::io::stdout();
-    match snigate::explain::run(hello, config, json, &mut stdout.lock()) {
+    match snigate::tools::explain::run(hello, config, json, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("snigate explain: {e:#}");
@@ -316,7 +316,7 @@ fn explain(hello: &Path, config: Option<&Path>, json: bool) -> ExitCode {
 }
 
 fn gen_certs(dir: PathBuf, names: Vec<String>, key: KeyAlgorithm) -> ExitCode {
-    match snigate::gen_certs::generate(&dir, &names, key) {
+    match snigate::tools::gen_certs::generate(&dir, &names, key) {
         Ok(set) => {
             println!(
                 "CA:       {} (key {})",
@@ -341,7 +341,7 @@ fn gen_certs(dir: PathBuf, names: Vec<String>, key: KeyAlgorithm) -> ExitCode {
 }
 
 fn demo(dir: PathBuf) -> ExitCode {
-    snigate::telemetry::init_tracing("info", LogFormat::Text);
+    snigate::observe::telemetry::init_tracing("info", LogFormat::Text);
     let rt = match runtime(0) {
         Ok(rt) => rt,
         Err(e) => {
@@ -349,7 +349,7 @@ fn demo(dir: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(snigate::demo::run(&dir)) {
+    match rt.block_on(snigate::tools::demo::run(&dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");
@@ -359,7 +359,7 @@ fn demo(dir: PathBuf) -> ExitCode {
 }
 
 fn health(config: Option<&Path>, url: Option<&str>, timeout: std::time::Duration) -> ExitCode {
-    match snigate::probe::run(config, url, timeout) {
+    match snigate::tools::probe::run(config, url, timeout) {
         Ok((target, reply)) => {
             let healthy = reply.healthy();
             let mut body = reply.body;
@@ -381,8 +381,8 @@ fn health(config: Option<&Path>, url: Option<&str>, timeout: std::time::Duration
     }
 }
 
-fn import_iis(options: snigate::import_iis::Options) -> ExitCode {
-    let result = snigate::import_iis::run(
+fn import_iis(options: snigate::tools::import_iis::Options) -> ExitCode {
+    let result = snigate::tools::import_iis::run(
         &options,
         &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use tokio::sync::Semaphore;
 
-use crate::certs::{load_certificate, CertError, CertFile};
 use crate::config::{
     CertificateSettings, ConfigError, ListenerMode, ListenerSettings, Settings, UpstreamSettings,
 };
-use crate::metrics::{ListenerMetrics, Metrics};
-use crate::report::{Report, ReportLimits};
+use crate::observe::metrics::{ListenerMetrics, Metrics};
+use crate::observe::report::{Report, ReportLimits};
+use crate::observe::telemetry::JsonLines;
 use crate::route::RouteTable;
-use crate::telemetry::JsonLines;
+use crate::tls::certs::{load_certificate, CertError, CertFile};
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
+use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::Upstream;
-use crate::upstream_tls::UpstreamTls;
 
 /// One listener's runtime part.
 pub struct ListenerState {
@@ -34,7 +34,7 @@ pub struct ListenerState {
     /// (at `max_connections` the loop stops accepting).
     pub connections: Arc<Semaphore>,
     /// Open connections per client address (`max_connections_per_ip`).
-    pub sources: Arc<crate::source_limit::SourceCounts>,
+    pub sources: Arc<crate::conn::source_limit::SourceCounts>,
     pub default_upstream: Option<usize>,
     /// This listener's counters.
     pub metrics: ListenerMetrics,
@@ -158,7 +158,7 @@ impl State {
                 if let Some(tls) = &tls {
                     // `session_ticket_keys`: read again at every build, so a
                     // reload picks up rotated keys.
-                    let tickets = crate::tickets::listener_ticketer(l).unwrap_or_else(|e| {
+                    let tickets = crate::tls::tickets::listener_ticketer(l).unwrap_or_else(|e| {
                         errors.push(e);
                         None
                     });
@@ -239,8 +239,8 @@ pub struct Checked {
     /// verifies nothing, session ticket notes.
     pub notes: Vec<String>,
     /// Certificate hygiene (expiry, key file mode, chain order, fallbacks
-    /// that cannot cover a routed host): see [`crate::hygiene`].
-    pub warnings: Vec<crate::hygiene::Finding>,
+    /// that cannot cover a routed host): see [`crate::tls::hygiene`].
+    pub warnings: Vec<crate::tls::hygiene::Finding>,
 }
 
 /// [`check_report`] with the hygiene warnings' messages after the notes, as
@@ -297,7 +297,7 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<ConfigError>> {
     }
     let mut ticket_notes = Vec::new();
     for l in &settings.listeners {
-        match crate::tickets::listener_ticketer(l) {
+        match crate::tls::tickets::listener_ticketer(l) {
             Ok(t) => ticket_notes.extend(t.iter().flat_map(|t| t.notes().to_vec())),
             Err(e) => errors.push(e),
         }
@@ -319,7 +319,7 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<ConfigError>> {
     for u in &settings.upstreams {
         notes.extend(u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)));
     }
-    let warnings = crate::hygiene::inspect(settings, &loaded, std::time::SystemTime::now());
+    let warnings = crate::tls::hygiene::inspect(settings, &loaded, std::time::SystemTime::now());
     Ok(Checked { notes, warnings })
 }
 
@@ -344,7 +344,7 @@ fn upstream_tls(u: &UpstreamSettings, errors: &mut Vec<String>) -> Option<Upstre
 fn legacy_tls_contexts(
     l: &ListenerSettings,
     settings: &Settings,
-    certificates: &[crate::certs::LoadedCertificate],
+    certificates: &[crate::tls::certs::LoadedCertificate],
     errors: &mut Vec<String>,
 ) -> Vec<openssl::ssl::SslContext> {
     let Some(legacy) = l
@@ -359,7 +359,7 @@ fn legacy_tls_contexts(
         let Some(files) = settings.certificates.iter().find(|s| s.name == c.name) else {
             continue;
         };
-        match crate::legacy_tls::context(legacy, &files.chain, &files.key) {
+        match crate::frontend::legacy_tls::context(legacy, &files.chain, &files.key) {
             Ok(ctx) => contexts.push(ctx),
             Err(e) => errors.push(format!(
                 "listener \"{}\", certificate \"{}\": {e}",

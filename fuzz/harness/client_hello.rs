@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use sha2::Sha256;
-use snigate::fingerprint;
-use snigate::hello::{
+use snigate::tls::fingerprint;
+use snigate::tls::hello::{
     parse_client_hello, read_client_hello, ClientHelloInfo, HelloError, Parsed, MAX_CLIENT_HELLO,
 };
 use tokio::io::{AsyncRead, ReadBuf};

@@ -2,7 +2,7 @@
 //! `check` and a reload read), as the file `snigate.toml` in a temporary
 //! folder that also holds a lab CA and certificates (`ca.crt`,
 //! `fallback.crt`/`.key`, `portal.contoso.test.crt`/`.key`, from
-//! `snigate::gen_certs`). Every error must have a place inside the text.
+//! `snigate::tools::gen_certs`). Every error must have a place inside the text.
 //! A configuration that parses is then checked as `snigate check` does
 //! ([`snigate::state::check_report`]: certificates, keys, CA and ticket key
 //! files read), but only when every file it names is in that folder: the
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use snigate::config::Settings;
-use snigate::gen_certs::{generate, KeyAlgorithm};
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 
 /// The folder and the configuration path inside it.
 pub struct Fixture {

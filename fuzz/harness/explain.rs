@@ -1,6 +1,6 @@
 //! `explain`: the contents of a hello file (hex, as Wireshark and SSL Labs
 //! write it, or the raw bytes; a record, an SSLv2-format hello or a bare
-//! handshake message) through [`snigate::explain::explain_hello`], the core
+//! handshake message) through [`snigate::tools::explain::explain_hello`], the core
 //! of `snigate explain`: the decode, then the decision of every listener
 //! of a configuration (certificate choice, strict refusals, the in-memory
 //! rustls handshake, legacy_upstream, passthrough routing), as text and as
@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use snigate::explain::{explain_hello, load_config};
-use snigate::gen_certs::{generate, KeyAlgorithm};
 use snigate::state::State;
+use snigate::tools::explain::{explain_hello, load_config};
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 
 /// Every kind of listener `explain` answers for.
 const CONFIG: &str = r#"

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use snigate::config::Settings;
-use snigate::import_iis::{import, input, netsh, site_config, Source};
+use snigate::tools::import_iis::{import, input, netsh, site_config, Source};
 
 const NETSH: &str = include_str!("../../tests/data/iis/netsh-sslcert.txt");
 const SITES: &str = include_str!("../../tests/data/iis/applicationHost.config");

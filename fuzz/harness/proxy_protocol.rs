@@ -1,12 +1,12 @@
 //! `proxy_protocol`: a complete PROXY protocol header (v1 text or v2
-//! binary) through [`snigate::proxy_protocol::parse`], which must refuse
+//! binary) through [`snigate::conn::proxy_protocol::parse`], which must refuse
 //! anything malformed in words and never panic. The addresses of a header
 //! that parses are written back with snigate's own header writer
-//! ([`snigate::proxy_protocol::header`], what `send_proxy_protocol` sends)
+//! ([`snigate::conn::proxy_protocol::header`], what `send_proxy_protocol` sends)
 //! in both versions, and must parse back to the same addresses.
 
 use snigate::config::ProxyProtocolVersion;
-use snigate::proxy_protocol::{header, parse, Addresses};
+use snigate::conn::proxy_protocol::{header, parse, Addresses};
 
 pub fn fuzz(data: &[u8]) {
     match parse(data) {

@@ -1,5 +1,5 @@
 //! `proxy_protocol_read`: the bytes a balancer sends first, written to a
-//! loopback connection and read with [`snigate::proxy_protocol::read_header`]
+//! loopback connection and read with [`snigate::conn::proxy_protocol::read_header`]
 //! as a `proxy_protocol` listener does. The reader must take exactly the
 //! header's bytes off the socket (what follows belongs to the ClientHello
 //! reader or hyper), agree with the parser on them, and, at end of stream,
@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use snigate::proxy_protocol::{parse, read_header, ProxyHeaderError};
+use snigate::conn::proxy_protocol::{parse, read_header, ProxyHeaderError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

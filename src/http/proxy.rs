@@ -1,0 +1,721 @@
+//! The HTTP stage: serve HTTP/1.1 or h2 on an accepted (and maybe
+//! decrypted) connection, route each request by Host, and stream it to the
+//! chosen upstream.
+//!
+//! Each request goes through the same named steps: find the host, check it
+//! against the TLS name (421), route, rewrite the request, send upstream,
+//! rewrite the response, log.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
+use crate::http::body::{AccessLine, Exchange, RequestBody, ResponseBody};
+use crate::http::head_timer::{HeadTimer, InFlight, Phase, SendStall};
+use crate::http::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
+use crate::http::request_host::{request_host, written_host, RequestHost};
+use crate::observe::report::ClientRef;
+use crate::observe::telemetry::{timestamp, AccessRecord};
+use crate::route::{normalize_host, RouteMatch};
+use crate::state::State;
+use crate::tls::certs::covers;
+use crate::tls::CertificateId;
+use crate::upstream::{asks_for_connection_auth, carries_connection_credentials, UpstreamError};
+
+/// What the HTTP stage knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub conn: u64,
+    pub listener: usize,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// SNI as sent, lower-cased; `None` without TLS or without SNI.
+    pub sni: Option<String>,
+    /// The certificate served on this connection (TLS only).
+    pub certificate: Option<CertificateId>,
+    pub tls: bool,
+    /// The client's address as an X-Forwarded-For value, made once.
+    pub peer_ip: HeaderValue,
+    /// Upstream connections pinned to this client connection (NTLM).
+    pub affinity: Arc<crate::upstream::Affinity>,
+    /// The compatibility report's entry for this client, when it tracks it
+    /// (no SNI): the first requests add their User-Agent and Host to it.
+    pub report: Option<ClientRef>,
+}
+
+/// What a connection's next request is served with: the state, and the
+/// connection's facts in that state's terms (listener and certificate
+/// indexes). A reload replaces it (see [`successor`]).
+struct Bound {
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+}
+
+/// Serves HTTP on one client connection until it closes or the client is
+/// idle too long. When a reload retires the connection's state, the
+/// connection carries on with the new one if it can (its listener and
+/// certificate are still there: idle keep-alive connections, and the NTLM
+/// identities pinned to them, survive a reload), else it finishes the
+/// request in progress and closes (h2: GOAWAY); at stop it always closes so.
+pub async fn serve<IO>(
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+    io: IO,
+    h2: bool,
+    current: crate::state::Current,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let phase = Arc::new(Phase::default());
+    let bound = Arc::new(arc_swap::ArcSwap::from_pointee(Bound {
+        state: state.clone(),
+        info: info.clone(),
+    }));
+    let service = {
+        let bound = bound.clone();
+        let phase = phase.clone();
+        service_fn(move |req| {
+            let in_flight = phase.begin();
+            let bound = bound.load_full();
+            async move { handle(&bound.state, &bound.info, req, in_flight).await }
+        })
+    };
+    let timeouts = &state.settings.timeouts;
+    let (idle, send) = (timeouts.client_idle, timeouts.client_send);
+    let settings = &state.listeners[info.listener].settings;
+    let life = Life { bound, current };
+    // Boxed (see connection.rs): only the protocol in use takes memory.
+    let result = if h2 {
+        // A request head arrives in one HEADERS frame: between requests
+        // only the idle timer applies.
+        let stall = SendStall::new(phase.clone(), send);
+        let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle, send));
+        Box::pin(serve_h2(io, service, idle, settings, life, stall)).await
+    } else {
+        let io = TokioIo::new(HeadTimer::new(
+            io,
+            phase,
+            idle,
+            timeouts.client_header,
+            send,
+        ));
+        Box::pin(serve_h1(io, service, settings, life)).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
+    }
+}
+
+/// What carries a connection across reloads.
+struct Life {
+    bound: Arc<arc_swap::ArcSwap<Bound>>,
+    current: crate::state::Current,
+}
+
+impl Life {
+    /// Waits until the connection's state is retired and the connection
+    /// cannot carry on with the current one (or the proxy stops).
+    async fn ended(&self) {
+        loop {
+            let retire = self.bound.load().state.retire.clone();
+            retire.cancelled().await;
+            let now = self.bound.load_full();
+            let next = self.current.load_full();
+            if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
+                return;
+            }
+            match successor(&now.state, &now.info, &next) {
+                Some(info) => self.bound.store(Arc::new(Bound {
+                    state: next,
+                    info: Arc::new(info),
+                })),
+                None => return,
+            }
+        }
+    }
+}
+
+/// The connection's facts in the terms of `next`, the state a reload put in
+/// place of `old`, or `None` when the connection cannot carry on with it:
+/// its listener is gone or serves another mode, or the certificate it was
+/// served is gone or now speaks for other names (the 421 check would judge
+/// by names the client was never shown).
+fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
+    let was = &old.listeners[info.listener].settings;
+    let listener = next
+        .listeners
+        .iter()
+        .position(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
+    let certificate = match info.certificate {
+        None => None,
+        Some(id) => {
+            let served = old.certificates.get(id);
+            let now = next.certificates.by_name(&served.name)?;
+            if next.certificates.get(now).names != served.names {
+                return None;
+            }
+            Some(now)
+        }
+    };
+    Some(ConnInfo {
+        listener,
+        certificate,
+        ..info.clone()
+    })
+}
+
+async fn serve_h1<IO, S>(
+    io: TokioIo<IO>,
+    service: S,
+    settings: &ListenerSettings,
+    life: Life,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    let case = settings.preserve_header_case;
+    builder
+        .timer(TokioTimer::new())
+        // The idle and head timers are the stream's (see head_timer.rs).
+        .header_read_timeout(None)
+        // Larger heads get 431 (as do more fields than max_headers).
+        .max_header_size(settings.max_header_bytes)
+        // Exact case costs a map per request (a seventh of the proxy's CPU
+        // per request); Title-Case is what IIS and browsers write anyway.
+        .preserve_header_case(case)
+        .title_case_headers(!case);
+    if settings.max_headers != DEFAULT_MAX_HEADERS {
+        // hyper parses into a stack array of the default size; any other
+        // count costs a heap allocation per request.
+        builder.max_headers(settings.max_headers);
+    }
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        // The connection first: a request already on its way (a reload
+        // just retired this state) is read and answered before closing.
+        biased;
+        r = conn.as_mut() => r,
+        _ = life.ended() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+async fn serve_h2<IO, S>(
+    io: TokioIo<IO>,
+    service: S,
+    idle: Duration,
+    settings: &ListenerSettings,
+    life: Life,
+    mut stall: SendStall,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(idle / 2))
+        .keep_alive_timeout(idle / 4)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        // The connection first: a request already on its way (a reload
+        // just retired this state) is read and answered before closing.
+        biased;
+        r = conn.as_mut() => r,
+        _ = life.ended() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        // A client that keeps a response's window shut while it answers
+        // pings: the connection goes, and with it the backends' (the
+        // access log notes client_send for each response cut).
+        _ = stall.stalled() => {
+            tracing::info!("closing an h2 connection whose client took no data within client_send");
+            Ok(())
+        }
+    }
+}
+
+/// One request, start to finish.
+async fn handle(
+    state: &Arc<State>,
+    info: &ConnInfo,
+    req: Request<Incoming>,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, h2::Error> {
+    let h2 = req.version() == Version::HTTP_2;
+    let start = Instant::now();
+    let listener = &state.listeners[info.listener];
+    // One host for the route, the 421 check, the log and the backend.
+    let named = request_host(req.version(), req.uri(), req.headers())
+        .map(|h| h.unwrap_or_else(|| written_host(info.local)));
+    let fragment = target_has_fragment(in_flight.request_line(), req.method());
+    let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
+    let line = (state.access_log.is_some() || report.is_some()).then(|| {
+        // Copied only when a log or the report will show it.
+        let host = named.as_ref().ok().map(|h| h.name.clone());
+        access_line(state, info, &req, &host)
+    });
+    let mut exchange = Box::new(Exchange {
+        state: state.clone(),
+        listener: info.listener,
+        upstream: None,
+        status: 0,
+        start,
+        line,
+        report,
+        in_flight: Some(in_flight),
+    });
+
+    // The target hyper parsed has lost the fragment: it would name another
+    // resource (`DELETE /coll/#frag` the collection). Refused, as HAProxy.
+    if fragment {
+        let msg = "400 Bad Request: the request target has a #fragment, \
+                   which a client must not send to a server\n";
+        return Ok(bad_request(msg.to_string(), exchange));
+    }
+    // A tunnel to anywhere: never opened, never forwarded. The connection
+    // closes after the answer: a client may already be sending what it
+    // meant for the tunnel, which must not be read as requests.
+    if refused_method(req.method()) {
+        let msg = format!("405 Method Not Allowed: {} is not proxied\n", req.method());
+        let mut resp = refusal(StatusCode::METHOD_NOT_ALLOWED, msg, exchange);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
+    let host = match named {
+        Ok(host) => host,
+        Err(e) => return Ok(bad_request(format!("400 Bad Request: {e}\n"), exchange)),
+    };
+    // The Host must be one the certificate of this connection speaks for.
+    if let (Some(sni), false, Some(cert)) = (&info.sni, host.written, info.certificate) {
+        let h = &host.name;
+        if sni != h && !covers(&state.certificates.get(cert).names, h) {
+            let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
+            return Ok(local_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                msg,
+                exchange,
+                None,
+            ));
+        }
+    }
+
+    let Some(route) = listener.routes.route(Some(&host.name)) else {
+        let msg = format!("404 Not Found: no route for host {}\n", host.name);
+        return Ok(local_response(StatusCode::NOT_FOUND, msg, exchange, None));
+    };
+    let upstream = &state.upstreams[route.upstream()];
+    if let Some(l) = &mut exchange.line {
+        l.record.upstream = Some(upstream.name.clone());
+    }
+
+    // A protocol upgrade (WebSocket, or one the listener lists; never h2c):
+    // the client's side of the tunnel, once the backend has agreed. Any
+    // other Upgrade is removed with the hop-by-hop headers.
+    let mut req = req;
+    let allowed = &listener.settings.upgrade_protocols;
+    let upgrade = allowed_upgrade(req.version(), req.headers(), allowed)
+        .map(|p| (p, hyper::upgrade::on(&mut req)));
+    let mut req = rewrite_request(
+        req,
+        &host,
+        info,
+        upstream.is_tls(),
+        &listener.settings.trusted_proxies,
+        exchange.line.as_ref().map(|l| l.bytes_in.clone()),
+    );
+    if let Some((protocol, _)) = &upgrade {
+        let headers = req.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+    // NTLM and Negotiate authenticate a connection, which h2 multiplexes:
+    // as IIS does, ask the client to send this request over HTTP/1.1
+    // (RST_STREAM HTTP_1_1_REQUIRED; browsers, curl and .NET then reconnect
+    // with HTTP/1.1), before any backend sees the credentials.
+    if h2 && carries_connection_credentials(req.headers()) {
+        return Err(http_1_1_required(&mut exchange));
+    }
+    // An h2 connection's streams share no backend connection state.
+    let affinity = (!h2).then_some(&*info.affinity);
+    match upstream.send(req, info.peer.ip(), affinity).await {
+        Ok((mut resp, server, back)) => {
+            exchange.upstream = Some(route.upstream());
+            exchange.status = resp.status().as_u16();
+            if let Some(l) = &mut exchange.line {
+                l.record.server = Some(server);
+            }
+            if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, resp.status()) {
+                let backend = hyper::upgrade::on(&mut resp);
+                // The tunnel holds the connection's timers off for as long
+                // as it lives (its own idle timeout applies).
+                let in_flight = exchange.in_flight.take();
+                let idle = state.settings.timeouts.client_idle;
+                tokio::spawn(tunnel(client, backend, idle, in_flight, info.conn));
+                drop(back);
+                let (mut parts, _) = resp.into_parts();
+                let protocol = parts.headers.get(header::UPGRADE).cloned();
+                remove_hop_by_hop(&mut parts.headers);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Some(p) = protocol {
+                    parts.headers.insert(header::UPGRADE, p);
+                }
+                return Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::full("").with_exchange(exchange),
+                ));
+            }
+            if h2 && asks_for_connection_auth(&resp) {
+                // A challenge: the request was not carried out, so the
+                // client may safely send it again over HTTP/1.1.
+                drop((resp, back));
+                return Err(http_1_1_required(&mut exchange));
+            }
+            let (mut parts, body) = resp.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, back, state.settings.timeouts.upstream_read)
+                    .with_exchange(exchange),
+            ))
+        }
+        Err(e) => {
+            let status = e.status();
+            let no_server = matches!(e, UpstreamError::NoServer { .. });
+            if no_server {
+                // The upstream logs this itself, at most every 10 s.
+                tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
+            } else if e.is_client_fault() {
+                // The client's doing (a malformed or stalled request body):
+                // nothing against the backend.
+                tracing::debug!(
+                    conn = info.conn,
+                    peer = %info.peer,
+                    upstream = %upstream.name,
+                    error = %e,
+                    "the client's request failed; answering {}",
+                    status.as_u16()
+                );
+            } else {
+                tracing::warn!(
+                    conn = info.conn,
+                    upstream = %upstream.name,
+                    server = %e.server(),
+                    error = %e,
+                    default = matches!(route, RouteMatch::Default(_)),
+                    "upstream request failed; answering {}",
+                    status.as_u16()
+                );
+            }
+            exchange.upstream = Some(route.upstream());
+            if let Some(l) = &mut exchange.line {
+                l.record.server = (!no_server).then(|| e.server().to_string());
+            }
+            let msg = if e.is_client_fault() {
+                format!(
+                    "{} {}: {e}\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+            } else {
+                format!(
+                    "{} {}: upstream {} did not answer\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or(""),
+                    upstream.name
+                )
+            };
+            Ok(local_response(status, msg, exchange, Some(e.to_string())))
+        }
+    }
+}
+
+/// The answer to an h2 request that needs connection-bound authentication
+/// (NTLM, Negotiate): RST_STREAM HTTP_1_1_REQUIRED, noted in the access log.
+fn http_1_1_required(exchange: &mut Exchange) -> h2::Error {
+    if let Some(l) = &mut exchange.line {
+        l.record.error =
+            Some("NTLM/Negotiate over HTTP/2: asked the client to retry over HTTP/1.1".into());
+    }
+    h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED)
+}
+
+/// Copies bytes both ways between the upgraded client and backend
+/// connections until both close or neither sends anything for `idle`.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    in_flight: Option<InFlight>,
+    conn: u64,
+) {
+    match tokio::join!(client, backend) {
+        (Ok(c), Ok(b)) => {
+            crate::io::splice::copy_both_ways(TokioIo::new(c), TokioIo::new(b), idle).await;
+        }
+        (c, b) => {
+            tracing::debug!(conn, client = ?c.err(), backend = ?b.err(), "upgrade did not complete");
+        }
+    }
+    drop(in_flight);
+}
+
+/// The access-log line of a request, before the response is known.
+fn access_line(
+    state: &State,
+    info: &ConnInfo,
+    req: &Request<Incoming>,
+    host: &Option<String>,
+) -> AccessLine {
+    let certificate = info.certificate.map(|c| state.certificates.get(c));
+    AccessLine {
+        record: AccessRecord {
+            ts: timestamp(SystemTime::now()),
+            event: "http_request",
+            conn: info.conn,
+            listener: state.listeners[info.listener].settings.name.clone(),
+            peer: info.peer.to_string(),
+            sni: info.sni.clone(),
+            method: req.method().to_string(),
+            host: host.clone(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "/".into()),
+            status: 0,
+            upstream: None,
+            server: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            ms: 0.0,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            version: version_name(req.version()),
+            certificate: certificate.map(|c| c.name.clone()),
+            covered: match (certificate, host) {
+                (Some(c), Some(h)) => Some(covers(&c.names, h)),
+                _ => None,
+            },
+            error: None,
+        },
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_out: 0,
+    }
+}
+
+/// 400 for a request snigate refuses (a host that cannot be told, see
+/// [`request_host`]; a fragment in the target): noted in the access log as
+/// the client's error.
+fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
+    refusal(StatusCode::BAD_REQUEST, msg, exchange)
+}
+
+/// A request snigate refuses with `status`: `msg` is the body, and the
+/// access log's `error` (the reason, blaming the request).
+fn refusal(status: StatusCode, msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
+    let error = msg.trim_end().to_string();
+    local_response(status, msg, exchange, Some(error))
+}
+
+/// A response snigate writes itself.
+fn local_response(
+    status: StatusCode,
+    body: String,
+    mut exchange: Box<Exchange>,
+    error: Option<String>,
+) -> Response<ResponseBody> {
+    exchange.status = status.as_u16();
+    if let Some(l) = &mut exchange.line {
+        l.record.error = error;
+    }
+    let mut resp = Response::new(ResponseBody::full(body).with_exchange(exchange));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/?",
+    }
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
+/// `Trailer` is not among them: it announces end-to-end trailer fields, and
+/// hyper sends only the trailers a `Trailer` header names.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests carry none: one pass over the names (cheap comparisons)
+    // saves seven hashed removals per request.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// WebDAV COPY/MOVE name their target in `Destination` as an absolute URL.
+/// The client wrote its own scheme (`https://host/...` through a TLS
+/// listener), but the backend compares the URL with the scheme it is reached
+/// by (IIS and Apache answer 502 "bad gateway" to a mismatch), so a
+/// Destination on the same host gets the backend's scheme, as TLS-offloading
+/// deployments of SharePoint require (and the reverse for a plain listener
+/// in front of a TLS backend). Called only when the two schemes differ.
+fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, backend_tls: bool) {
+    let (Some(dest), Some(host)) = (headers.get("destination"), host) else {
+        return;
+    };
+    let (Ok(dest), Ok(host)) = (dest.to_str(), host.to_str()) else {
+        return;
+    };
+    let (from, to) = if backend_tls {
+        ("http://", "https://")
+    } else {
+        ("https://", "http://")
+    };
+    let Some(rest) = dest
+        .get(..from.len())
+        .filter(|p| p.eq_ignore_ascii_case(from))
+        .map(|_| &dest[from.len()..])
+    else {
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if normalize_host(authority).is_some() && normalize_host(authority) == normalize_host(host) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{to}{rest}")) {
+            headers.insert("destination", v);
+        }
+    }
+}
+
+/// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
+/// `Host` and `X-Forwarded-Host` the request's one host, hop-by-hop headers
+/// removed, X-Forwarded-* set, `Forwarded` and `X-Real-IP` kept only from a
+/// trusted proxy.
+fn rewrite_request(
+    req: Request<Incoming>,
+    host: &RequestHost,
+    info: &ConnInfo,
+    backend_tls: bool,
+    trusted: &[ipnet::IpNet],
+    bytes_in: Option<Arc<AtomicU64>>,
+) -> Request<RequestBody> {
+    let (mut parts, body) = req.into_parts();
+    // `TE: trailers` says the client takes response trailers (hyper sends
+    // them only then): snigate passes trailers on, so it asks on its behalf.
+    let trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    remove_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // The one host, whatever the client wrote in Host or X-Forwarded-Host.
+    parts.headers.insert(header::HOST, host.header.clone());
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-host"),
+        host.header.clone(),
+    );
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let from_trusted = !trusted.is_empty() && trusted.iter().any(|n| n.contains(&info.peer.ip()));
+    let appended = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prior) if from_trusted && !prior.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prior}, {}", info.peer.ip())).ok()
+        }
+        _ => None,
+    };
+    parts
+        .headers
+        .insert(xff, appended.unwrap_or_else(|| info.peer_ip.clone()));
+    // The other headers that name the client: believed only from a trusted
+    // proxy, as X-Forwarded-For is; from anyone else they are a client's
+    // claim about itself, dropped so no backend logs or trusts it.
+    if !from_trusted {
+        parts.headers.remove(header::FORWARDED);
+        parts.headers.remove(HeaderName::from_static("x-real-ip"));
+    }
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if info.tls { "https" } else { "http" }),
+    );
+    // Origin-form for the backend; HTTP/1.1 requests usually are already.
+    // (`OPTIONS *` keeps its asterisk form.)
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    if info.tls != backend_tls {
+        rewrite_destination(&mut parts.headers, Some(&host.header), backend_tls);
+    }
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, RequestBody::new(body, bytes_in))
+}

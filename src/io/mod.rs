@@ -1,0 +1,5 @@
+//! Byte streams below TLS and HTTP: replaying bytes read ahead, and joining
+//! two connections.
+
+pub mod replay;
+pub mod splice;

@@ -1,0 +1,488 @@
+//! Prometheus metrics for `GET /metrics` (text exposition format, through
+//! `prometheus-client`).
+//!
+//! Metric families are registered once; the hot paths (a handshake, a
+//! request) do not look labels up: each listener gets its counters resolved
+//! ahead of time in a [`ListenerMetrics`], whose handles share their atomics
+//! with the registry.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Handshake outcomes counted per listener (the handshake log's `outcome`).
+pub const OUTCOMES: [&str; 5] = [
+    "ok",
+    "failed",
+    "rejected",
+    "passthrough",
+    "legacy_passthrough",
+];
+
+/// Key exchange groups whose counters each listener resolves at start: the
+/// groups of snigate's crypto provider (rustls with aws-lc-rs and
+/// prefer-post-quantum, in its order), then `"none"` for completed
+/// handshakes without a group known (a resumed TLS 1.2 session, the
+/// OpenSSL engine). Another name (another provider) is looked up when seen.
+pub const KEY_EXCHANGE_GROUPS: [&str; 5] = [
+    "X25519MLKEM768",
+    "X25519",
+    "secp256r1",
+    "secp384r1",
+    NO_GROUP,
+];
+
+/// The `group` label of a completed handshake without a known group.
+pub const NO_GROUP: &str = "none";
+
+/// Request duration buckets, in seconds: 1 ms to about 2 minutes.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    listener: String,
+    sni: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyExchangeLabels {
+    listener: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    listener: String,
+    certificate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: String,
+    upstream: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+/// The `reason` of connections refused because their source already held
+/// `max_connections_per_ip` connections.
+pub const REFUSED_PER_IP: &str = "max_connections_per_ip";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    upstream: String,
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// Every metric snigate exports.
+pub struct Metrics {
+    registry: Registry,
+    handshakes: Family<HandshakeLabels, Counter>,
+    key_exchange: Family<KeyExchangeLabels, Counter>,
+    fallback: Family<FallbackLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<ListenerLabels, Histogram, fn() -> Histogram>,
+    active: Family<ListenerLabels, Gauge>,
+    refused: Family<RefusedLabels, Counter>,
+    limit_reached: Family<ListenerLabels, Counter>,
+    server_up: Family<ServerLabels, Gauge>,
+    expiry: Family<CertificateLabels, Gauge>,
+    reloads: Family<ReloadLabels, Counter>,
+    generation: Gauge,
+    pinned: Gauge,
+    log_dropped: Counter<u64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The status classes requests are counted by; index = status / 100 - 1.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Metrics {
+    /// Registers every family under the `snigate_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("snigate");
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "handshakes",
+            "ClientHellos read, by listener, SNI present or absent, and outcome",
+            handshakes.clone(),
+        );
+        let key_exchange = Family::<KeyExchangeLabels, Counter>::default();
+        registry.register(
+            "tls_key_exchange",
+            "Completed TLS handshakes by listener and key exchange group (X25519MLKEM768: hybrid post-quantum; none: no key exchange or not known)",
+            key_exchange.clone(),
+        );
+        let fallback = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallback_certificate_served",
+            "Handshakes answered with the listener's fallback certificate (no SNI, or an unknown one)",
+            fallback.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests by listener, upstream (\"none\" when snigate answered itself) and status class",
+            requests.clone(),
+        );
+        let duration = Family::<ListenerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body",
+            duration.clone(),
+        );
+        let active = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "active_connections",
+            "Client connections open now",
+            active.clone(),
+        );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once, by listener and reason (max_connections_per_ip)",
+            refused.clone(),
+        );
+        let limit_reached = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a listener had max_connections open and stopped accepting (new connections wait in the kernel's queue)",
+            limit_reached.clone(),
+        );
+        let server_up = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "upstream_server_up",
+            "1 while the server is in rotation, 0 while health checks or connection failures keep it out",
+            server_up.clone(),
+        );
+        let expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of each configured certificate's leaf, as a Unix time",
+            expiry.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads (SIGHUP, POST /reload) by outcome: ok or failed",
+            reloads.clone(),
+        );
+        for outcome in ["ok", "failed"] {
+            let _ = reloads.get_or_create(&ReloadLabels { outcome });
+        }
+        let generation = Gauge::default();
+        generation.set(1);
+        registry.register(
+            "config_generation",
+            "The configuration serving new connections: 1 at start, +1 per successful reload",
+            generation.clone(),
+        );
+        let pinned = Gauge::default();
+        registry.register(
+            "ntlm_pinned_connections",
+            "Upstream connections pinned to one client connection (NTLM/Negotiate)",
+            pinned.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            format!(
+                "JSON log lines dropped because the log writer's queue held {} MiB already",
+                crate::observe::telemetry::LOG_QUEUE_BYTES >> 20
+            ),
+            log_dropped.clone(),
+        );
+        Self {
+            registry,
+            handshakes,
+            key_exchange,
+            fallback,
+            requests,
+            duration,
+            active,
+            refused,
+            limit_reached,
+            server_up,
+            expiry,
+            reloads,
+            generation,
+            pinned,
+            log_dropped,
+        }
+    }
+
+    /// Handles for one listener, with `upstreams` the names of every upstream
+    /// (indexed as in the state) and `fallback` its fallback certificate's name.
+    pub fn listener(
+        &self,
+        name: &str,
+        upstreams: &[String],
+        fallback: Option<&str>,
+    ) -> ListenerMetrics {
+        let handshakes = |sni: &'static str| {
+            OUTCOMES.map(|outcome| {
+                self.handshakes.get_or_create_owned(&HandshakeLabels {
+                    listener: name.to_string(),
+                    sni,
+                    outcome,
+                })
+            })
+        };
+        let classes = |upstream: &str| {
+            CLASSES.map(|class| {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    listener: name.to_string(),
+                    upstream: upstream.to_string(),
+                    class,
+                })
+            })
+        };
+        let labels = ListenerLabels {
+            listener: name.to_string(),
+        };
+        ListenerMetrics {
+            handshakes: [handshakes("present"), handshakes("absent")],
+            key_exchange: KEY_EXCHANGE_GROUPS.map(|group| {
+                (
+                    group,
+                    self.key_exchange.get_or_create_owned(&KeyExchangeLabels {
+                        listener: name.to_string(),
+                        group: group.to_string(),
+                    }),
+                )
+            }),
+            other_groups: OtherGroups {
+                listener: name.to_string(),
+                family: self.key_exchange.clone(),
+            },
+            fallback: fallback.map(|c| {
+                self.fallback.get_or_create_owned(&FallbackLabels {
+                    listener: name.to_string(),
+                    certificate: c.to_string(),
+                })
+            }),
+            requests: upstreams
+                .iter()
+                .map(|u| classes(u))
+                .chain(std::iter::once(classes("none")))
+                .collect(),
+            duration: self.duration.get_or_create_owned(&labels),
+            active: self.active.get_or_create_owned(&labels),
+            refused_per_ip: self.refused.get_or_create_owned(&RefusedLabels {
+                listener: name.to_string(),
+                reason: REFUSED_PER_IP,
+            }),
+            limit_reached: self.limit_reached.get_or_create_owned(&labels),
+        }
+    }
+
+    /// The in-rotation gauge of one upstream server, set to 1 (servers
+    /// start in rotation).
+    pub fn server_up(&self, upstream: &str, server: &str) -> Gauge {
+        let g = self.server_up.get_or_create_owned(&ServerLabels {
+            upstream: upstream.to_string(),
+            server: server.to_string(),
+        });
+        g.set(1);
+        g
+    }
+
+    /// Counts a reload attempt; `generation` is the one serving after it.
+    pub fn reload(&self, ok: bool, generation: u64) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+        self.generation.set(generation as i64);
+    }
+
+    /// Forgets every certificate's expiry (a reload then records the
+    /// certificates it keeps).
+    pub fn clear_certificates(&self) {
+        self.expiry.clear();
+    }
+
+    /// Records a certificate's expiry.
+    pub fn certificate_expiry(&self, certificate: &str, not_after: SystemTime) {
+        let secs = match not_after.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        self.expiry
+            .get_or_create(&CertificateLabels {
+                certificate: certificate.to_string(),
+            })
+            .set(secs);
+    }
+
+    /// The gauge of NTLM/Negotiate-pinned upstream connections.
+    pub fn pinned(&self) -> &Gauge {
+        &self.pinned
+    }
+
+    /// The counter of dropped JSON log lines.
+    pub fn log_dropped(&self) -> Counter<u64, AtomicU64> {
+        self.log_dropped.clone()
+    }
+
+    /// The whole registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// One listener's counters, resolved ahead of time.
+#[derive(Debug)]
+pub struct ListenerMetrics {
+    /// [SNI present, absent] x [`OUTCOMES`].
+    handshakes: [[Counter; 5]; 2],
+    /// Per [`KEY_EXCHANGE_GROUPS`] entry.
+    key_exchange: [(&'static str, Counter); 5],
+    /// Groups not in [`KEY_EXCHANGE_GROUPS`].
+    other_groups: OtherGroups,
+    /// The listener's fallback certificate.
+    fallback: Option<Counter>,
+    /// Per upstream id, then one for "none"; per status class.
+    requests: Vec<[Counter; 5]>,
+    duration: Histogram,
+    active: Gauge,
+    refused_per_ip: Counter,
+    limit_reached: Counter,
+}
+
+impl ListenerMetrics {
+    /// Counts one handshake-log line.
+    pub fn handshake(&self, sni: bool, outcome: &str) {
+        let row = &self.handshakes[usize::from(!sni)];
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(i) => {
+                row[i].inc();
+            }
+            None => tracing::debug!(outcome, "handshake outcome without a metric"),
+        }
+    }
+
+    /// Counts a completed handshake by its key exchange group (`None`:
+    /// [`NO_GROUP`]).
+    pub fn key_exchange(&self, group: Option<&str>) {
+        let group = group.unwrap_or(NO_GROUP);
+        match self.key_exchange.iter().find(|(g, _)| *g == group) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.other_groups
+                    .family
+                    .get_or_create(&KeyExchangeLabels {
+                        listener: self.other_groups.listener.clone(),
+                        group: group.to_string(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts a handshake answered with the fallback certificate.
+    pub fn fallback_served(&self) {
+        if let Some(c) = &self.fallback {
+            c.inc();
+        }
+    }
+
+    /// Counts one finished request: `upstream` is the upstream's index, or
+    /// `None` when snigate answered itself (404, 421, ...).
+    pub fn request(&self, upstream: Option<usize>, status: u16, elapsed: Duration) {
+        let none = self.requests.len() - 1;
+        let row = &self.requests[upstream.unwrap_or(none).min(none)];
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        row[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a connection refused by `max_connections_per_ip`.
+    pub fn refused_per_ip(&self) {
+        self.refused_per_ip.inc();
+    }
+
+    /// Counts a pause of the accept loop at `max_connections`.
+    pub fn limit_reached(&self) {
+        self.limit_reached.inc();
+    }
+
+    /// Counts a connection open until the guard is dropped.
+    pub fn connection(&self) -> ActiveConnection {
+        self.active.inc();
+        ActiveConnection(self.active.clone())
+    }
+}
+
+/// The key exchange family and a listener's name, for groups not resolved
+/// at start.
+struct OtherGroups {
+    listener: String,
+    family: Family<KeyExchangeLabels, Counter>,
+}
+
+impl std::fmt::Debug for OtherGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtherGroups")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrements the active-connection gauge when the connection ends.
+pub struct ActiveConnection(Gauge);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,7 @@
+//! What snigate tells an operator: the human and JSON-lines logs, metrics,
+//! the compatibility report, and rate-limited refusal summaries.
+
+pub mod metrics;
+pub mod refusal_log;
+pub mod report;
+pub mod telemetry;

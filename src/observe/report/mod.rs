@@ -1,0 +1,411 @@
+//! The compatibility report (DESIGN.md "Compatibility report"): which
+//! clients send no SNI, which fail their handshake, why, and what would fix
+//! it.
+//!
+//! It is fed live by the proxy ([`Report::handshake`] for every handshake-log
+//! record, then [`Report::request`] for requests on the connections of
+//! tracked clients) and offline from the JSON-lines logs ([`from_logs`]).
+//! Both paths convert their input into the same borrowed events
+//! (`HandshakeEvent`, `RequestEvent`) and drive the same aggregation, so
+//! they give the same [`ReportSnapshot`].
+//!
+//! Memory is bounded whatever the traffic: at most `clients` client entries
+//! (evicted ones are folded into an `other` bucket so totals stay exact), a
+//! ring of `buckets` time buckets, `per_client` values per per-client list
+//! and clipped strings.
+
+mod clients;
+mod html;
+mod logs;
+mod snapshot;
+mod text;
+mod timeline;
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
+
+pub use html::render_html;
+pub use logs::from_logs;
+pub use snapshot::{
+    Bucket, CertificateSeen, ClientReport, Counted, HostSeen, Listed, LogInput, OtherClients,
+    OutcomeSplit, ReasonSeen, ReportSnapshot, Summary, Timeline,
+};
+pub use text::render_text;
+
+use clients::ClientTable;
+use timeline::Ring;
+
+/// Requests joined per connection: the first ones say what the client is
+/// (User-Agent, Host); the rest would only cost a lock each. Enforced by
+/// [`Report::request`] itself (per [`ClientRef`]), live and offline alike,
+/// so the caller may hand it every request.
+pub const REQUESTS_PER_CONNECTION: u32 = 16;
+
+/// Outcome names kept apart in the summary; any further names are counted
+/// under `other` (log files may hold anything).
+const MAX_OUTCOME_NAMES: usize = 16;
+
+/// Outcomes that mean the handshake succeeded (or was handed on intact).
+const SUCCESS_OUTCOMES: [&str; 3] = ["ok", "passthrough", "legacy_passthrough"];
+
+/// Outcomes always listed in the summary, even at zero.
+const KNOWN_OUTCOMES: [&str; 5] = [
+    "ok",
+    "failed",
+    "rejected",
+    "passthrough",
+    "legacy_passthrough",
+];
+
+/// How much the report keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Client entries kept (the rest are folded into `other`).
+    pub clients: usize,
+    /// Width of one timeline bucket.
+    pub bucket: Duration,
+    /// Timeline buckets kept (older ones are dropped).
+    pub buckets: usize,
+    /// User-Agents, Hosts, reasons, ... kept per client.
+    pub per_client: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        Self {
+            clients: 1000,
+            bucket: Duration::from_secs(60),
+            buckets: 1440,
+            per_client: 8,
+        }
+    }
+}
+
+/// The live report: cheap to feed from many threads at once.
+///
+/// Two short mutex sections: `totals` (every handshake: a few counters and
+/// one timeline bucket, no allocation) and `clients` (tracked clients only:
+/// one hash lookup and a handful of small bounded lists).
+pub struct Report {
+    limits: ReportLimits,
+    totals: Mutex<Totals>,
+    clients: Mutex<ClientTable>,
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Report")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A tracked client, as seen from one of its connections: joins the
+/// connection's requests to the client entry. Cheap to clone (16 bytes);
+/// clones share the connection's request count.
+#[derive(Clone, Debug)]
+pub struct ClientRef {
+    slot: u32,
+    generation: u32,
+    requests: Arc<AtomicU32>,
+}
+
+impl ClientRef {
+    /// Whether [`Report::request`] still takes requests of this connection
+    /// (the first [`REQUESTS_PER_CONNECTION`]): callers skip building the
+    /// record otherwise.
+    pub fn wants_requests(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) < REQUESTS_PER_CONNECTION
+    }
+}
+
+/// One handshake-log record, borrowed: what live records and parsed log
+/// lines both become.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandshakeEvent<'a> {
+    pub ts: &'a str,
+    pub listener: &'a str,
+    pub peer: &'a str,
+    pub sni: Option<&'a str>,
+    pub fallback: bool,
+    pub certificate: Option<&'a str>,
+    pub offered_versions: &'a [&'a str],
+    pub ja4: &'a str,
+    pub outcome: &'a str,
+    pub version: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub hint: Option<&'a str>,
+}
+
+impl<'a> HandshakeEvent<'a> {
+    fn from_record(rec: &'a HandshakeRecord) -> Self {
+        Self {
+            ts: &rec.ts,
+            listener: &rec.listener,
+            peer: &rec.peer,
+            sni: rec.sni.as_deref(),
+            fallback: rec.fallback,
+            certificate: rec.certificate.as_deref(),
+            offered_versions: &rec.offered_versions,
+            ja4: &rec.ja4,
+            outcome: rec.outcome,
+            version: rec.version,
+            reason: rec.reason.as_deref(),
+            hint: rec.hint.as_deref(),
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        SUCCESS_OUTCOMES.contains(&self.outcome)
+    }
+
+    /// Clients without SNI and clients whose handshake did not succeed are
+    /// the ones the report lists.
+    fn tracked(&self) -> bool {
+        // Clients handed to the legacy upstream are listed too: they are the
+        // ones whose TLS stack needs fixing.
+        self.sni.is_none() || !self.succeeded() || self.outcome == "legacy_passthrough"
+    }
+}
+
+/// One access-log record, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestEvent<'a> {
+    pub ts: &'a str,
+    pub host: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub covered: Option<bool>,
+}
+
+impl<'a> RequestEvent<'a> {
+    fn from_record(rec: &'a AccessRecord) -> Self {
+        Self {
+            ts: &rec.ts,
+            host: rec.host.as_deref(),
+            user_agent: rec.user_agent.as_deref(),
+            covered: rec.covered,
+        }
+    }
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new(limits: ReportLimits) -> Self {
+        let limits = ReportLimits {
+            clients: limits.clients.clamp(1, u32::MAX as usize),
+            bucket: limits.bucket.max(Duration::from_millis(1)),
+            buckets: limits.buckets.max(1),
+            per_client: limits.per_client,
+        };
+        Self {
+            totals: Mutex::new(Totals::new(&limits)),
+            clients: Mutex::new(ClientTable::new(limits.clients, limits.per_client)),
+            limits,
+        }
+    }
+
+    /// Called once per handshake-log record (every ClientHello read).
+    /// Returns a handle when this connection belongs to a tracked client (no
+    /// SNI, or a handshake that did not succeed), so the connection's
+    /// requests can be joined to it.
+    pub fn handshake(&self, rec: &HandshakeRecord) -> Option<ClientRef> {
+        self.handshake_event(&HandshakeEvent::from_record(rec))
+    }
+
+    /// Called for requests on a tracked connection. Only the first
+    /// [`REQUESTS_PER_CONNECTION`] of each connection are joined; later ones
+    /// cost one atomic increment.
+    pub fn request(&self, client: &ClientRef, rec: &AccessRecord) {
+        self.request_event(client, &RequestEvent::from_record(rec));
+    }
+
+    pub(crate) fn handshake_event(&self, ev: &HandshakeEvent<'_>) -> Option<ClientRef> {
+        let ts = parse_ts(ev.ts);
+        lock(&self.totals).add(ev, ts);
+        if !ev.tracked() {
+            return None;
+        }
+        let key = clients::ClientKey::new(ev.peer, ev.ja4);
+        let (slot, generation) = lock(&self.clients).handshake(key, ev, ts);
+        Some(ClientRef {
+            slot,
+            generation,
+            requests: Arc::new(AtomicU32::new(0)),
+        })
+    }
+
+    pub(crate) fn request_event(&self, client: &ClientRef, ev: &RequestEvent<'_>) {
+        if client.requests.fetch_add(1, Ordering::Relaxed) >= REQUESTS_PER_CONNECTION {
+            // Keep the count from wrapping on a connection with 4 billion requests.
+            client
+                .requests
+                .store(REQUESTS_PER_CONNECTION, Ordering::Relaxed);
+            return;
+        }
+        let ts = parse_ts(ev.ts);
+        lock(&self.clients).request(client.slot, client.generation, ev, ts);
+    }
+
+    /// The report as it stands.
+    pub fn snapshot(&self) -> ReportSnapshot {
+        // Copy the ring under the lock (a memcpy), format it outside.
+        let (summary_totals, ring) = {
+            let totals = lock(&self.totals);
+            (totals.summary(), totals.timeline.clone())
+        };
+        let timeline = ring.snapshot();
+        let (clients, other, requests_joined) = lock(&self.clients).snapshot();
+        let summary = Summary {
+            clients_tracked: clients.len() as u64,
+            clients_limit: self.limits.clients as u64,
+            requests_joined,
+            ..summary_totals
+        };
+        ReportSnapshot {
+            summary,
+            timeline,
+            clients,
+            other,
+            input: None,
+        }
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere mid-update of counters:
+/// the counters are still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counters over every handshake.
+struct Totals {
+    handshakes: u64,
+    fallback: u64,
+    with_sni: Outcomes,
+    without_sni: Outcomes,
+    first: Option<u64>,
+    last: Option<u64>,
+    timeline: Ring,
+}
+
+impl Totals {
+    fn new(limits: &ReportLimits) -> Self {
+        Self {
+            handshakes: 0,
+            fallback: 0,
+            with_sni: Outcomes::default(),
+            without_sni: Outcomes::default(),
+            first: None,
+            last: None,
+            timeline: Ring::new(limits.bucket, limits.buckets),
+        }
+    }
+
+    fn add(&mut self, ev: &HandshakeEvent<'_>, ts: Option<u64>) {
+        self.handshakes += 1;
+        self.fallback += u64::from(ev.fallback);
+        match ev.sni {
+            Some(_) => self.with_sni.add(ev.outcome),
+            None => self.without_sni.add(ev.outcome),
+        }
+        if let Some(ts) = ts {
+            self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
+            self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+            let kind = match (ev.succeeded(), ev.sni.is_some()) {
+                (true, true) => timeline::Kind::SniOk,
+                (true, false) => timeline::Kind::NoSniOk,
+                (false, _) => timeline::Kind::Failed,
+            };
+            self.timeline.add(ts, kind);
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        Summary {
+            handshakes: self.handshakes,
+            with_sni: self.with_sni.snapshot(),
+            without_sni: self.without_sni.snapshot(),
+            fallback_served: self.fallback,
+            requests_joined: 0,
+            first_seen: self.first.map(format_ts),
+            last_seen: self.last.map(format_ts),
+            clients_tracked: 0,
+            clients_limit: 0,
+        }
+    }
+}
+
+/// Handshakes by outcome name, a bounded set of names.
+#[derive(Default)]
+struct Outcomes {
+    total: u64,
+    names: Vec<(String, u64)>,
+    other: u64,
+}
+
+impl Outcomes {
+    fn add(&mut self, outcome: &str) {
+        self.total += 1;
+        if let Some((_, n)) = self.names.iter_mut().find(|(name, _)| name == outcome) {
+            *n += 1;
+        } else if self.names.len() < MAX_OUTCOME_NAMES {
+            self.names.push((clip(outcome, 32).into_owned(), 1));
+        } else {
+            self.other += 1;
+        }
+    }
+
+    fn snapshot(&self) -> OutcomeSplit {
+        let mut outcomes: std::collections::BTreeMap<String, u64> =
+            KNOWN_OUTCOMES.iter().map(|o| (o.to_string(), 0)).collect();
+        for (name, n) in &self.names {
+            *outcomes.entry(name.clone()).or_default() += n;
+        }
+        if self.other > 0 {
+            *outcomes.entry("other".into()).or_default() += self.other;
+        }
+        OutcomeSplit {
+            total: self.total,
+            outcomes,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 log timestamp; `None`
+/// when it does not parse (or is before 1970). Live and offline both use it.
+pub(crate) fn parse_ts(ts: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(ts.trim()).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    u64::try_from(ms).ok()
+}
+
+/// The log format's timestamp for milliseconds since the Unix epoch.
+pub(crate) fn format_ts(ms: u64) -> String {
+    // The format has four digits for the year.
+    const LAST_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    crate::observe::telemetry::timestamp(UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS)))
+}
+
+/// Longest string kept from a log or the network (User-Agents, Hosts,
+/// reasons): enough to read, small enough that memory stays bounded.
+pub(crate) const MAX_VALUE_BYTES: usize = 400;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked with `…`;
+/// borrowed when it is short enough already (the common case).
+pub(crate) fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &s[..end]))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,425 @@
+//! The admin endpoint: `GET /healthz`, `/metrics` (Prometheus text format),
+//! `/report` (JSON) and `/report.html`, and `POST /reload`. Meant for
+//! loopback: it is off unless an `[admin]` section is configured, and binds
+//! 127.0.0.1:9900 by default; `POST /reload` is refused to any peer that is
+//! not on loopback even when the endpoint listens wider (Kubernetes probes).
+//!
+//! It has no authentication, so it must not be reachable from a web page in
+//! the operator's browser either:
+//! - every request's `Host` must name the endpoint by address (its bind
+//!   address, `localhost`, `127.0.0.1`, `[::1]`; any IP address when it binds
+//!   a wildcard), else `421`: a page whose DNS name was rebound to 127.0.0.1
+//!   sends its own name, and never reads an answer;
+//! - `POST /reload` with an `Origin` other than the endpoint itself is `403`:
+//!   a cross-site form post cannot trigger reloads;
+//! - every answer carries `X-Content-Type-Options: nosniff`, and
+//!   `/report.html` (which shows User-Agents and Hosts clients sent) a
+//!   Content-Security-Policy that allows its inline style and nothing else.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::Control;
+
+/// The Content-Security-Policy of `/report.html`: the page is one document
+/// with an inline `<style>` and inline SVG (presentation attributes, which
+/// CSP does not govern); no scripts, images, fonts, frames or forms. Strings
+/// from the network are escaped, and should one ever slip through, it can
+/// neither run nor load anything.
+pub const REPORT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Serves the admin endpoint until `cancel`.
+pub async fn serve(control: Arc<Control>, socket: TcpListener, cancel: CancellationToken) {
+    // The address actually bound (port 0 resolved): what Host and Origin
+    // must name.
+    let bind = match socket.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(error = %e, "admin endpoint has no local address; not serving");
+            return;
+        }
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = socket.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let control = control.clone();
+                async move {
+                    let mut resp = if let Err(refusal) = check_host(bind, &req) {
+                        tracing::warn!(%peer, host = %refusal, "admin request refused: Host does not name the admin endpoint");
+                        misdirected(&refusal)
+                    } else if req.uri().path() == "/reload" {
+                        reload(&control, &req, peer, bind).await
+                    } else {
+                        answer(&control, &req)
+                    };
+                    // Browsers must take every answer for its declared type.
+                    resp.headers_mut().insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        header::HeaderValue::from_static("nosniff"),
+                    );
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// `POST /reload`: reloads and answers with the outcome (200, or 500 with
+/// every error; the old configuration keeps serving).
+async fn reload(
+    control: &Arc<Control>,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    bind: SocketAddr,
+) -> Response<Full<Bytes>> {
+    if req.method() != http::Method::POST {
+        let mut resp = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "use POST /reload\n".into(),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return resp;
+    }
+    if !peer.ip().to_canonical().is_loopback() {
+        tracing::warn!(%peer, "POST /reload refused: not from loopback");
+        return respond(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "reload is only accepted from loopback\n".into(),
+        );
+    }
+    if let Some(origin) = foreign_origin(bind, req) {
+        tracing::warn!(%peer, %origin, "POST /reload refused: Origin is not the admin endpoint");
+        return respond(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            format!("reload refused: Origin {origin} is not this admin endpoint (http://{bind})\n"),
+        );
+    }
+    tracing::info!(%peer, "reload requested on the admin endpoint");
+    let result = control.reload().await;
+    let status = control.status();
+    let code = if result.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = serde_json::to_string_pretty(&status.last_reload).unwrap_or_default() + "\n";
+    respond(code, "application/json", body)
+}
+
+fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let state = control.state();
+    let (status, ctype, body) = match req.uri().path() {
+        "/healthz" => {
+            let uptime = control
+                .started()
+                .elapsed()
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let reload = control.status();
+            let body = serde_json::json!({
+                "status": "ok",
+                "uptime_s": uptime,
+                "generation": reload.generation,
+                "started": reload.started,
+                "last_reload": reload.last_reload,
+                "listeners": state.listeners.iter().map(|l| &l.settings.name).collect::<Vec<_>>(),
+                "certificates": state.certificates.all().len(),
+                "upstreams": state.upstreams.len(),
+                "warnings": control.hygiene(),
+            });
+            (StatusCode::OK, "application/json", body.to_string())
+        }
+        "/report" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&state.report.snapshot()).unwrap_or_default(),
+        ),
+        "/report.html" => {
+            let mut resp = respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                crate::observe::report::render_html(&state.report.snapshot()),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(REPORT_CSP),
+            );
+            return resp;
+        }
+        "/metrics" => (
+            StatusCode::OK,
+            // prometheus-client writes OpenMetrics text (with `# EOF`).
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".to_string(),
+        ),
+    };
+    respond(status, ctype, body)
+}
+
+fn respond(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    resp
+}
+
+/// `421 Misdirected Request`: this endpoint does not answer for that Host.
+fn misdirected(host: &str) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::MISDIRECTED_REQUEST,
+        "text/plain; charset=utf-8",
+        format!(
+            "the admin endpoint does not answer for Host {host:?}; \
+             address it by IP address or as localhost\n"
+        ),
+    )
+}
+
+/// Checks the request's `Host` (and an absolute request target's authority)
+/// with [`host_allowed`]; the refused value on error. A request without Host
+/// passes: browsers always send one, so it cannot be a rebound page (HTTP/1.0
+/// tools send none).
+fn check_host<B>(bind: SocketAddr, req: &Request<B>) -> Result<(), String> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("(several Host headers)".into());
+    }
+    let named = first
+        .map(|v| v.to_str().map_err(|_| "(not text)".to_string()))
+        .transpose()?;
+    let authority = req.uri().authority().map(|a| a.as_str());
+    for host in named.into_iter().chain(authority) {
+        if !host_allowed(bind, host) {
+            return Err(host.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) into the host and the port text;
+/// `None` when it is not of that shape.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        // Brackets hold an IPv6 address and nothing else.
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (v6, None),
+            _ => (v6, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (!host.is_empty() && port_ok).then_some((host, port))
+}
+
+/// Whether `Host` names this admin endpoint bound at `bind`: `localhost`, a
+/// loopback address or the bind address, with any port (an SSH or `kubectl
+/// port-forward` changes it); when `bind` is a wildcard (0.0.0.0, [::]:
+/// Kubernetes probes and scrapes send the pod's IP address), any IP address.
+/// A DNS name other than localhost never passes: it is what a page rebound
+/// to this address would send.
+pub fn host_allowed(bind: SocketAddr, host: &str) -> bool {
+    let Some((name, _port)) = split_authority(host.trim()) else {
+        return false;
+    };
+    if name.trim_end_matches('.').eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let Ok(ip) = name.parse::<IpAddr>() else {
+        return false;
+    };
+    let ip = ip.to_canonical();
+    bind.ip().is_unspecified() || ip.is_loopback() || ip == bind.ip().to_canonical()
+}
+
+/// The request's `Origin` when it is present and not this endpoint's own;
+/// `None` when the request may go on. Its own: `http://` and the bind
+/// address, or `localhost`, `127.0.0.1` or `[::1]` with the bind port, or
+/// the (already checked) Host the request was sent to (a port-forward).
+fn foreign_origin<B>(bind: SocketAddr, req: &Request<B>) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let Ok(text) = origin.to_str() else {
+        return Some("(not text)".into());
+    };
+    let own = text
+        .strip_prefix("http://")
+        .filter(|authority| {
+            let port = bind.port();
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            [
+                bind.to_string(),
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]
+            .iter()
+            .map(String::as_str)
+            .chain(host)
+            .any(|a| a.eq_ignore_ascii_case(authority))
+        })
+        .is_some();
+    (!own).then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn hosts_on_a_loopback_bind() {
+        let bind = addr("127.0.0.1:9900");
+        for ok in [
+            "127.0.0.1:9900",
+            "127.0.0.1",
+            "localhost:9900",
+            "LocalHost",
+            "localhost.:19900",
+            "[::1]:9900",
+            "[::1]",
+            "127.0.0.2:9900",
+        ] {
+            assert!(host_allowed(bind, ok), "{ok} refused");
+        }
+        for bad in [
+            "evil.test",
+            "evil.test:9900",
+            "localhost.evil.test:9900",
+            "127.0.0.1.nip.io:9900",
+            "10.0.0.5:9900",
+            "",
+            ":9900",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "[::1",
+            "[::1]x",
+            "[evil.test]:9900",
+            "[localhost]:9900",
+        ] {
+            assert!(!host_allowed(bind, bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hosts_on_a_management_address_and_a_wildcard() {
+        let bind = addr("10.0.0.5:9900");
+        assert!(host_allowed(bind, "10.0.0.5:9900"));
+        assert!(host_allowed(bind, "localhost:9900"));
+        assert!(!host_allowed(bind, "10.0.0.6:9900"));
+        assert!(!host_allowed(bind, "admin.farm.test:9900"));
+
+        // Kubernetes: the kubelet and Prometheus send the pod IP.
+        for bind in [addr("0.0.0.0:9900"), addr("[::]:9900")] {
+            for ok in [
+                "10.244.1.17:9900",
+                "[fd00::17]:9900",
+                "127.0.0.1:9900",
+                "localhost",
+            ] {
+                assert!(host_allowed(bind, ok), "{ok} refused on {bind}");
+            }
+            for bad in ["snigate.snigate.svc:9900", "evil.test"] {
+                assert!(!host_allowed(bind, bad), "{bad} accepted on {bind}");
+            }
+        }
+    }
+
+    fn with_origin(host: &str, origin: &str) -> Request<()> {
+        Request::builder()
+            .method("POST")
+            .uri("/reload")
+            .header("host", host)
+            .header("origin", origin)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn origins_of_reload() {
+        let bind = addr("127.0.0.1:9900");
+        let host = "127.0.0.1:9900";
+        for own in [
+            "http://127.0.0.1:9900",
+            "http://localhost:9900",
+            "http://LOCALHOST:9900",
+            "http://[::1]:9900",
+        ] {
+            assert_eq!(foreign_origin(bind, &with_origin(host, own)), None, "{own}");
+        }
+        // Through a port-forward: the page's own origin is the Host it used.
+        let forwarded = with_origin("localhost:19900", "http://localhost:19900");
+        assert_eq!(foreign_origin(bind, &forwarded), None);
+        for foreign in [
+            "http://evil.test",
+            "https://127.0.0.1:9900",
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "null",
+        ] {
+            assert_eq!(
+                foreign_origin(bind, &with_origin(host, foreign)).as_deref(),
+                Some(foreign)
+            );
+        }
+        let none = Request::builder()
+            .method("POST")
+            .uri("/reload")
+            .body(())
+            .expect("request");
+        assert_eq!(foreign_origin(bind, &none), None, "curl sends no Origin");
+    }
+}

@@ -1,0 +1,8 @@
+//! The process: start, reload and stop (`process`, re-exported here), the
+//! accept loops, and the admin endpoint.
+
+pub mod accept;
+pub mod admin;
+pub mod process;
+
+pub use process::*;

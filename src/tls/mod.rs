@@ -1,0 +1,13 @@
+//! TLS: the ClientHello (reading, parsing, fingerprints, diagnosis),
+//! certificates and their hygiene, session tickets, and the certificate
+//! store with the rustls handshake (`store`, re-exported here).
+
+pub mod certs;
+pub mod diagnose;
+pub mod fingerprint;
+pub mod hello;
+pub mod hygiene;
+pub mod store;
+pub mod tickets;
+
+pub use store::*;

@@ -1,0 +1,7 @@
+//! Commands besides `run`: explain, probe, gen-certs, demo, import-iis.
+
+pub mod demo;
+pub mod explain;
+pub mod gen_certs;
+pub mod import_iis;
+pub mod probe;

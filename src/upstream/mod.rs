@@ -1,0 +1,9 @@
+//! Upstreams: sending requests over a keep-alive pool (`send`, re-exported
+//! here), balancing, server health, and TLS to backends.
+
+pub mod backend_tls;
+pub mod balance;
+pub mod health;
+pub mod send;
+
+pub use send::*;
