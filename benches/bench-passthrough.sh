@@ -138,6 +138,8 @@ name = "pt"
 bind = ["$listen"]
 mode = "passthrough"
 default_upstream = "terminator"
+# Every load generator connects from 127.0.0.1: no per-address limit.
+max_connections_per_ip = 0
 [[route]]
 hosts = ["a.test", "b.test"]
 upstream = "terminator"

@@ -40,6 +40,8 @@ bind = ["${BENCH_LISTEN:-127.0.0.1:8443}"]
 fallback_certificate = "fallback"
 default_upstream = "backend"
 alpn = ["http/1.1"]
+# Every load generator connects from 127.0.0.1: no per-address limit.
+max_connections_per_ip = 0
 
 [[upstream]]
 name = "backend"

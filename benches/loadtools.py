@@ -1088,6 +1088,7 @@ def summary(a):
         for prefix in ("snigate_requests_total", "snigate_handshakes_total", "snigate_fallback_certificate_served_total",
                        "snigate_tls_key_exchange_total", "snigate_reloads_total", "snigate_config_generation",
                        "snigate_upstream_server_up", "snigate_active_connections", "snigate_log_lines_dropped_total",
+                       "snigate_connections_refused_total",
                        "snigate_ntlm_pinned_connections"):
             for k in sorted(x for x in m if x.startswith(prefix + "{") or x == prefix):
                 if m[k] or prefix in ("snigate_upstream_server_up", "snigate_log_lines_dropped_total"):
@@ -1096,6 +1097,10 @@ def summary(a):
         rel_failed = m.get('snigate_reloads_total{outcome="failed"}', 0)
         if rel_ok != n_rel or rel_failed:
             print(f"  RELOADS: sent {n_rel}, ok {rel_ok:.0f}, failed {rel_failed:.0f}")
+            bad += 1
+        refused = sum(v for k, v in m.items() if k.startswith("snigate_connections_refused_total"))
+        if refused:
+            print(f"  CONNECTIONS REFUSED: {refused:.0f}")
             bad += 1
         dropped = m.get("snigate_log_lines_dropped_total", 0)
         if dropped:

@@ -44,7 +44,8 @@
 #   a linear fit (KiB per minute); open fds min / max; per generator the
 #   successful operations, the faults that behaved as required, and the errors
 #   split into "near a backend kill" (the request was in flight when a backend
-#   was killed, or started at most 5 s after) and "other"; the access log by
+#   was killed, and that backend served it when its X-Backend header is known;
+#   or it started at most 5 s after a kill) and "other"; the access log by
 #   status and error; the non-zero snigate_* counters of /metrics
 #   (requests by class, handshakes by outcome, reloads...); WARN/ERROR lines
 #   of snigate's log; snigate's exit code after SIGTERM.  A last VERDICT line
@@ -53,8 +54,11 @@
 #   (elapsed_s,rss_kib,fds,threads,active_conns,backend_conns,cpu_s).
 #
 # Env: OUT (default /tmp/snigate-soak/<UTC stamp>, kept), SNIGATE_BIN,
-# CLIENT_SEND (10), the rates above, WARMUP, SAMPLE, RELOAD_EVERY, KILL_*.  Every process started here runs in its own session and is
-# stopped by its saved id on exit, Ctrl-C, or by the watchdog (MINUTES + 10).
+# CLIENT_SEND (10), the rates above, WARMUP, SAMPLE, RELOAD_EVERY, KILL_*.
+# Needs: a release build, python3, curl, ss, setsid.  Every process started
+# here runs in its own session and is stopped by its saved id on exit, Ctrl-C,
+# or by the watchdog (MINUTES + 10 min).  CPU use is moderate: about 3 % of a
+# core for snigate, the rest in the Python generators and backends.
 set -euo pipefail
 MINUTES=${1:-30}
 case "$MINUTES" in '' | *[!0-9]*) echo "usage: $0 [MINUTES]" >&2; exit 2 ;; esac

@@ -116,8 +116,11 @@ async fn sent(addr: SocketAddr, request: &[u8]) -> TcpStream {
     client
 }
 
-fn access_lines(dir: &Path) -> Vec<Value> {
-    common::json_lines(&dir.join("access.jsonl"))
+/// The access log once it holds `n` lines (its own thread writes it).
+async fn access_lines(dir: &Path, n: usize) -> Vec<Value> {
+    let lines = common::wait_for_json_lines(&dir.join("access.jsonl"), n, LIMIT).await;
+    assert_eq!(lines.len(), n, "{lines:?}");
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,12 +242,10 @@ async fn a_backend_that_stops_sending_is_cut_after_upstream_read() {
         assert!(resp.into_body().collect().await.is_err());
         seen.closed.notified().await;
 
-        let lines = access_lines(dir.path());
+        // The access log is written by its own thread: wait for the lines.
         for path in ["/stalled", "/stalled-h2"] {
-            let line = lines
-                .iter()
-                .find(|l| l["path"] == path)
-                .unwrap_or_else(|| panic!("no access line for {path}: {lines:?}"));
+            let log = dir.path().join("access.jsonl");
+            let line = common::wait_for_json_line(&log, LIMIT, |v| v["path"] == path).await;
             assert!(
                 line["error"]
                     .as_str()
@@ -286,7 +287,8 @@ async fn pauses_shorter_than_the_deadlines_cut_nothing() {
         let reply = h1.send(common::get("site.test", "/steady")).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body.len(), 10_000);
-        assert!(access_lines(dir.path())
+        assert!(access_lines(dir.path(), 1)
+            .await
             .iter()
             .all(|l| l.get("error").is_none()));
         proxy.shutdown().await;
@@ -329,7 +331,55 @@ async fn a_client_that_pauses_reading_shorter_than_client_send_gets_everything()
         }
         assert_eq!(paused, 2);
         assert!(got > 16 << 20, "head and all 16 MiB: {got}");
-        assert!(access_lines(dir.path())
+        assert!(access_lines(dir.path(), 1)
+            .await
+            .iter()
+            .all(|l| l.get("error").is_none()));
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+/// Sends 6 MiB as fast as the proxy takes it.
+async fn six_mib(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
+    let chunk = Bytes::from(vec![b'z'; CHUNK]);
+    for _ in 0..(6 << 20) / CHUNK {
+        tx.send(chunk.clone()).await.ok()?;
+    }
+    None
+}
+
+/// A client that never stops but reads slowly (640 KiB/s, a small receive
+/// buffer) is not cut by a `client_send` of 1 s: the kernel has to report
+/// its progress well within the limit, not once a third of a send buffer
+/// of megabytes has drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_reader_is_not_cut_by_client_send() {
+    bounded_for(LIMIT, async {
+        let (backend, _) = feeding_backend(six_mib).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, _) = proxy(dir.path(), backend, "client_send = \"1s\"").await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        let mut client = socket.connect(proxy.addr("web").unwrap()).await.unwrap();
+        client
+            .write_all(b"GET /steady HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 32 << 10];
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tick.tick().await;
+            let n = client.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert!(got > 6 << 20, "head and all 6 MiB: {got}");
+        assert!(access_lines(dir.path(), 1)
+            .await
             .iter()
             .all(|l| l.get("error").is_none()));
         proxy.shutdown().await;

@@ -292,6 +292,11 @@ impl ResponseBody {
                     if let Some(r) = &mut self.read {
                         r.progressed = true;
                     }
+                    if let (Some(Err(e)), Some(exchange)) = (&f, &mut self.log) {
+                        // The client sees a cut response; the log says why.
+                        exchange
+                            .cut(|| format!("the upstream connection failed mid-response: {e}"));
+                    }
                     Poll::Ready(f.map(|f| f.map_err(BodyError::from)))
                 }
                 Poll::Pending => {

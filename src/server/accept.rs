@@ -27,6 +27,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::state::State;
 
+/// `TCP_NOTSENT_LOWAT` of client connections (see where it is set).
+pub const NOTSENT_LOWAT: u32 = 128 * 1024;
 /// Pending connections the kernel queues for us.
 const BACKLOG: i32 = 1024;
 /// Pause after an accept error such as EMFILE, so the loop does not spin
@@ -236,6 +238,14 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Progress for `client_send`: the kernel reports the socket
+        // writable again once fewer than this many bytes wait unsent, so a
+        // client that reads slowly but steadily shows progress every
+        // NOTSENT_LOWAT bytes, not every third of a send buffer that
+        // autotuning grows to megabytes (a 16 KiB/s reader would otherwise
+        // look stalled for a minute). It also keeps megabytes of a response
+        // from queueing in the kernel ahead of a slow client.
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         // A socket bound to one address accepts on that address only; ask
         // the kernel only for wildcard binds.
         let local = match local {
