@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::http::proxy::ConnInfo;
+use crate::conn::ConnInfo;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 
@@ -308,17 +308,17 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
             destination,
         }) => {
             info.peer = source;
-            info.peer_ip = crate::frontend::connection::peer_ip(source.ip());
+            info.peer_ip = crate::conn::peer_ip(source.ip());
             info.local = destination;
             true
         }
         Err(reason) => {
             warn_rate_limited(&settings.name, info.peer, &reason);
-            let mut rec = crate::frontend::connection::record(state, info, None);
+            let mut rec = crate::conn::record(state, info, None);
             rec.outcome = "rejected";
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
-            crate::frontend::connection::emit(state, info, &rec);
+            crate::conn::emit(state, info, &rec);
             false
         }
     }

@@ -2,29 +2,21 @@
 //! ClientHello -> certificate (or passthrough upstream) -> TLS -> HTTP.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerMode;
-use crate::http::proxy::{self, ConnInfo};
+use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
+use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
-use crate::observe::report::ClientRef;
-use crate::observe::telemetry::{millis, timestamp, HandshakeRecord};
+use crate::observe::telemetry::millis;
 use crate::state::State;
-use crate::tls::hello::{read_client_hello, ClientHello, ClientHelloInfo, HelloError};
+use crate::tls::hello::{read_client_hello, ClientHello, HelloError};
 use crate::tls::{self, Selection, ALERT_HANDSHAKE_FAILURE, ALERT_UNRECOGNIZED_NAME};
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-
-/// A new connection id, unique in this process.
-pub fn next_conn_id() -> u64 {
-    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Serves one accepted connection to its end.
 pub async fn serve(
@@ -88,80 +80,6 @@ pub async fn serve(
         ListenerMode::Https => Box::pin(serve_https(state, info, stream, current)).await,
         ListenerMode::Passthrough => Box::pin(serve_passthrough(state, info, stream)).await,
     }
-}
-
-/// The client's address as an X-Forwarded-For value.
-pub(crate) fn peer_ip(ip: std::net::IpAddr) -> http::HeaderValue {
-    http::HeaderValue::from_str(&ip.to_string())
-        .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
-}
-
-/// The handshake-log line for a connection, filled in as it goes.
-pub(crate) fn record(
-    state: &State,
-    info: &ConnInfo,
-    hello: Option<&ClientHelloInfo>,
-) -> HandshakeRecord {
-    let logged = hello.filter(|_| state.handshake_log.is_some());
-    HandshakeRecord {
-        ts: timestamp(SystemTime::now()),
-        event: "tls_handshake",
-        conn: info.conn,
-        listener: state.listeners[info.listener].settings.name.clone(),
-        local: info.local.to_string(),
-        peer: info.peer.to_string(),
-        sni: hello.and_then(|h| h.sni.clone()),
-        fallback: false,
-        certificate: None,
-        offered_versions: hello.map(|h| h.offered_versions()).unwrap_or_default(),
-        // Only the handshake log shows these (the report and metrics read
-        // the versions and JA4): not computed without one.
-        offered_suites: logged.map(|h| h.offered_suites_hex()).unwrap_or_default(),
-        offered_alpn: logged.map(|h| h.alpn.clone()).unwrap_or_default(),
-        ja3: logged.map(crate::tls::fingerprint::ja3).unwrap_or_default(),
-        ja4: hello.map(crate::tls::fingerprint::ja4).unwrap_or_default(),
-        outcome: "failed",
-        version: None,
-        suite: None,
-        group: None,
-        alpn: None,
-        ms: 0.0,
-        resumed: false,
-        reason: None,
-        hint: None,
-        upstream: None,
-        engine: None,
-    }
-}
-
-/// Writes a handshake-log line, counts it, and adds it to the report; the
-/// report's handle when it tracks this client (no SNI, or a failure).
-pub(crate) fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
-    let listener = &state.listeners[info.listener];
-    listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
-    if rec.outcome == "ok" {
-        listener.metrics.key_exchange(rec.group);
-    }
-    // Served = offered in a ServerHello, whether or not the client then
-    // accepted it.
-    if rec.fallback && rec.certificate.is_some() {
-        listener.metrics.fallback_served();
-    }
-    match rec.outcome {
-        "ok" | "passthrough" => {
-            tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
-        }
-        "legacy_passthrough" => {
-            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, upstream = ?rec.upstream, reason = ?rec.reason, "client rustls cannot serve handed to the legacy upstream")
-        }
-        _ => {
-            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed")
-        }
-    }
-    if let Some(log) = &state.handshake_log {
-        log.write(rec);
-    }
-    state.report.handshake(rec)
 }
 
 /// Reads the ClientHello under the `client_hello` timeout; logs and closes on
@@ -330,19 +248,6 @@ async fn serve_https(
             proxy::serve(state.clone(), Arc::new(info), stream, h2, current).await;
         }
     }
-}
-
-/// What HTTP needs to know of a completed TLS handshake (rustls or the
-/// OpenSSL engine): the SNI for Host checks and the certificate served.
-pub(crate) fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: usize) {
-    // An IP address in SNI is not a name (RFC 6066; wrk and some old
-    // stacks send one): for Host checks it counts as no SNI.
-    info.sni = hello
-        .sni_lowercase()
-        .map(|s| s.trim_end_matches('.').to_string())
-        .filter(|s| s.parse::<std::net::IpAddr>().is_err());
-    info.certificate = Some(certificate);
-    info.tls = true;
 }
 
 /// Bytes read from a fresh connection before HTTP starts.

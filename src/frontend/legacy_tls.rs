@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
 use crate::config::{LegacyTlsSettings, LegacyTlsVersion};
-use crate::http::proxy::{self, ConnInfo};
+use crate::conn::ConnInfo;
+use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
 use crate::observe::telemetry::{millis, HandshakeRecord};
 use crate::state::State;
@@ -193,7 +194,7 @@ pub(crate) async fn serve(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
         ));
         rec.ms = millis(start.elapsed());
-        crate::frontend::connection::emit(&state, &info, &rec);
+        crate::conn::emit(&state, &info, &rec);
         return;
     };
     let ClientHello { bytes, info: hello } = hello;
@@ -203,7 +204,7 @@ pub(crate) async fn serve(
         Err(e) => {
             rec.reason = Some(format!("cannot start OpenSSL: {}", openssl_words(&e)));
             rec.ms = millis(start.elapsed());
-            crate::frontend::connection::emit(&state, &info, &rec);
+            crate::conn::emit(&state, &info, &rec);
             return;
         }
     };
@@ -218,7 +219,7 @@ pub(crate) async fn serve(
             "{reason} (rustls cannot serve this client: {rustls_reason})"
         ));
         rec.ms = millis(start.elapsed());
-        crate::frontend::connection::emit(&state, &info, &rec);
+        crate::conn::emit(&state, &info, &rec);
         return;
     }
     let negotiated = negotiated(tls.ssl());
@@ -233,8 +234,8 @@ pub(crate) async fn serve(
     rec.alpn = negotiated.alpn;
     rec.resumed = tls.ssl().session_reused();
     rec.ms = millis(start.elapsed());
-    info.report = crate::frontend::connection::emit(&state, &info, &rec);
-    crate::frontend::connection::established(&mut info, &hello, certificate);
+    info.report = crate::conn::emit(&state, &info, &rec);
+    crate::conn::established(&mut info, &hello, certificate);
     drop((rec, hello));
     let idle = state.settings.timeouts.client_idle;
     let Some(stream) = crate::frontend::connection::first_bytes(tls, idle, &state.stop).await

@@ -6,7 +6,6 @@
 //! against the TLS name (421), route, rewrite the request, send upstream,
 //! rewrite the response, log.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,38 +18,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
-use crate::http::body::{AccessLine, Exchange, RequestBody, ResponseBody};
+use crate::conn::ConnInfo;
+use crate::http::body::{AccessLine, Exchange, ResponseBody};
 use crate::http::head_timer::{HeadTimer, InFlight, Phase, SendStall};
 use crate::http::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
 use crate::http::request_host::{request_host, written_host, RequestHost};
-use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{timestamp, AccessRecord};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::tls::certs::covers;
-use crate::tls::CertificateId;
+use crate::upstream::request_body::RequestBody;
 use crate::upstream::{asks_for_connection_auth, carries_connection_credentials, UpstreamError};
-
-/// What the HTTP stage knows about the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub conn: u64,
-    pub listener: usize,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    /// SNI as sent, lower-cased; `None` without TLS or without SNI.
-    pub sni: Option<String>,
-    /// The certificate served on this connection (TLS only).
-    pub certificate: Option<CertificateId>,
-    pub tls: bool,
-    /// The client's address as an X-Forwarded-For value, made once.
-    pub peer_ip: HeaderValue,
-    /// Upstream connections pinned to this client connection (NTLM).
-    pub affinity: Arc<crate::upstream::Affinity>,
-    /// The compatibility report's entry for this client, when it tracks it
-    /// (no SNI): the first requests add their User-Agent and Host to it.
-    pub report: Option<ClientRef>,
-}
 
 /// What a connection's next request is served with: the state, and the
 /// connection's facts in that state's terms (listener and certificate

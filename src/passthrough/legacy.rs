@@ -39,7 +39,7 @@ use rustls::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::http::proxy::ConnInfo;
+use crate::conn::ConnInfo;
 use crate::observe::telemetry::{millis, HandshakeRecord};
 use crate::state::State;
 use crate::tls::hello::ClientHelloInfo;
@@ -377,7 +377,7 @@ pub(crate) async fn forward(
             "{reason}; legacy_upstream \"{upstream_name}\" names no upstream"
         ));
         rec.ms = millis(start.elapsed());
-        crate::frontend::connection::emit(state, info, &rec);
+        crate::conn::emit(state, info, &rec);
         let _ = client.write_all(&crate::tls::ALERT_HANDSHAKE_FAILURE).await;
         return;
     };
@@ -391,7 +391,7 @@ pub(crate) async fn forward(
                 "cannot reach legacy_upstream \"{upstream_name}\": {e} (rustls cannot serve this client: {reason})"
             ));
             rec.ms = millis(start.elapsed());
-            crate::frontend::connection::emit(state, info, &rec);
+            crate::conn::emit(state, info, &rec);
             let _ = client.write_all(&crate::tls::ALERT_HANDSHAKE_FAILURE).await;
             return;
         }
@@ -399,7 +399,7 @@ pub(crate) async fn forward(
     rec.outcome = "legacy_passthrough";
     rec.reason = Some(reason);
     rec.ms = millis(start.elapsed());
-    crate::frontend::connection::emit(state, info, &rec);
+    crate::conn::emit(state, info, &rec);
     drop(rec);
     let first = preamble(state, upstream, info, &hello);
     drop(hello);

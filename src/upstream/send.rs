@@ -23,12 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::{HealthSettings, Timeouts, UpstreamSettings};
-use crate::http::body::{RequestBody, UploadProgress};
 use crate::observe::metrics::Metrics;
 use crate::route::normalize_host;
 use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::balance::Balancer;
 use crate::upstream::health::ServerHealth;
+use crate::upstream::request_body::{RequestBody, UploadProgress};
 
 /// Idle connections kept per server; more are closed.
 const MAX_IDLE_PER_SERVER: usize = 512;

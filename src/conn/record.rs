@@ -1,0 +1,74 @@
+//! The handshake log's line for a connection: made as the connection goes,
+//! then written, counted and added to the report in one place.
+
+use std::time::SystemTime;
+
+use crate::conn::ConnInfo;
+use crate::observe::report::ClientRef;
+use crate::observe::telemetry::{timestamp, HandshakeRecord};
+use crate::state::State;
+use crate::tls::hello::ClientHelloInfo;
+
+/// The handshake-log line for a connection, filled in as it goes.
+pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeRecord {
+    let logged = hello.filter(|_| state.handshake_log.is_some());
+    HandshakeRecord {
+        ts: timestamp(SystemTime::now()),
+        event: "tls_handshake",
+        conn: info.conn,
+        listener: state.listeners[info.listener].settings.name.clone(),
+        local: info.local.to_string(),
+        peer: info.peer.to_string(),
+        sni: hello.and_then(|h| h.sni.clone()),
+        fallback: false,
+        certificate: None,
+        offered_versions: hello.map(|h| h.offered_versions()).unwrap_or_default(),
+        // Only the handshake log shows these (the report and metrics read
+        // the versions and JA4): not computed without one.
+        offered_suites: logged.map(|h| h.offered_suites_hex()).unwrap_or_default(),
+        offered_alpn: logged.map(|h| h.alpn.clone()).unwrap_or_default(),
+        ja3: logged.map(crate::tls::fingerprint::ja3).unwrap_or_default(),
+        ja4: hello.map(crate::tls::fingerprint::ja4).unwrap_or_default(),
+        outcome: "failed",
+        version: None,
+        suite: None,
+        group: None,
+        alpn: None,
+        ms: 0.0,
+        resumed: false,
+        reason: None,
+        hint: None,
+        upstream: None,
+        engine: None,
+    }
+}
+
+/// Writes a handshake-log line, counts it, and adds it to the report; the
+/// report's handle when it tracks this client (no SNI, or a failure).
+pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
+    let listener = &state.listeners[info.listener];
+    listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
+    if rec.outcome == "ok" {
+        listener.metrics.key_exchange(rec.group);
+    }
+    // Served = offered in a ServerHello, whether or not the client then
+    // accepted it.
+    if rec.fallback && rec.certificate.is_some() {
+        listener.metrics.fallback_served();
+    }
+    match rec.outcome {
+        "ok" | "passthrough" => {
+            tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
+        }
+        "legacy_passthrough" => {
+            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, upstream = ?rec.upstream, reason = ?rec.reason, "client rustls cannot serve handed to the legacy upstream")
+        }
+        _ => {
+            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed")
+        }
+    }
+    if let Some(log) = &state.handshake_log {
+        log.write(rec);
+    }
+    state.report.handshake(rec)
+}
