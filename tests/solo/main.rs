@@ -7,7 +7,7 @@
 
 // The helpers of tests/it/common, shared by path. Most go unused here; the
 // `it` binary, which uses them all, is where unused ones are caught.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../it/common/mod.rs"]
 mod common;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use hyper::body::Body;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use snigate::server::Proxy;
@@ -117,4 +118,37 @@ async fn quarter_gibibyte_streams_both_ways_in_bounded_memory() {
         assert!(after.saturating_sub(before) < MAX_GROWTH_KIB, "VmRSS before {before} KiB, after {after} KiB");
     })
     .await
+}
+
+/// This process's resident set size in KiB.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads a body to its end, hashing it; never holds more than one frame.
+pub async fn hash_body<B>(body: B) -> (u64, String)
+where
+    B: Body + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    try_hash_body(body).await.expect("body failed")
+}
+
+/// SHA-256 (hex) of the first `total` bytes of the pattern.
+pub fn pattern_sha256(total: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut sent = 0u64;
+    let mut index = 0u64;
+    while sent < total {
+        let len = (total - sent).min(CHUNK as u64) as usize;
+        hasher.update(pattern_chunk(index, len));
+        sent += len as u64;
+        index += 1;
+    }
+    hex(&hasher.finalize())
 }
