@@ -229,7 +229,7 @@ fn windows7_ie11_against_an_ecdsa_fallback_gets_tls12_ecdhe_ecdsa_gcm() {
         assert_eq!(main["version"], "1.2", "{hello}");
         // SOURCES.md's table has AES_256 for a rustls server that follows the
         // client's order; snigate's server prefers AES-128-GCM (src/tls.rs), which is
-        // what the running proxy answers too (tests/real_hellos.rs: 0xc02b).
+        // what the running proxy answers too (real_hellos: 0xc02b).
         assert_eq!(
             main["suite"], "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             "{hello}: {main:#}"

@@ -82,7 +82,7 @@ fn replay(target: &str, body: impl Fn(&[u8])) {
         assert!(
             seen.iter().any(|(f, name)| f == file && name == file),
             "{target}: fuzz/corpus/{target}/{file} no longer fails with \"{fragment}\": \
-             if this is fixed ({what}), remove it from KNOWN_BUGS in tests/fuzz_corpus.rs"
+             if this is fixed ({what}), remove it from KNOWN_BUGS in tests/it/fuzz_corpus.rs"
         );
     }
     let elapsed = start.elapsed();

@@ -3,7 +3,7 @@
 //!
 //! - The predicate "can rustls serve this hello with this certificate?"
 //!   (`snigate::legacy::check`) against real in-memory rustls handshakes, for
-//!   every captured hello, the crafted hellos of tests/diagnosis.rs, grids of
+//!   every captured hello, the crafted hellos of the diagnosis module, grids of
 //!   crafted TLS 1.2 and 1.3 hellos and real rustls client hellos, with
 //!   ECDSA P-256, ECDSA P-384, RSA and Ed25519 certificates.
 //! - Every capture against a running listener with an ECDSA and then an RSA
@@ -48,7 +48,7 @@ const CAPTURES: [&str; 7] = [
     "java6u45_sslv2hello_nosni.hex",
 ];
 
-/// TLS 1.2 signature schemes a 2014 client sends (as tests/diagnosis.rs).
+/// TLS 1.2 signature schemes a 2014 client sends (as the diagnosis module).
 const SIGALGS: [u16; 4] = [0x0401, 0x0403, 0x0501, 0x0201];
 /// ECDHE_ECDSA AES-GCM and CBC suites, RSA CBC: Windows 7 SChannel's shape.
 const WIN7_SUITES: [u16; 6] = [0xc02c, 0xc02b, 0xc024, 0xc023, 0x003d, 0x002f];
@@ -145,7 +145,7 @@ fn corpus(pki: &Pki) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|f| (f.to_string(), capture(f)))
         .collect();
-    // tests/diagnosis.rs's crafted hellos.
+    // the diagnosis module's crafted hellos.
     for (label, bytes) in [
         (
             "diag tls10 sigalgs",

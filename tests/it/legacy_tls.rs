@@ -1,4 +1,4 @@
-//! The OpenSSL engine (`cargo test --features legacy-tls --test legacy_tls`):
+//! The OpenSSL engine (`cargo test --features legacy-tls --test it legacy_tls::`):
 //!
 //! - every capture rustls cannot serve (Windows XP IE8 and Android 2.3.7 at
 //!   TLS 1.0, Java 6's SSLv2-format hello, Windows 7 against an RSA
@@ -157,7 +157,7 @@ async fn captures_rustls_cannot_serve_get_a_server_hello_from_openssl() {
     bounded(async {
         let lab = lab(Key::Rsa, "{}").await;
         let addr = lab.proxy.addr("main").unwrap();
-        // With an RSA certificate rustls serves these two (see tests/legacy.rs).
+        // With an RSA certificate rustls serves these two (see the legacy module).
         let rustls = [
             "win10_ie11_schannel_tls12.hex",
             "yahooslurp_jun2014_openssl_tls12_nosni.hex",

@@ -140,7 +140,7 @@ async fn admin_request(admin: SocketAddr, method: &str, path: &str) -> (u16, Str
         .method(method)
         .uri(path)
         // The endpoint answers only Hosts that name it by address (DNS
-        // rebinding); tests/admin_security.rs covers the refusals.
+        // rebinding); admin_security covers the refusals.
         .header("host", admin.to_string())
         .body(common::full(Bytes::new()))
         .unwrap();
