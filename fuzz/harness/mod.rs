@@ -1,5 +1,5 @@
 //! The body of every fuzz target, shared by the cargo-fuzz binaries in
-//! `fuzz/fuzz_targets/` (nightly, libFuzzer) and by `tests/fuzz_corpus.rs`,
+//! `fuzz/fuzz_targets/` (nightly, libFuzzer) and by `tests/it/fuzz_corpus.rs`,
 //! which replays `fuzz/corpus/<target>/` on stable in CI.
 //!
 //! Each module is one target, named as its folder in `fuzz/corpus/`, with a

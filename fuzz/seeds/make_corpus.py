@@ -248,5 +248,5 @@ requests = {
     "garbage": b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",
 }
 for name, r in requests.items():
-    # crash-*: inputs that found a bug (tests/fuzz_corpus.rs lists the open ones).
+    # crash-*: inputs that found a bug (tests/it/fuzz_corpus.rs lists the open ones).
     put("http1", name if name.startswith("crash-") else "seed-" + name, r)

@@ -1,0 +1,128 @@
+//! A test PKI minted with rcgen: a CA, leaves with the names and key types
+//! a test asks for, written as PEM files the configuration can name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, RsaKeySize,
+};
+use rustls::pki_types::CertificateDer;
+
+/// Key type of a minted leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Ecdsa,
+    Rsa,
+}
+
+/// A minted leaf certificate, written to disk as PEM.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub label: String,
+    pub chain: PathBuf,
+    pub key: PathBuf,
+    pub der: CertificateDer<'static>,
+    pub pem: String,
+}
+
+/// A test CA in a folder, and every leaf it issued (to tell which one a
+/// server presented).
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_der: CertificateDer<'static>,
+    pub ca_pem: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    issued: Mutex<Vec<(String, CertificateDer<'static>)>>,
+}
+
+impl Pki {
+    /// A fresh ECDSA P-256 CA written to `dir/ca.pem`.
+    pub fn new(dir: &Path) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "snigate test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let ca_pem = dir.join("ca.pem");
+        std::fs::write(&ca_pem, cert.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca_der: cert.der().clone(),
+            ca_pem,
+            issuer: Issuer::new(params, key),
+            issued: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Issues a leaf for `names` (DNS subjectAltNames; the first is also the
+    /// CN) and writes `dir/LABEL.crt` and `dir/LABEL.key`.
+    pub fn leaf(&self, label: &str, names: &[&str], key: Key) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let kp = match key {
+            Key::Ecdsa => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            Key::Rsa => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
+        }
+        .unwrap();
+        let cert = params.signed_by(&kp, &self.issuer).unwrap();
+        let chain = self.dir.join(format!("{label}.crt"));
+        let keyf = self.dir.join(format!("{label}.key"));
+        std::fs::write(&chain, cert.pem()).unwrap();
+        std::fs::write(&keyf, kp.serialize_pem()).unwrap();
+        self.issued
+            .lock()
+            .unwrap()
+            .push((label.to_string(), cert.der().clone()));
+        Leaf {
+            label: label.to_string(),
+            chain,
+            key: keyf,
+            der: cert.der().clone(),
+            pem: cert.pem(),
+        }
+    }
+
+    /// The label of the leaf with this DER, or "unknown certificate".
+    pub fn which(&self, der: &CertificateDer<'_>) -> String {
+        self.issued
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, d)| d.as_ref() == der.as_ref())
+            .map(|(l, _)| l.clone())
+            .unwrap_or_else(|| "unknown certificate".into())
+    }
+}
+
+/// A `[[certificate]]` block for a leaf.
+pub fn cert_toml(name: &str, leaf: &Leaf) -> String {
+    format!(
+        "[[certificate]]\nname = {}\nchain = {}\nkey = {}\n\n",
+        toml_str(name),
+        toml_str(&leaf.chain.display().to_string()),
+        toml_str(&leaf.key.display().to_string())
+    )
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}

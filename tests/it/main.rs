@@ -1,0 +1,49 @@
+//! The integration tests, one module per feature, as one test binary (one
+//! link of tokio, rustls, hyper and aws-lc instead of one per file). Tests
+//! that need a process of their own are in tests/solo/.
+//!
+//! Run one module: `cargo test --release --test it reload::`.
+
+mod common;
+
+mod admin_security;
+mod auth_binding;
+mod balance;
+mod certs_load;
+mod config_examples;
+mod connection_limits;
+mod deadlines;
+mod deploy;
+mod diagnosis;
+mod explain;
+mod external_clients;
+mod failover;
+mod farm_safety;
+mod fd_exhaustion;
+mod fingerprint;
+mod fuzz_corpus;
+mod header_case;
+mod hello_captures;
+mod http_proxy;
+mod hygiene;
+mod import_iis;
+mod legacy;
+#[cfg(feature = "legacy-tls")]
+mod legacy_tls;
+mod legacy_tls_config;
+mod logs;
+mod long_lived;
+mod metrics;
+mod ntlm_affinity;
+mod one_host;
+mod passthrough;
+mod proxy_protocol;
+mod real_hellos;
+mod reload;
+mod report;
+mod report_offline;
+mod resumption;
+mod robustness;
+mod shared_port;
+mod tls_selection;
+mod upstream_tls;

@@ -1,0 +1,76 @@
+//! The classic IIS layout on one port: a wildcard listener whose fallback
+//! certificate serves the whole port, beside a listener on one address for
+//! one web application. Linux accepts both binds only with SO_REUSEPORT,
+//! and then gives each connection to the most specific address.
+
+use crate::common;
+
+use crate::common::{
+    bounded, cert_toml, dead_addr, start_proxy, tls_connect, ClientOpts, Key, Pki,
+};
+use snigate::config::Settings;
+use snigate::server::Proxy;
+
+#[tokio::test]
+async fn a_wildcard_and_an_address_listener_share_a_port() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let all = pki.leaf("all", &["portal.test"], Key::Ecdsa);
+        let app = pki.leaf("app", &["mysites.test"], Key::Ecdsa);
+        let farm = common::backend("farm").await;
+        let port = dead_addr().await.port();
+        let text = format!(
+            r#"{}{}
+[[listener]]
+name = "all"
+bind = ["0.0.0.0:{port}"]
+fallback_certificate = "all"
+default_upstream = "farm"
+
+[[listener]]
+name = "mysites"
+bind = ["127.0.0.2:{port}"]
+fallback_certificate = "app"
+default_upstream = "farm"
+
+[[upstream]]
+name = "farm"
+servers = ["{}"]
+"#,
+            cert_toml("all", &all),
+            cert_toml("app", &app),
+            farm.addr
+        );
+        let proxy = start_proxy(dir.path(), &text).await;
+
+        // Without SNI, the address the client connected to decides.
+        let to = |ip: &str| format!("{ip}:{port}").parse().unwrap();
+        let tls = tls_connect(
+            to("127.0.0.2"),
+            &pki.ca_der,
+            &ClientOpts::no_sni("mysites.test"),
+        )
+        .await
+        .expect("handshake on the application's address");
+        assert_eq!(pki.which(&tls.leaf), "app");
+        for ip in ["127.0.0.1", "127.0.0.3"] {
+            let tls = tls_connect(to(ip), &pki.ca_der, &ClientOpts::no_sni("portal.test"))
+                .await
+                .expect("handshake on another address");
+            assert_eq!(pki.which(&tls.leaf), "all", "{ip}");
+        }
+
+        // A second instance on the same configuration is refused, not
+        // handed half of the connections.
+        let settings = Settings::parse(&dir.path().join("snigate.toml"), &text).unwrap();
+        let err = match Proxy::start(settings).await {
+            Ok(_) => panic!("a second proxy started on the same addresses"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("cannot listen on"), "{err}");
+        assert!(err.contains(&format!(":{port}")), "{err}");
+        proxy.shutdown().await;
+    })
+    .await;
+}
