@@ -22,21 +22,3 @@ pub mod state;
 pub mod tls;
 pub mod tools;
 pub mod upstream;
-
-// The paths tests/ still use, until they move to the folders' paths.
-#[cfg(feature = "legacy-tls")]
-#[doc(hidden)]
-pub use self::frontend::legacy_tls;
-#[doc(hidden)]
-pub use self::{
-    conn::{proxy_protocol, source_limit},
-    frontend::connection,
-    http::{body, head_timer, proxy, request_checks, request_host, request_line},
-    io::{replay, splice},
-    observe::{metrics, refusal_log, report, telemetry},
-    passthrough::legacy,
-    server::{accept, admin},
-    tls::{certs, diagnose, fingerprint, hello, hygiene, tickets},
-    tools::{demo, explain, gen_certs, import_iis, probe},
-    upstream::{backend_tls as upstream_tls, balance, health},
-};

@@ -176,7 +176,7 @@ async fn the_report_page_has_a_content_security_policy_and_every_answer_nosniff(
         let page = admin(addr, "GET", "/report.html", &[("host", &host)]).await;
         assert_eq!(page.status, 200);
         let csp = page.headers["content-security-policy"].to_str().unwrap();
-        assert_eq!(csp, snigate::admin::REPORT_CSP);
+        assert_eq!(csp, snigate::server::admin::REPORT_CSP);
         assert!(
             csp.starts_with("default-src 'none'; style-src 'unsafe-inline'"),
             "{csp}"

@@ -10,8 +10,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::RootCertStore;
-use snigate::certs::{covers, load_certificate, CertError, KeyKind, LoadedCertificate};
-use snigate::gen_certs::{generate, validate_name, GenCertsError, KeyAlgorithm};
+use snigate::tls::certs::{covers, load_certificate, CertError, KeyKind, LoadedCertificate};
+use snigate::tools::gen_certs::{generate, validate_name, GenCertsError, KeyAlgorithm};
 
 const NAMES: [&str; 3] = [
     "portal.contoso.test",

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use snigate::config::Settings;
-use snigate::gen_certs::{generate, KeyAlgorithm};
 use snigate::state::State;
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 use tempfile::TempDir;
 
 /// Every `*.toml` in the repository's `config/` folder, sorted.

@@ -16,7 +16,7 @@ use crate::common::*;
 use serde::Deserialize;
 use serde_json::Value;
 use snigate::config::{ListenerMode, Settings};
-use snigate::gen_certs::{generate, KeyAlgorithm};
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 
 /// Where the Deployment mounts the projected configuration volume.
 const ETC: &str = "/etc/snigate";
@@ -443,9 +443,10 @@ async fn configmap_configuration_starts_and_answers_the_probe() {
         );
 
         // The metric names the Kubernetes README queries are exported.
-        let target = snigate::probe::Target::parse_url(&format!("http://{admin}/metrics")).unwrap();
+        let target =
+            snigate::tools::probe::Target::parse_url(&format!("http://{admin}/metrics")).unwrap();
         let metrics = tokio::task::spawn_blocking(move || {
-            snigate::probe::get(&target, Duration::from_secs(5))
+            snigate::tools::probe::get(&target, Duration::from_secs(5))
         })
         .await
         .unwrap()
@@ -712,7 +713,7 @@ fn dockerfile_health_check_and_command_are_real_commands() {
 fn kubernetes_admin_bind_is_probed_on_loopback_by_the_image_health_check() {
     // The image's HEALTHCHECK with a configuration like the ConfigMap's.
     let admin: SocketAddr = configmap_settings().admin.expect("admin");
-    let target = snigate::probe::Target::admin(admin);
+    let target = snigate::tools::probe::Target::admin(admin);
     assert_eq!(target.host, "127.0.0.1");
     assert_eq!(target.port, admin.port());
     assert_eq!(target.path, "/healthz");

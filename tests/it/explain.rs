@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use snigate::gen_certs::{generate, KeyAlgorithm};
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 
 /// Upper bound for one `snigate explain` run.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -312,7 +312,7 @@ fn java6_sslv2_hello_gets_the_sslv2_hint() {
             .contains("SSLv2-compatible"),
         "{main:#}"
     );
-    assert_eq!(main["hint"], snigate::diagnose::SSLV2);
+    assert_eq!(main["hint"], snigate::tls::diagnose::SSLV2);
     // Passthrough can still route it (as a hello without SNI).
     let pt = listener(&doc, "pt");
     assert_eq!(pt["outcome"], "passthrough", "{pt:#}");

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use snigate::fingerprint::{ja3, ja3_string, ja4, ja4_raw};
-use snigate::hello::{parse_client_hello, ClientHelloInfo, Parsed};
+use snigate::tls::fingerprint::{ja3, ja3_string, ja4, ja4_raw};
+use snigate::tls::hello::{parse_client_hello, ClientHelloInfo, Parsed};
 
 fn data(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,7 +184,7 @@ fn grease_present_and_ignored() {
     let info = parse_hex_file(
         &data("fingerprints").join("foxio_sigalg_grease_chromium_tls13.synthetic.hex"),
     );
-    let grease = snigate::hello::is_grease;
+    let grease = snigate::tls::hello::is_grease;
     assert!(info.cipher_suites.iter().any(|v| grease(*v)));
     assert!(info.extensions.iter().any(|v| grease(*v)));
     assert!(info.signature_algorithms.iter().any(|v| grease(*v)));

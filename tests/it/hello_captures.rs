@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use snigate::hello::{
+use snigate::tls::hello::{
     parse_client_hello, read_client_hello, ClientHello, ClientHelloInfo, HelloError, Parsed,
     MAX_CLIENT_HELLO,
 };
@@ -132,7 +132,9 @@ fn complete(bytes: &[u8]) -> (ClientHelloInfo, usize) {
 }
 
 fn non_grease(v: &[u16]) -> usize {
-    v.iter().filter(|x| !snigate::hello::is_grease(**x)).count()
+    v.iter()
+        .filter(|x| !snigate::tls::hello::is_grease(**x))
+        .count()
 }
 
 /// The JA4 "a" part as it follows from the parsed fields; compared with the vector.

@@ -451,7 +451,7 @@ fn log_writes_structured_warnings() {
         .json()
         .with_writer(buf.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, || snigate::hygiene::log(&findings));
+    tracing::subscriber::with_default(subscriber, || snigate::tls::hygiene::log(&findings));
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let line: serde_json::Value = serde_json::from_str(text.trim()).expect(&text);
     assert_eq!(line["level"], "WARN", "{line}");

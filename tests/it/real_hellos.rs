@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use snigate::config::Settings;
-use snigate::gen_certs::{generate, KeyAlgorithm};
 use snigate::server::Proxy;
+use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

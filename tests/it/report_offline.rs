@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
-use snigate::report::{from_logs, render_html, render_text, ClientRef, Report, ReportLimits};
-use snigate::telemetry::{timestamp, AccessRecord, HandshakeRecord};
+use snigate::observe::report::{
+    from_logs, render_html, render_text, ClientRef, Report, ReportLimits,
+};
+use snigate::observe::telemetry::{timestamp, AccessRecord, HandshakeRecord};
 
 const WEBDAV_UA: &str = "Microsoft-WebDAV-MiniRedir/6.1.7601";
 
@@ -143,7 +145,7 @@ fn records() -> Vec<Record> {
 
 /// The report fed live: `handshake` for every handshake, `request` for
 /// every access record of a tracked connection.
-fn live(records: &[Record], limits: ReportLimits) -> snigate::report::ReportSnapshot {
+fn live(records: &[Record], limits: ReportLimits) -> snigate::observe::report::ReportSnapshot {
     let report = Report::new(limits);
     let mut conns: HashMap<u64, Option<ClientRef>> = HashMap::new();
     for r in records {
