@@ -165,7 +165,7 @@ pub struct ListenerSettings {
     pub proxy_protocol: bool,
     pub max_connections: usize,
     /// Open connections one client address (IPv6: one /64) may hold on this
-    /// listener; 0 = no such limit. See [`crate::conn::source_limit`].
+    /// listener; 0 = no such limit. See [`crate::state::source_limit`].
     pub max_connections_per_ip: usize,
     /// Sources whose `X-Forwarded-For` is extended rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,

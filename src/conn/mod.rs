@@ -1,11 +1,10 @@
 //! Facts about an accepted connection, below every protocol stage: its
-//! info and ids, the handshake-record writer, the PROXY protocol header and
-//! the per-source connection count.
+//! info and ids, the handshake-record writer, and the PROXY protocol
+//! header.
 
 pub mod info;
 pub mod proxy_protocol;
 pub mod record;
-pub mod source_limit;
 
 pub use info::*;
 pub use record::{emit, record};

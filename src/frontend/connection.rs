@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerMode;
 use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
@@ -60,10 +59,10 @@ pub async fn serve(
     // `max_connections_per_ip` (without a header the accept loop counted
     // the socket's peer); held until this connection ends.
     let _source = if proxy_protocol {
-        match crate::conn::source_limit::admit(&state.listeners[listener], info.peer.ip()) {
+        match state.listeners[listener].admit(info.peer.ip()) {
             Ok(slot) => slot,
             Err(_) => {
-                crate::conn::source_limit::refuse(stream);
+                crate::state::source_limit::refuse(stream);
                 return;
             }
         }
@@ -242,39 +241,13 @@ async fn serve_https(
             // connection that may stay open for hours.
             drop((rec, hello));
             let idle = state.settings.timeouts.client_idle;
-            let Some(stream) = first_bytes(tls_stream, idle, &state.stop).await else {
+            let Some(stream) =
+                crate::http::handoff::first_bytes(tls_stream, idle, &state.stop).await
+            else {
                 return;
             };
             proxy::serve(state.clone(), Arc::new(info), stream, h2, current).await;
         }
-    }
-}
-
-/// Bytes read from a fresh connection before HTTP starts.
-const FIRST_READ: usize = 64;
-
-/// Waits (up to `idle`) for the client's first bytes and returns a stream
-/// that replays them. The HTTP server allocates its 8 KiB read buffer as soon
-/// as it starts, so starting it only when a request arrives keeps
-/// connections that are opened ahead of use (browsers, the WebDAV
-/// redirector, load tests) small.
-pub(crate) async fn first_bytes<S>(
-    mut stream: S,
-    idle: std::time::Duration,
-    cancel: &CancellationToken,
-) -> Option<PrefixedStream<S>>
-where
-    S: tokio::io::AsyncRead + Unpin,
-{
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; FIRST_READ];
-    let read = tokio::select! {
-        r = tokio::time::timeout(idle, stream.read(&mut buf)) => r,
-        _ = cancel.cancelled() => return None,
-    };
-    match read {
-        Ok(Ok(n)) if n > 0 => Some(PrefixedStream::new(buf[..n].to_vec(), stream)),
-        _ => None,
     }
 }
 

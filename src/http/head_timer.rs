@@ -177,7 +177,7 @@ pin_project_lite::pin_project! {
 
 impl<S> HeadTimer<S> {
     /// Wraps `inner`; the idle timer runs from now. Bytes already read
-    /// before (see `connection::first_bytes`) should be replayed by
+    /// before (see `http::handoff::first_bytes`) should be replayed by
     /// `inner`: the first read then starts the head timer. A write blocked
     /// for `send` fails.
     pub fn new(

@@ -3,6 +3,7 @@
 //! timers, and the bodies streamed both ways.
 
 pub mod body;
+pub mod handoff;
 pub mod head_timer;
 pub mod proxy;
 pub mod request_checks;

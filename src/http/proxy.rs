@@ -71,7 +71,7 @@ pub async fn serve<IO>(
     let (idle, send) = (timeouts.client_idle, timeouts.client_send);
     let settings = &state.listeners[info.listener].settings;
     let life = Life { bound, current };
-    // Boxed (see connection.rs): only the protocol in use takes memory.
+    // Boxed (see frontend/connection.rs): only the protocol in use takes memory.
     let result = if h2 {
         // A request head arrives in one HEADERS frame: between requests
         // only the idle timer applies.

@@ -159,7 +159,7 @@ pub fn bind(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
 /// the kernel's queue (the listen backlog) instead of being accepted and
 /// closed, so they are served as soon as a connection closes. A connection
 /// whose source already holds `max_connections_per_ip` is accepted and
-/// reset at once (see [`crate::conn::source_limit`]; on a `proxy_protocol`
+/// reset at once (see [`crate::state::source_limit`]; on a `proxy_protocol`
 /// listener that check waits for the header, in the connection's task).
 pub async fn accept_loop(
     current: Arc<ArcSwap<State>>,
@@ -229,10 +229,10 @@ pub async fn accept_loop(
         let source = if listener.settings.proxy_protocol {
             None
         } else {
-            match crate::conn::source_limit::admit(listener, peer.ip()) {
+            match listener.admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(_) => {
-                    crate::conn::source_limit::refuse(stream);
+                    crate::state::source_limit::refuse(stream);
                     continue;
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod health_checks;
 pub mod process;
 
 pub use process::*;

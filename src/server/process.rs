@@ -505,7 +505,7 @@ impl Control {
     /// Health checks and pool pruning of one state, until it is retired.
     fn start_background(&self, state: &Arc<State>) {
         tokio::spawn(prune_upstreams(state.clone(), state.retire.clone()));
-        crate::upstream::health::start(state, &state.retire);
+        crate::server::health_checks::start(state, &state.retire);
     }
 }
 

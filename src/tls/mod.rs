@@ -7,6 +7,8 @@ pub mod diagnose;
 pub mod fingerprint;
 pub mod hello;
 pub mod hygiene;
+#[cfg(feature = "legacy-tls")]
+pub mod openssl;
 pub mod store;
 pub mod tickets;
 

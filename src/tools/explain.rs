@@ -307,7 +307,7 @@ fn explain_https(
     let mut o = ListenerOutcome::new(l, "https");
     let legacy = l.settings.legacy_upstream.as_deref();
     if info.sslv2 && legacy.is_none() {
-        // As in connection.rs: refused while reading the hello, before any
+        // As in frontend/connection.rs: refused while reading the hello, before any
         // certificate is chosen.
         let err = HelloError::Sslv2 {
             hello: Box::new(ClientHello {

@@ -29,10 +29,8 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::HealthSettings;
-use crate::state::State;
 
 /// Failing checks in a row that take a server out of rotation: one lost
 /// check (a dropped packet, a recycling application pool) does not.
@@ -44,8 +42,9 @@ pub const RISE: u32 = 1;
 /// while the server is in rotation and 0 while it is out (also while a
 /// passive `fail_timeout` is over but no request has reached it yet).
 pub struct ServerHealth {
-    upstream: String,
-    server: String,
+    /// Names for logs: the upstream and the server address.
+    pub upstream: String,
+    pub server: String,
     max_fails: u32,
     fail_timeout: Duration,
     /// The upstream has active checks.
@@ -245,43 +244,6 @@ pub struct Target {
     pub server: usize,
     pub settings: HealthSettings,
     pub health: Arc<ServerHealth>,
-}
-
-/// Starts a checker for every server of every upstream with `health`; they
-/// stop when `cancel` is cancelled.
-pub fn start(state: &Arc<State>, cancel: &CancellationToken) {
-    for (index, upstream) in state.upstreams.iter().enumerate() {
-        for target in upstream.health_targets(index) {
-            tracing::debug!(upstream = %target.health.upstream, server = %target.health.server,
-                path = %target.settings.path, interval = ?target.settings.interval, "health checks");
-            tokio::spawn(watch(state.clone(), target, cancel.clone()));
-        }
-    }
-}
-
-/// Checks one server every `interval` until cancelled.
-async fn watch(state: Arc<State>, target: Target, cancel: CancellationToken) {
-    let upstream = &state.upstreams[target.upstream];
-    let mut tick = tokio::time::interval(target.settings.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let timeout = target.settings.timeout;
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = tokio::time::timeout(timeout, upstream.health_check(target.server, &target.settings)) => r,
-        };
-        match outcome {
-            Ok(Ok(())) => target.health.check_passed(),
-            Ok(Err(reason)) => target.health.check_failed(&reason),
-            Err(_) => target
-                .health
-                .check_failed(&format!("no response within {timeout:?}")),
-        }
-    }
 }
 
 /// One check of `server` on a new connection `io` (see

@@ -112,7 +112,7 @@ pub struct Upstream {
     pub name: String,
     servers: Vec<Arc<Server>>,
     balancer: Balancer,
-    /// Active health checks (`health`), run by [`crate::upstream::health::start`].
+    /// Active health checks (`health`), run by `server::health_checks`.
     health: Option<HealthSettings>,
     /// Rate limit of the "no server available" warning.
     no_server: NoServerLog,

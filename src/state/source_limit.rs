@@ -24,7 +24,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use crate::observe::refusal_log::RefusalLog;
-use crate::state::ListenerState;
 
 /// Open connections per source on one listener, and its refusal log; kept
 /// across a reload that keeps the listener, so connections opened before it
@@ -32,13 +31,14 @@ use crate::state::ListenerState;
 #[derive(Debug, Default)]
 pub struct SourceCounts {
     open: Mutex<HashMap<IpAddr, usize>>,
-    refusals: Arc<RefusalLog>,
+    /// The summary log of refusals (one line per interval).
+    pub refusals: Arc<RefusalLog>,
 }
 
 impl SourceCounts {
     /// A slot for `source` (already a [`source_key`]) when it holds fewer
     /// than `limit` connections.
-    fn take(self: &Arc<Self>, source: IpAddr, limit: usize) -> Option<SourceSlot> {
+    pub fn take(self: &Arc<Self>, source: IpAddr, limit: usize) -> Option<SourceSlot> {
         let mut open = self.lock();
         let n = open.entry(source).or_insert(0);
         if *n >= limit {
@@ -97,38 +97,6 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
 pub struct OverLimit {
     /// The source as counted ([`source_key`]).
     pub source: IpAddr,
-}
-
-/// Admits a connection from `client` on `listener`: `Ok(None)` when no
-/// per-address limit applies (0, or a trusted proxy), `Ok(Some(slot))` to
-/// hold while the connection is open. On refusal, the metric and the
-/// summary log have counted it; the caller closes the connection.
-pub fn admit(listener: &ListenerState, client: IpAddr) -> Result<Option<SourceSlot>, OverLimit> {
-    let limit = listener.settings.max_connections_per_ip;
-    if limit == 0 {
-        return Ok(None);
-    }
-    let client = client.to_canonical();
-    if listener
-        .settings
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&client))
-    {
-        return Ok(None);
-    }
-    let source = source_key(client);
-    match listener.sources.take(source, limit) {
-        Some(slot) => Ok(Some(slot)),
-        None => {
-            listener.metrics.refused_per_ip();
-            listener
-                .sources
-                .refusals
-                .refused(&listener.settings.name, source, limit);
-            Err(OverLimit { source })
-        }
-    }
 }
 
 /// Closes a refused connection with a reset: the client learns at once, and

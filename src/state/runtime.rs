@@ -2,11 +2,13 @@
 //! configurations made, route tables and upstream pools ready. Built whole
 //! (every error collected) before anything starts serving.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
 use tokio::sync::Semaphore;
 
+use super::source_limit::{source_key, OverLimit, SourceCounts, SourceSlot};
 use crate::config::{
     CertificateSettings, ConfigError, ListenerMode, ListenerSettings, Settings, UpstreamSettings,
 };
@@ -34,10 +36,45 @@ pub struct ListenerState {
     /// (at `max_connections` the loop stops accepting).
     pub connections: Arc<Semaphore>,
     /// Open connections per client address (`max_connections_per_ip`).
-    pub sources: Arc<crate::conn::source_limit::SourceCounts>,
+    pub sources: Arc<SourceCounts>,
     pub default_upstream: Option<usize>,
     /// This listener's counters.
     pub metrics: ListenerMetrics,
+}
+
+impl ListenerState {
+    /// Admits a connection from `client` on this listener: `Ok(None)` when no
+    /// per-address limit applies (0, or a trusted proxy), `Ok(Some(slot))` to
+    /// hold while the connection is open. On refusal, the metric and the
+    /// summary log have counted it; the caller closes the connection.
+    pub fn admit(&self, client: IpAddr) -> Result<Option<SourceSlot>, OverLimit> {
+        let listener = self;
+        let limit = listener.settings.max_connections_per_ip;
+        if limit == 0 {
+            return Ok(None);
+        }
+        let client = client.to_canonical();
+        if listener
+            .settings
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&client))
+        {
+            return Ok(None);
+        }
+        let source = source_key(client);
+        match listener.sources.take(source, limit) {
+            Some(slot) => Ok(Some(slot)),
+            None => {
+                listener.metrics.refused_per_ip();
+                listener
+                    .sources
+                    .refusals
+                    .refused(&listener.settings.name, source, limit);
+                Err(OverLimit { source })
+            }
+        }
+    }
 }
 
 /// What outlives a configuration: counters, the compatibility report and
@@ -359,7 +396,7 @@ fn legacy_tls_contexts(
         let Some(files) = settings.certificates.iter().find(|s| s.name == c.name) else {
             continue;
         };
-        match crate::frontend::legacy_tls::context(legacy, &files.chain, &files.key) {
+        match crate::tls::openssl::context(legacy, &files.chain, &files.key) {
             Ok(ctx) => contexts.push(ctx),
             Err(e) => errors.push(format!(
                 "listener \"{}\", certificate \"{}\": {e}",
