@@ -27,6 +27,7 @@ mod hello_captures;
 mod http_proxy;
 mod hygiene;
 mod import_iis;
+mod layers;
 mod legacy;
 #[cfg(feature = "legacy-tls")]
 mod legacy_tls;
