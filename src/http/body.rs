@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use crate::http::head_timer::InFlight;
+use crate::http::head_timer::ActiveRequest;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{millis, AccessRecord};
 use crate::state::State;
@@ -38,7 +38,7 @@ pub struct Exchange {
     pub report: Option<ClientRef>,
     /// Holds the connection's timers off until the response ends (or, for
     /// an upgrade, the tunnel ends: then the tunnel takes it).
-    pub in_flight: Option<InFlight>,
+    pub in_flight: Option<ActiveRequest>,
 }
 
 impl Exchange {

@@ -21,7 +21,7 @@
 //!
 //! The stream also shows every byte it reads to the connection's
 //! [`RequestLines`], so that each request's line, as the client wrote it,
-//! goes with the request ([`InFlight::request_line`]).
+//! goes with the request ([`ActiveRequest::request_line`]).
 
 use std::future::Future;
 use std::io;
@@ -74,7 +74,7 @@ impl Phase {
     /// A request head has been read; the request counts as in flight until
     /// the returned guard is dropped (at the end of its response). Called
     /// once per request, in the order the requests came.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         let line = if self.lines_stopped.load(Ordering::Relaxed) {
@@ -82,7 +82,7 @@ impl Phase {
         } else {
             self.lines.lock().unwrap_or_else(|p| p.into_inner()).take()
         };
-        InFlight {
+        ActiveRequest {
             phase: self.clone(),
             line,
         }
@@ -123,7 +123,7 @@ impl Phase {
     }
 }
 
-impl InFlight {
+impl ActiveRequest {
     /// The connection's phase this request belongs to.
     pub fn phase(&self) -> &Phase {
         &self.phase
@@ -132,12 +132,12 @@ impl InFlight {
 
 /// One request in flight (see [`Phase::begin`]).
 #[derive(Debug)]
-pub struct InFlight {
+pub struct ActiveRequest {
     phase: Arc<Phase>,
     line: Option<RequestLine>,
 }
 
-impl InFlight {
+impl ActiveRequest {
     /// The request line of this request as the client wrote it, when the
     /// connection's bytes were followed (HTTP/1.x, see [`RequestLines`]).
     pub fn request_line(&self) -> Option<&RequestLine> {
@@ -145,7 +145,7 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
+impl Drop for ActiveRequest {
     fn drop(&mut self) {
         if self.phase.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.phase.reader.wake();

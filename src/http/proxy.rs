@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
-use crate::http::head_timer::{HeadTimer, InFlight, Phase, SendStall};
+use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
 use crate::http::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
 use crate::http::request_host::{request_host, written_host, RequestHost};
 use crate::observe::telemetry::{timestamp, AccessRecord};
@@ -238,7 +238,7 @@ async fn handle(
     state: &Arc<State>,
     info: &ConnInfo,
     req: Request<Incoming>,
-    in_flight: InFlight,
+    in_flight: ActiveRequest,
 ) -> Result<Response<ResponseBody>, h2::Error> {
     let h2 = req.version() == Version::HTTP_2;
     let start = Instant::now();
@@ -447,7 +447,7 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
     idle: Duration,
-    in_flight: Option<InFlight>,
+    in_flight: Option<ActiveRequest>,
     conn: u64,
 ) {
     match tokio::join!(client, backend) {

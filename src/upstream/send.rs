@@ -206,7 +206,7 @@ impl Upstream {
             } = pinned;
             // Waits until the previous response on it has been read.
             if sender.ready().await.is_ok() {
-                let counted = InFlight::new(&server);
+                let counted = CountedRequest::new(&server);
                 match self
                     .response(sender.try_send_request(req), progress.clone(), &server)
                     .await
@@ -232,7 +232,7 @@ impl Upstream {
             return Err(self.no_server());
         };
         let server = self.servers[first].clone();
-        let mut counted = InFlight::new(&server);
+        let mut counted = CountedRequest::new(&server);
         // TLS: pooled connections are reused only with the server name
         // (SNI) this request would open one with.
         let host = self.tls.as_ref().and_then(|_| upstream_host(&req));
@@ -430,7 +430,7 @@ impl Upstream {
         affinity: Option<&Affinity>,
         binding: Binding,
         tls_name: Option<ServerName<'static>>,
-        counted: InFlight,
+        counted: CountedRequest,
     ) -> (Response<Incoming>, String, Option<PoolReturn>) {
         let addr = server.addr.clone();
         if binding != Binding::Pinned && !server.health.in_rotation() {
@@ -513,7 +513,7 @@ impl Upstream {
         mut index: usize,
         host: Option<&str>,
         client: IpAddr,
-        counted: &mut InFlight,
+        counted: &mut CountedRequest,
     ) -> Result<
         (
             Arc<Server>,
@@ -526,7 +526,7 @@ impl Upstream {
         loop {
             let server = self.servers[index].clone();
             if !Arc::ptr_eq(&counted.0, &server) {
-                *counted = InFlight::new(&server);
+                *counted = CountedRequest::new(&server);
             }
             match self.connect(server.clone(), host).await {
                 Err(e @ UpstreamError::Connect { .. }) => {
@@ -833,7 +833,7 @@ pub struct PoolReturn {
     /// response still counts as in flight until its body ends.
     sender: Option<SendRequest<RequestBody>>,
     tls_name: Option<ServerName<'static>>,
-    _in_flight: InFlight,
+    _in_flight: CountedRequest,
 }
 
 impl PoolReturn {
@@ -848,7 +848,7 @@ impl PoolReturn {
 
     /// Only counts the response in flight until its body ends (`None` when
     /// it has no body).
-    fn count_only(server: &Arc<Server>, counted: InFlight, ends: bool) -> Option<PoolReturn> {
+    fn count_only(server: &Arc<Server>, counted: CountedRequest, ends: bool) -> Option<PoolReturn> {
         (!ends).then(|| PoolReturn {
             server: server.clone(),
             sender: None,
@@ -861,16 +861,16 @@ impl PoolReturn {
 /// A request counted in its server's in-flight requests (least-conn) from
 /// the moment the server is chosen until the guard is dropped: when its
 /// response body has ended, or the request failed.
-struct InFlight(Arc<Server>);
+struct CountedRequest(Arc<Server>);
 
-impl InFlight {
+impl CountedRequest {
     fn new(server: &Arc<Server>) -> Self {
         server.in_flight.fetch_add(1, Ordering::Relaxed);
         Self(server.clone())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for CountedRequest {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
