@@ -79,17 +79,39 @@ where
     (addr, seen)
 }
 
-/// Sends `BIG` bytes; `None` when the receiver went away first.
-async fn big(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
+/// Sends `total` bytes as fast as the proxy takes them; false when the
+/// receiver went away first.
+async fn send_all(tx: &mpsc::Sender<Bytes>, total: usize) -> bool {
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
-    for _ in 0..BIG / CHUNK {
+    for _ in 0..total / CHUNK {
         if tx.send(chunk.clone()).await.is_err() {
-            return None;
+            return false;
         }
     }
-    // Sent in full: the test failed to stall the proxy; never "closed".
-    std::future::pending::<()>().await;
+    true
+}
+
+/// Sends `BIG` bytes; `None` when the receiver went away first.
+async fn big(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
+    if send_all(&tx, BIG).await {
+        // Sent in full: the test failed to stall the proxy; never "closed".
+        std::future::pending::<()>().await;
+    }
     None
+}
+
+/// What a test backend's feed returns (see [`feeding_backend`]).
+type Feed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<mpsc::Sender<Bytes>>> + Send>>;
+
+/// Sends `total` bytes and ends the body.
+fn whole(total: usize) -> impl Fn(mpsc::Sender<Bytes>) -> Feed + Clone + Send + Sync + 'static {
+    move |tx| {
+        Box::pin(async move {
+            send_all(&tx, total).await;
+            None
+        })
+    }
 }
 
 /// A proxy with an http listener "web" and an https listener "tls" (h2 and
@@ -296,19 +318,10 @@ async fn pauses_shorter_than_the_deadlines_cut_nothing() {
     .await;
 }
 
-/// Sends 16 MiB as fast as the proxy takes it.
-async fn sixteen_mib(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
-    let chunk = Bytes::from(vec![b'y'; CHUNK]);
-    for _ in 0..(16 << 20) / CHUNK {
-        tx.send(chunk.clone()).await.ok()?;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_pauses_reading_shorter_than_client_send_gets_everything() {
     bounded_for(LIMIT, async {
-        let (backend, _) = feeding_backend(sixteen_mib).await;
+        let (backend, _) = feeding_backend(whole(16 << 20)).await;
         let dir = tempfile::tempdir().unwrap();
         let (proxy, _) = proxy(dir.path(), backend, "client_send = \"2s\"").await;
         let request = b"GET /pauses HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
@@ -340,15 +353,6 @@ async fn a_client_that_pauses_reading_shorter_than_client_send_gets_everything()
     .await;
 }
 
-/// Sends 6 MiB as fast as the proxy takes it.
-async fn six_mib(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
-    let chunk = Bytes::from(vec![b'z'; CHUNK]);
-    for _ in 0..(6 << 20) / CHUNK {
-        tx.send(chunk.clone()).await.ok()?;
-    }
-    None
-}
-
 /// A client that never stops but reads slowly (640 KiB/s, a small receive
 /// buffer) is not cut by a `client_send` of 1 s: the kernel has to report
 /// its progress well within the limit, not once a third of a send buffer
@@ -356,7 +360,7 @@ async fn six_mib(tx: mpsc::Sender<Bytes>) -> Option<mpsc::Sender<Bytes>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_steady_reader_is_not_cut_by_client_send() {
     bounded_for(LIMIT, async {
-        let (backend, _) = feeding_backend(six_mib).await;
+        let (backend, _) = feeding_backend(whole(6 << 20)).await;
         let dir = tempfile::tempdir().unwrap();
         let (proxy, _) = proxy(dir.path(), backend, "client_send = \"1s\"").await;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
