@@ -116,7 +116,7 @@ fn fingerprints(info: &ClientHelloInfo) {
         info.offered_versions(),
         info.offered_suites_hex(),
         info.offers_ecdsa(),
-        info.sni_lowercase(),
+        info.server_name(),
     );
     let ja3_string = fingerprint::ja3_string(info);
     assert_eq!(

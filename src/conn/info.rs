@@ -51,8 +51,7 @@ pub fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: us
     // An IP address in SNI is not a name (RFC 6066; wrk and some old
     // stacks send one): for Host checks it counts as no SNI.
     info.sni = hello
-        .sni_lowercase()
-        .map(|s| s.trim_end_matches('.').to_string())
+        .server_name()
         .filter(|s| s.parse::<std::net::IpAddr>().is_err());
     info.certificate = Some(certificate);
     info.tls = true;

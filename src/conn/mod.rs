@@ -1,7 +1,8 @@
 //! Facts about an accepted connection, below every protocol stage: its
-//! info and ids, the handshake-record writer, and the PROXY protocol
-//! header.
+//! info and ids, the handshake-record writer, the PROXY protocol header,
+//! and reading the ClientHello.
 
+pub mod hello;
 pub mod info;
 pub mod proxy_protocol;
 pub mod record;

@@ -5,7 +5,7 @@
 //! failing, and are then routed and logged like any rustls connection.
 //!
 //! rustls stays the engine for every hello it can serve: the choice is
-//! made before any handshake, by [`crate::passthrough::legacy::can_serve`], from the
+//! made before any handshake, by [`crate::tls::fit::can_serve`], from the
 //! hello snigate read itself. OpenSSL negotiates at most TLS 1.2 (a client
 //! that offers TLS 1.3 is rustls's), from the listener's `min_version`, with
 //! its cipher string (`DEFAULT:@SECLEVEL=0` unless configured), and only
@@ -13,97 +13,32 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
-use openssl::ssl::{Ssl, SslRef, SslVersion};
-use tokio::net::TcpStream;
+use openssl::ssl::Ssl;
 use tokio_openssl::SslStream;
 
-use crate::conn::ConnInfo;
+use crate::frontend::connection::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
-use crate::observe::telemetry::{millis, HandshakeRecord};
-use crate::state::State;
+use crate::observe::telemetry::millis;
 use crate::tls::hello::ClientHello;
-use crate::tls::openssl::openssl_words;
+use crate::tls::openssl::{failure_reason, negotiated, openssl_words, ENGINE};
 use crate::tls::CertificateId;
-
-/// The `engine` of handshake-log lines for this engine.
-pub const ENGINE: &str = "openssl";
-
-/// What the handshake log says of a finished OpenSSL handshake.
-struct Negotiated {
-    version: &'static str,
-    suite: String,
-    alpn: Option<String>,
-}
-
-fn negotiated(ssl: &SslRef) -> Negotiated {
-    let version = match ssl.version2() {
-        Some(v) if v == SslVersion::TLS1_3 => "1.3",
-        Some(v) if v == SslVersion::TLS1_2 => "1.2",
-        Some(v) if v == SslVersion::TLS1_1 => "1.1",
-        Some(v) if v == SslVersion::TLS1 => "1.0",
-        Some(v) if v == SslVersion::SSL3 => "3.0",
-        _ => "?",
-    };
-    let suite = ssl
-        .current_cipher()
-        .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
-        .unwrap_or_default();
-    let alpn = ssl
-        .selected_alpn_protocol()
-        .map(|p| String::from_utf8_lossy(p).into_owned());
-    Negotiated {
-        version,
-        suite,
-        alpn,
-    }
-}
-
-/// A failed OpenSSL handshake in plain words.
-fn failure_reason(e: &openssl::ssl::Error) -> String {
-    const CLOSED: &str = "the client closed the connection during the handshake";
-    if let Some(io) = e.io_error() {
-        return match io.kind() {
-            std::io::ErrorKind::UnexpectedEof => CLOSED.into(),
-            std::io::ErrorKind::ConnectionReset => {
-                "the client reset the connection during the handshake".into()
-            }
-            _ => format!("I/O error during the handshake: {io}"),
-        };
-    }
-    match e.ssl_error() {
-        Some(stack) => {
-            let words = openssl_words(stack);
-            if words.contains("unexpected eof") {
-                CLOSED.into()
-            } else {
-                format!("OpenSSL: {words}")
-            }
-        }
-        // SSL_ERROR_SYSCALL without an errno: end of stream.
-        None if e.code() == openssl::ssl::ErrorCode::SYSCALL => CLOSED.into(),
-        None => format!("OpenSSL: {e}"),
-    }
-}
 
 /// Serves a client rustls cannot serve: the OpenSSL handshake (the hello
 /// replayed) under the handshake timeout, its log line (`engine:
 /// "openssl"`), then HTTP exactly as after a rustls handshake. `rustls_reason`
 /// is why rustls could not serve it (kept in a failure's reason).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn serve(
-    state: Arc<State>,
-    mut info: ConnInfo,
-    stream: TcpStream,
-    hello: ClientHello,
-    certificate: CertificateId,
-    mut rec: HandshakeRecord,
-    rustls_reason: String,
-    start: Instant,
-    current: crate::state::Current,
-) {
+pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_reason: String) {
+    let Pending {
+        state,
+        mut info,
+        stream,
+        hello,
+        mut rec,
+        start,
+        current,
+    } = pending;
     rec.engine = Some(ENGINE);
     rec.hint = None;
     let listener = &state.listeners[info.listener];

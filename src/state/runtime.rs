@@ -43,6 +43,19 @@ pub struct ListenerState {
 }
 
 impl ListenerState {
+    /// What the TLS decision ([`crate::tls::decide::decide`]) needs of this
+    /// listener.
+    pub fn tls(&self) -> crate::tls::decide::ListenerTls<'_> {
+        crate::tls::decide::ListenerTls {
+            fallback: self.fallback,
+            strict_sni: self.settings.strict_sni,
+            legacy_upstream: self.settings.legacy_upstream.as_deref(),
+            // Without the feature a configuration with legacy_tls does not load.
+            legacy_tls: cfg!(feature = "legacy-tls") && self.settings.legacy_tls.is_some(),
+            server_configs: &self.server_configs,
+        }
+    }
+
     /// Admits a connection from `client` on this listener: `Ok(None)` when no
     /// per-address limit applies (0, or a trusted proxy), `Ok(Some(slot))` to
     /// hold while the connection is open. On refusal, the metric and the

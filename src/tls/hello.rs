@@ -179,9 +179,17 @@ impl ClientHelloInfo {
         tls13 || self.cipher_suites.iter().any(|s| is_ecdhe_ecdsa_suite(*s))
     }
 
-    /// The SNI host name in lower case (DNS names compare case-insensitively).
-    pub fn sni_lowercase(&self) -> Option<String> {
-        self.sni.as_ref().map(|s| s.to_ascii_lowercase())
+    /// The SNI host name as snigate compares it: lower case (DNS names
+    /// compare case-insensitively), without a trailing dot (`a.test.` is
+    /// `a.test`). Every use of the SNI as a name goes through here.
+    pub fn server_name(&self) -> Option<String> {
+        self.sni.as_ref().map(|s| {
+            let mut name = s.to_ascii_lowercase();
+            while name.ends_with('.') {
+                name.pop();
+            }
+            name
+        })
     }
 }
 
@@ -250,10 +258,7 @@ pub enum HelloError {
     Malformed(String),
     /// An SSLv2-compatible ClientHello: parsed and kept (it is worth logging which
     /// client sent it), but rustls cannot serve this format.
-    #[error(
-        "SSLv2-compatible ClientHello (highest version offered {}); rustls cannot read this format, the client needs SSLv2Hello disabled or a backend that accepts it",
-        version_label(.hello.info.max_version())
-    )]
+    #[error("{}", sslv2_reason(&.hello.info))]
     Sslv2 {
         /// The hello, with `info.sslv2 == true` and the bytes read. Boxed so that
         /// every `Result<_, HelloError>` stays small (the info is ~250 bytes).
@@ -262,6 +267,14 @@ pub enum HelloError {
     /// Reading from the socket failed.
     #[error("read error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why an SSLv2-format hello is not served, in the handshake log's words.
+pub fn sslv2_reason(hello: &ClientHelloInfo) -> String {
+    format!(
+        "SSLv2-compatible ClientHello (highest version offered {}); rustls cannot read this format, the client needs SSLv2Hello disabled or a backend that accepts it",
+        version_label(hello.max_version())
+    )
 }
 
 impl HelloError {
@@ -919,7 +932,7 @@ mod tests {
         let (info, n) = complete(&bytes);
         assert_eq!(n, bytes.len());
         assert_eq!(info.sni.as_deref(), Some("Portal.Contoso.test"));
-        assert_eq!(info.sni_lowercase().as_deref(), Some("portal.contoso.test"));
+        assert_eq!(info.server_name().as_deref(), Some("portal.contoso.test"));
         assert_eq!(info.record_version, 0x0301);
         assert_eq!(info.client_version, 0x0303);
         assert_eq!(info.supported_versions, vec![0x2a2a, 0x0304, 0x0303]);

@@ -3,8 +3,11 @@
 //! store with the rustls handshake (`store`, re-exported here).
 
 pub mod certs;
+pub mod decide;
 pub mod diagnose;
 pub mod fingerprint;
+pub mod fit;
+pub mod groups;
 pub mod hello;
 pub mod hygiene;
 #[cfg(feature = "legacy-tls")]

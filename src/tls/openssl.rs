@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use openssl::ssl::{AlpnError, SslContext, SslFiletype, SslMethod, SslOptions, SslVersion};
+use openssl::ssl::{
+    AlpnError, HandshakeError, Ssl, SslContext, SslFiletype, SslMethod, SslOptions, SslRef,
+    SslVersion,
+};
 
 use crate::config::{LegacyTlsSettings, LegacyTlsVersion};
 
@@ -83,5 +86,119 @@ pub fn openssl_words(stack: &openssl::error::ErrorStack) -> String {
         "unknown OpenSSL error".into()
     } else {
         words.join("; ")
+    }
+}
+
+/// The `engine` of handshake-log lines for this engine.
+pub const ENGINE: &str = "openssl";
+
+/// What the handshake log says of a finished OpenSSL handshake.
+pub struct Negotiated {
+    pub version: &'static str,
+    pub suite: String,
+    pub alpn: Option<String>,
+}
+
+pub fn negotiated(ssl: &SslRef) -> Negotiated {
+    let version = match ssl.version2() {
+        Some(v) if v == SslVersion::TLS1_3 => "1.3",
+        Some(v) if v == SslVersion::TLS1_2 => "1.2",
+        Some(v) if v == SslVersion::TLS1_1 => "1.1",
+        Some(v) if v == SslVersion::TLS1 => "1.0",
+        Some(v) if v == SslVersion::SSL3 => "3.0",
+        _ => "?",
+    };
+    let suite = ssl
+        .current_cipher()
+        .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
+        .unwrap_or_default();
+    let alpn = ssl
+        .selected_alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    Negotiated {
+        version,
+        suite,
+        alpn,
+    }
+}
+
+/// A failed OpenSSL handshake in plain words.
+pub fn failure_reason(e: &openssl::ssl::Error) -> String {
+    const CLOSED: &str = "the client closed the connection during the handshake";
+    if let Some(io) = e.io_error() {
+        return match io.kind() {
+            std::io::ErrorKind::UnexpectedEof => CLOSED.into(),
+            std::io::ErrorKind::ConnectionReset => {
+                "the client reset the connection during the handshake".into()
+            }
+            _ => format!("I/O error during the handshake: {io}"),
+        };
+    }
+    match e.ssl_error() {
+        Some(stack) => {
+            let words = openssl_words(stack);
+            if words.contains("unexpected eof") {
+                CLOSED.into()
+            } else {
+                format!("OpenSSL: {words}")
+            }
+        }
+        // SSL_ERROR_SYSCALL without an errno: end of stream.
+        None if e.code() == openssl::ssl::ErrorCode::SYSCALL => CLOSED.into(),
+        None => format!("OpenSSL: {e}"),
+    }
+}
+
+/// OpenSSL's answer to a ClientHello (`hello`, its records as a client
+/// sent them), run in memory with `context` as the proxy would: what it
+/// negotiated once its first flight is written, or why it failed. For
+/// `snigate explain`; nothing touches the network.
+pub fn handshake_in_memory(context: &SslContext, hello: &[u8]) -> Result<Negotiated, String> {
+    let ssl =
+        Ssl::new(context).map_err(|e| format!("cannot start OpenSSL: {}", openssl_words(&e)))?;
+    let stream = InMemory {
+        input: hello,
+        output: Vec::new(),
+    };
+    match ssl.accept(stream) {
+        // A complete handshake needs the client's second flight: never here.
+        Ok(tls) => Ok(negotiated(tls.ssl())),
+        Err(HandshakeError::WouldBlock(mid)) if !mid.get_ref().output.is_empty() => {
+            Ok(negotiated(mid.ssl()))
+        }
+        Err(HandshakeError::WouldBlock(_)) => {
+            Err("OpenSSL answered nothing: the hello may be incomplete".into())
+        }
+        Err(HandshakeError::Failure(mid)) => Err(failure_reason(mid.error())),
+        Err(HandshakeError::SetupFailure(e)) => {
+            Err(format!("cannot start OpenSSL: {}", openssl_words(&e)))
+        }
+    }
+}
+
+/// A stream whose reads are the hello's bytes, then "would block", and
+/// whose writes are kept.
+struct InMemory<'a> {
+    input: &'a [u8],
+    output: Vec<u8>,
+}
+
+impl std::io::Read for InMemory<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.input.read(buf)
+    }
+}
+
+impl std::io::Write for InMemory<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

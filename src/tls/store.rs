@@ -119,8 +119,8 @@ impl CertificateStore {
         fallback: Option<CertificateId>,
         strict: bool,
     ) -> Selection {
-        let sni = hello.sni_lowercase();
-        let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
+        let sni = hello.server_name();
+        let sni = sni.as_deref();
         if let Some(sni) = sni {
             let candidates = self.exact.get(sni).or_else(|| {
                 let (_, parent) = sni.split_once('.')?;
@@ -339,25 +339,7 @@ pub struct Negotiated {
 /// `"unknown"` for a code point without one (rustls negotiates only the
 /// groups of its provider, which all have one).
 pub fn group_name(group: rustls::NamedGroup) -> &'static str {
-    match u16::from(group) {
-        0x0017 => "secp256r1",
-        0x0018 => "secp384r1",
-        0x0019 => "secp521r1",
-        0x001d => "X25519",
-        0x001e => "X448",
-        0x0100 => "ffdhe2048",
-        0x0101 => "ffdhe3072",
-        0x0102 => "ffdhe4096",
-        0x0103 => "ffdhe6144",
-        0x0104 => "ffdhe8192",
-        0x0200 => "MLKEM512",
-        0x0201 => "MLKEM768",
-        0x0202 => "MLKEM1024",
-        0x11eb => "SecP256r1MLKEM768",
-        0x11ec => "X25519MLKEM768",
-        0x11ed => "SecP384r1MLKEM1024",
-        _ => "unknown",
-    }
+    super::groups::name(u16::from(group)).unwrap_or("unknown")
 }
 
 /// Runs the rustls handshake on `stream` (which replays the ClientHello

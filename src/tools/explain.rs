@@ -9,11 +9,12 @@
 //!
 //! The decode shows SNI, versions, suites, ALPN, signature algorithms, groups and
 //! the JA3/JA4 fingerprints. Then, per listener of the configuration, what snigate
-//! would do, decided by the very code and state the proxy uses: the certificate
-//! choice ([`crate::tls::CertificateStore::select`], strict refusals included), and
-//! the real rustls server of that listener and certificate, run in memory on the
-//! hello's bytes; its ServerHello gives the version and suite, its error the same
-//! plain-words reason and hint as the handshake log. Passthrough listeners show the
+//! would do, decided by the very code and state the proxy uses: the decision
+//! ([`crate::tls::decide::decide`]: certificate, strict refusals, rustls or a legacy
+//! path), then the real TLS server of that listener and certificate, run in memory on
+//! the hello's bytes (rustls, or OpenSSL for `legacy_tls`); its ServerHello gives the
+//! version and suite, its error the same plain-words reason and hint as the handshake
+//! log. Passthrough listeners show the
 //! upstream the SNI routes to. Nothing is bound and no file is written: the state is
 //! built with the handshake and access logs and the admin endpoint cleared.
 
@@ -28,11 +29,9 @@ use serde::Serialize;
 use crate::config::{ListenerMode, Settings};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
+use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
 use crate::tls::fingerprint;
-use crate::tls::hello::{
-    is_grease, parse_client_hello, ClientHello, ClientHelloInfo, HelloError, Parsed,
-};
-use crate::tls::Selection;
+use crate::tls::hello::{is_grease, parse_client_hello, ClientHelloInfo, Parsed};
 
 /// The configuration used when `-c` is not given.
 pub const DEFAULT_CONFIG: &str = "config/snigate.toml";
@@ -243,6 +242,9 @@ struct ListenerOutcome {
     reason: Option<String>,
     hint: Option<String>,
     upstream: Option<String>,
+    /// "openssl" when `legacy_tls` serves the hello; absent for rustls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -263,6 +265,7 @@ impl ListenerOutcome {
             reason: None,
             hint: None,
             upstream: None,
+            engine: None,
             note: None,
         }
     }
@@ -297,7 +300,8 @@ fn explain_listeners(state: &State, hello: &[u8], info: &ClientHelloInfo) -> Vec
     outcomes
 }
 
-/// An https listener: certificate choice, then the rustls handshake in memory.
+/// An https listener: the proxy's own decision ([`decide`]), then the rustls
+/// handshake in memory for a hello rustls serves.
 fn explain_https(
     state: &State,
     l: &ListenerState,
@@ -305,64 +309,45 @@ fn explain_https(
     info: &ClientHelloInfo,
 ) -> ListenerOutcome {
     let mut o = ListenerOutcome::new(l, "https");
-    let legacy = l.settings.legacy_upstream.as_deref();
-    if info.sslv2 && legacy.is_none() {
-        // As in frontend/connection.rs: refused while reading the hello, before any
-        // certificate is chosen.
-        let err = HelloError::Sslv2 {
-            hello: Box::new(ClientHello {
-                bytes: hello.to_vec(),
-                info: info.clone(),
-            }),
-        };
-        o.reason = Some(err.reason());
-        o.hint = Some(crate::tls::diagnose::SSLV2.into());
-        return o;
-    }
-    let (certificate, fallback) =
-        match state
-            .certificates
-            .select(info, l.fallback, l.settings.strict_sni)
-        {
-            Selection::Serve {
-                certificate,
-                fallback,
-            } => (certificate, fallback),
-            Selection::Refuse(reason) => {
+    let served = match decide(l.tls(), info, &state.certificates) {
+        Decision::Serve(served) => served,
+        Decision::Refuse(refusal) => {
+            if refusal.kind == RefusalKind::NoCertificate {
                 o.outcome = "refused";
-                o.reason = Some(reason);
-                o.hint = Some(crate::tls::diagnose::refusal_hint(info.sni.is_some()).into());
-                return o;
             }
-        };
-    let cert = state.certificates.get(certificate);
+            o.reason = Some(refusal.reason);
+            o.hint = refusal.hint;
+            return o;
+        }
+    };
+    let cert = state.certificates.get(served.certificate);
     o.certificate = Some(cert.name.clone());
     o.certificate_key = Some(cert.key_kind.as_str());
-    o.fallback = fallback;
-    let Some(config) = l.server_configs.get(certificate) else {
-        o.reason = Some(format!(
-            "no TLS configuration for certificate \"{}\" on this listener",
-            cert.name
-        ));
-        return o;
-    };
-    // As serve_https: a client rustls cannot serve goes to the legacy
-    // upstream, when the listener has one.
-    if let Some(upstream) = legacy {
-        if let Err(reason) =
-            crate::passthrough::legacy::can_serve(info, config, &cert.certified_key)
-        {
+    o.fallback = served.fallback;
+    match &served.engine {
+        Engine::Rustls => {}
+        Engine::LegacyUpstream { upstream, reason } => {
+            // As in the handshake log: nothing of snigate's is served.
+            o.certificate = None;
+            o.certificate_key = None;
+            o.fallback = false;
             o.outcome = "legacy_passthrough";
-            o.upstream = Some(upstream.to_string());
-            o.reason = Some(reason);
-            o.note = Some(
-                "forwarded byte for byte to the listener's legacy_upstream, which does the TLS handshake"
-                    .into(),
-            );
+            o.upstream = Some(upstream.clone());
+            o.reason = Some(reason.clone());
+            o.note = Some(format!(
+                "forwarded byte for byte to the listener's legacy_upstream, which does the TLS handshake (rustls was checked with certificate \"{}\")",
+                cert.name
+            ));
+            return o;
+        }
+        Engine::LegacyTls { reason } => {
+            explain_legacy_tls(&mut o, l, served.certificate, hello, reason);
             return o;
         }
     }
-    match handshake_in_memory(config.clone(), hello) {
+    // decide() found the configuration; the state holds one per certificate.
+    let config = l.server_configs[served.certificate].clone();
+    match handshake_in_memory(config, hello) {
         Ok(hs) => {
             o.outcome = "ok";
             o.version = Some(hs.version);
@@ -373,14 +358,64 @@ fn explain_https(
         Err(Failure::Tls(err)) => {
             let reason =
                 crate::tls::failure_reason(&io::Error::new(io::ErrorKind::InvalidData, err));
-            // As serve_https: made precise by what the hello shows.
-            let reason = crate::tls::diagnose::reason(info, &reason);
-            o.hint = crate::tls::diagnose::hint(info, &reason, cert.key_kind, &cert.name, fallback);
+            // As the proxy: made precise by what the hello shows.
+            let (reason, hint) = handshake_failure(info, &served, &state.certificates, &reason);
+            o.hint = hint;
             o.reason = Some(reason);
         }
         Err(Failure::Other(reason)) => o.reason = Some(reason),
     }
     o
+}
+
+/// A hello that `legacy_tls` serves: OpenSSL's answer, from the listener's
+/// own OpenSSL context run in memory on the hello's bytes.
+#[cfg(feature = "legacy-tls")]
+fn explain_legacy_tls(
+    o: &mut ListenerOutcome,
+    l: &ListenerState,
+    certificate: crate::tls::CertificateId,
+    hello: &[u8],
+    rustls_reason: &str,
+) {
+    o.engine = Some(crate::tls::openssl::ENGINE);
+    let Some(context) = l.legacy_tls.get(certificate) else {
+        o.reason = Some(format!(
+            "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
+        ));
+        return;
+    };
+    match crate::tls::openssl::handshake_in_memory(context, hello) {
+        Ok(negotiated) => {
+            o.outcome = "ok";
+            o.version = Some(negotiated.version);
+            o.suite = Some(negotiated.suite);
+            o.alpn = negotiated.alpn;
+            o.note = Some(format!(
+                "served by OpenSSL (legacy_tls): rustls cannot serve this client: {rustls_reason}"
+            ));
+        }
+        Err(reason) => {
+            o.reason = Some(format!(
+                "{reason} (rustls cannot serve this client: {rustls_reason})"
+            ))
+        }
+    }
+}
+
+/// A hello that `legacy_tls` would serve, in a build without OpenSSL: a
+/// configuration with `legacy_tls` does not load in such a build.
+#[cfg(not(feature = "legacy-tls"))]
+fn explain_legacy_tls(
+    o: &mut ListenerOutcome,
+    _l: &ListenerState,
+    _certificate: crate::tls::CertificateId,
+    _hello: &[u8],
+    rustls_reason: &str,
+) {
+    o.reason = Some(format!(
+        "this build has no legacy-tls engine (rustls cannot serve this client: {rustls_reason})"
+    ));
 }
 
 /// A passthrough listener: the upstream the SNI routes to, as serve_passthrough does.
@@ -390,8 +425,8 @@ fn explain_passthrough(
     info: &ClientHelloInfo,
 ) -> ListenerOutcome {
     let mut o = ListenerOutcome::new(l, "passthrough");
-    let sni = info.sni_lowercase();
-    let sni = sni.as_deref().map(|s| s.trim_end_matches('.'));
+    let sni = info.server_name();
+    let sni = sni.as_deref();
     match l.routes.route_sni(sni, l.settings.strict_sni) {
         Err(reason) => {
             o.outcome = "refused";
@@ -634,7 +669,7 @@ impl Report {
                 .collect(),
             alpn: info.alpn.clone(),
             signature_algorithms: named(&info.signature_algorithms, sigalg_name),
-            groups: named(&info.groups, group_name),
+            groups: named(&info.groups, crate::tls::groups::name),
             ec_point_formats: info
                 .ec_point_formats
                 .iter()
@@ -803,13 +838,16 @@ impl Report {
                 "ok" => {
                     let _ = writeln!(
                         s,
-                        "  {:<13}ok: TLS {} {}{}",
+                        "  {:<13}ok: TLS {} {}{}{}",
                         "outcome",
                         l.version.unwrap_or("?"),
                         l.suite.as_deref().unwrap_or("?"),
                         l.alpn
                             .as_deref()
                             .map(|a| format!(", ALPN {a}"))
+                            .unwrap_or_default(),
+                        l.engine
+                            .map(|e| format!(" (engine {e})"))
                             .unwrap_or_default()
                     );
                 }
@@ -912,65 +950,6 @@ pub fn sigalg_name(v: u16) -> Option<&'static str> {
         0x0904 => "mldsa44",
         0x0905 => "mldsa65",
         0x0906 => "mldsa87",
-        _ => return None,
-    })
-}
-
-/// Supported groups (formerly "elliptic curves").
-pub fn group_name(v: u16) -> Option<&'static str> {
-    const RFC4492: [&str; 25] = [
-        "sect163k1",
-        "sect163r1",
-        "sect163r2",
-        "sect193r1",
-        "sect193r2",
-        "sect233k1",
-        "sect233r1",
-        "sect239k1",
-        "sect283k1",
-        "sect283r1",
-        "sect409k1",
-        "sect409r1",
-        "sect571k1",
-        "sect571r1",
-        "secp160k1",
-        "secp160r1",
-        "secp160r2",
-        "secp192k1",
-        "secp192r1",
-        "secp224k1",
-        "secp224r1",
-        "secp256k1",
-        "secp256r1",
-        "secp384r1",
-        "secp521r1",
-    ];
-    if (1..=25).contains(&v) {
-        return RFC4492.get(usize::from(v - 1)).copied();
-    }
-    Some(match v {
-        0x001a => "brainpoolP256r1",
-        0x001b => "brainpoolP384r1",
-        0x001c => "brainpoolP512r1",
-        0x001d => "x25519",
-        0x001e => "x448",
-        0x001f => "brainpoolP256r1tls13",
-        0x0020 => "brainpoolP384r1tls13",
-        0x0021 => "brainpoolP512r1tls13",
-        0x0100 => "ffdhe2048",
-        0x0101 => "ffdhe3072",
-        0x0102 => "ffdhe4096",
-        0x0103 => "ffdhe6144",
-        0x0104 => "ffdhe8192",
-        0x0200 => "MLKEM512",
-        0x0201 => "MLKEM768",
-        0x0202 => "MLKEM1024",
-        0x11eb => "SecP256r1MLKEM768",
-        0x11ec => "X25519MLKEM768",
-        0x11ed => "SecP384r1MLKEM1024",
-        0x6399 => "X25519Kyber768Draft00",
-        0xff01 => "arbitrary_explicit_prime_curves",
-        0xff02 => "arbitrary_explicit_char2_curves",
         _ => return None,
     })
 }
@@ -1108,9 +1087,6 @@ mod tests {
         assert_eq!(suite_name(0x1301), Some("TLS_AES_128_GCM_SHA256"));
         assert_eq!(display_name(0x0a0a, suite_name), "GREASE");
         assert_eq!(display_name(0xabcd, suite_name), "0xabcd");
-        assert_eq!(group_name(23), Some("secp256r1"));
-        assert_eq!(group_name(1), Some("sect163k1"));
-        assert_eq!(group_name(0), None);
         assert_eq!(sigalg_name(0x0804), Some("rsa_pss_rsae_sha256"));
         assert_eq!(extension_name(0xff01), Some("renegotiation_info"));
     }

@@ -543,7 +543,7 @@ fn hello_retry_request_is_reported() {
             .contains("HelloRetryRequest"),
         "{main:#}"
     );
-    assert_eq!(doc["groups"][0]["name"], "x448");
+    assert_eq!(doc["groups"][0]["name"], "X448");
 }
 
 #[test]

@@ -276,8 +276,8 @@ fn capture_details() {
 
     let (no_sni, _) = complete(&load("win7_ie11_schannel_tls12_SNI-REMOVED.synthetic.hex"));
     let (with_sni, _) = complete(&load("win7_ie11_schannel_tls12.hex"));
-    assert_eq!(with_sni.sni_lowercase().as_deref(), Some("dev.ssllabs.com"));
-    assert_eq!(no_sni.sni_lowercase(), None);
+    assert_eq!(with_sni.server_name().as_deref(), Some("dev.ssllabs.com"));
+    assert_eq!(no_sni.server_name(), None);
     assert_eq!(no_sni.cipher_suites, with_sni.cipher_suites);
 }
 
@@ -644,7 +644,7 @@ fn fuzz_never_panics() {
                 info.offered_versions(),
                 info.offered_suites_hex(),
                 info.offers_ecdsa(),
-                info.sni_lowercase(),
+                info.server_name(),
             );
             complete_count += 1;
         }

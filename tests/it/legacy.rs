@@ -2,7 +2,7 @@
 //! out (`send_proxy_protocol` on upstreams).
 //!
 //! - The predicate "can rustls serve this hello with this certificate?"
-//!   (`snigate::passthrough::legacy::check`) against real in-memory rustls handshakes, for
+//!   (`snigate::tls::fit::check`) against real in-memory rustls handshakes, for
 //!   every captured hello, the crafted hellos of the diagnosis module, grids of
 //!   crafted TLS 1.2 and 1.3 hellos and real rustls client hellos, with
 //!   ECDSA P-256, ECDSA P-384, RSA and Ed25519 certificates.
@@ -409,8 +409,7 @@ fn the_predicate_agrees_with_rustls_on_every_hello() {
                 .unwrap();
             for (label, bytes) in &hellos {
                 let info = parse(bytes);
-                let predicted =
-                    snigate::passthrough::legacy::check(&info, &config, &cert.certified_key);
+                let predicted = snigate::tls::fit::check(&info, &config, &cert.certified_key);
                 let actual = rustls_answer(config.clone(), bytes);
                 match &actual {
                     Ok(()) => served += 1,
@@ -477,8 +476,7 @@ fn reasons_are_those_of_a_failed_handshake() {
         .server_config(cert.certified_key.clone(), &["http/1.1".to_string()], None)
         .unwrap();
     let why = |bytes: &[u8]| {
-        snigate::passthrough::legacy::can_serve(&parse(bytes), &config, &cert.certified_key)
-            .unwrap_err()
+        snigate::tls::fit::can_serve(&parse(bytes), &config, &cert.certified_key).unwrap_err()
     };
     let xp = why(&capture("xp_ie8_schannel_tls10_nosni.hex"));
     assert!(
@@ -504,7 +502,7 @@ fn reasons_are_those_of_a_failed_handshake() {
         why(&p384.bytes()),
         "no signature scheme in common with the certificate's key"
     );
-    assert!(snigate::passthrough::legacy::can_serve(
+    assert!(snigate::tls::fit::can_serve(
         &parse(&capture("win10_ie11_schannel_tls12.hex")),
         &config,
         &cert.certified_key

@@ -393,3 +393,37 @@ fn check_builds_the_openssl_contexts() {
         "{errors:?}"
     );
 }
+
+/// The proxy and `explain` agree on every capture with a `legacy_tls`
+/// listener too: OpenSSL's answer, run in memory by `explain`, is the one
+/// the proxy's OpenSSL gives.
+#[tokio::test]
+async fn every_capture_ends_as_explain_says_with_legacy_tls() {
+    let extra = r#"
+[[listener]]
+name = "openssl"
+bind = ["127.0.0.1:0"]
+fallback_certificate = "fallback-rsa"
+legacy_tls = { min_version = "1.0", ciphers = "DEFAULT:@SECLEVEL=0" }
+default_upstream = "web"
+"#;
+    let said = tokio::time::timeout(
+        Duration::from_secs(60),
+        crate::decision::proxy_agrees_with_explain(extra),
+    )
+    .await
+    .expect("bounded");
+    // Android 2.3.7 (TLS 1.0, AES-CBC) and Java 6's SSLv2-format hello are
+    // OpenSSL's, whatever the system's OpenSSL leaves out.
+    for file in [
+        "android237_tls10_nosni.hex",
+        "java6u45_sslv2hello_nosni.hex",
+    ] {
+        let (_, on_openssl) = said
+            .iter()
+            .find(|(f, s)| *f == file && s["listener"] == "openssl")
+            .expect("explained");
+        assert_eq!(on_openssl["outcome"], "ok", "{on_openssl:#}");
+        assert_eq!(on_openssl["engine"], "openssl", "{on_openssl:#}");
+    }
+}

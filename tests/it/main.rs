@@ -13,6 +13,7 @@ mod certs_load;
 mod config_examples;
 mod connection_limits;
 mod deadlines;
+mod decision;
 mod deploy;
 mod diagnosis;
 mod explain;

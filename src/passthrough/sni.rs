@@ -1,0 +1,65 @@
+//! Passthrough listeners: the raw TLS stream is routed by the SNI of its
+//! ClientHello (`route::RouteTable::route_sni`) and copied both ways; the
+//! backend does the TLS handshake.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::conn::hello::read_hello;
+use crate::conn::{emit, record, ConnInfo};
+use crate::observe::telemetry::millis;
+use crate::state::State;
+use crate::tls::ALERT_HANDSHAKE_FAILURE;
+
+/// Passthrough: route the raw TLS stream by SNI and copy bytes both ways.
+pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
+    let start = Instant::now();
+    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
+        return;
+    };
+    let listener = &state.listeners[info.listener];
+    let mut rec = record(&state, &info, Some(&hello.info));
+    let sni = hello.info.server_name();
+    let sni = sni.as_deref();
+    let route = match listener.routes.route_sni(sni, listener.settings.strict_sni) {
+        Ok(route) => route,
+        Err(reason) => {
+            rec.reason = Some(reason);
+            rec.ms = millis(start.elapsed());
+            emit(&state, &info, &rec);
+            let _ = stream.write_all(&ALERT_HANDSHAKE_FAILURE).await;
+            return;
+        }
+    };
+    let upstream = &state.upstreams[route.upstream()];
+    rec.upstream = Some(upstream.name.clone());
+    rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
+    let mut backend = match upstream.connect_raw(info.peer.ip()).await {
+        Ok((server, b)) => {
+            tracing::debug!(conn = info.conn, %server, "passthrough");
+            b
+        }
+        Err(e) => {
+            rec.reason = Some(e.to_string());
+            rec.ms = millis(start.elapsed());
+            emit(&state, &info, &rec);
+            return;
+        }
+    };
+    rec.outcome = "passthrough";
+    rec.ms = millis(start.elapsed());
+    emit(&state, &info, &rec);
+    drop(rec);
+    // The PROXY header first when the upstream asks for one, then the hello.
+    let first = crate::passthrough::legacy::preamble(&state, upstream, &info, &hello.bytes);
+    drop(hello);
+    if backend.write_all(&first).await.is_err() {
+        return;
+    }
+    drop(first);
+    let idle = state.settings.timeouts.client_idle;
+    crate::io::splice::copy_tcp_both_ways(stream, backend, idle).await;
+}
