@@ -13,6 +13,16 @@ pub(super) fn legacy_tls(
 ) -> LegacyTlsSettings {
     let span = t.span();
     let raw = t.get_ref();
+    placement(name, l, span, errors);
+    LegacyTlsSettings {
+        min_version: min_version(name, raw, errors),
+        ciphers: ciphers(name, raw, errors),
+    }
+}
+
+/// Where `legacy_tls` may be: in a snigate built for it, on an https
+/// listener, without a `legacy_upstream`.
+fn placement(name: &str, l: &RawListener, span: Range<usize>, errors: &mut Errors<'_>) {
     if !cfg!(feature = "legacy-tls") {
         errors.at(
             Some(span.clone()),
@@ -42,7 +52,11 @@ pub(super) fn legacy_tls(
             ),
         );
     }
-    let min_version = match &raw.min_version {
+}
+
+/// `min_version`: "1.0", "1.1" or "1.2"; 1.0 by default.
+fn min_version(name: &str, raw: &RawLegacyTls, errors: &mut Errors<'_>) -> LegacyTlsVersion {
+    match &raw.min_version {
         None => LegacyTlsVersion::Tls10,
         Some(v) => match v.get_ref().trim() {
             "1.0" => LegacyTlsVersion::Tls10,
@@ -59,8 +73,12 @@ pub(super) fn legacy_tls(
                 LegacyTlsVersion::Tls10
             }
         },
-    };
-    let ciphers = match &raw.ciphers {
+    }
+}
+
+/// `ciphers`: a non-empty OpenSSL cipher string, [`DEFAULT_LEGACY_CIPHERS`] by default.
+fn ciphers(name: &str, raw: &RawLegacyTls, errors: &mut Errors<'_>) -> String {
+    match &raw.ciphers {
         None => DEFAULT_LEGACY_CIPHERS.to_string(),
         Some(c) if c.get_ref().trim().is_empty() => {
             errors.at(
@@ -70,9 +88,5 @@ pub(super) fn legacy_tls(
             DEFAULT_LEGACY_CIPHERS.to_string()
         }
         Some(c) => c.get_ref().trim().to_string(),
-    };
-    LegacyTlsSettings {
-        min_version,
-        ciphers,
     }
 }

@@ -90,13 +90,7 @@ fn listener(l: &RawListener, cx: &mut Context<'_, '_>) -> ListenerSettings {
         cx.errors,
     );
     let max_concurrent_streams = max_concurrent_streams(name, &l.max_concurrent_streams, cx.errors);
-    // Only an https listener decides per hello whether rustls can serve
-    // the client; the others have no use for a legacy upstream.
-    if l.legacy_upstream.is_some() && l.mode != ListenerMode::Https {
-        cx.inactive.push(format!(
-            "listener \"{name}\": legacy_upstream (only https listeners use it)"
-        ));
-    }
+    legacy_upstream_unused(name, l, cx.inactive);
     let legacy_tls = l
         .legacy_tls
         .as_ref()
@@ -361,6 +355,17 @@ fn max_concurrent_streams(name: &str, v: &Option<Spanned<u32>>, errors: &mut Err
             );
             DEFAULT_MAX_CONCURRENT_STREAMS
         }
+    }
+}
+
+/// Notes in `inactive` a `legacy_upstream` that its listener never uses.
+fn legacy_upstream_unused(name: &str, l: &RawListener, inactive: &mut Vec<String>) {
+    // Only an https listener decides per hello whether rustls can serve
+    // the client; the others have no use for a legacy upstream.
+    if l.legacy_upstream.is_some() && l.mode != ListenerMode::Https {
+        inactive.push(format!(
+            "listener \"{name}\": legacy_upstream (only https listeners use it)"
+        ));
     }
 }
 

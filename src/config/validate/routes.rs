@@ -35,8 +35,18 @@ fn route(
     if r.hosts.get_ref().is_empty() {
         errors.at(Some(r.hosts.span()), "route has no hosts");
     }
-    let hosts = r
-        .hosts
+    let hosts = hosts(r, errors);
+    let listeners_of_route = listeners_of_route(r, listener_names, errors);
+    RouteSettings {
+        hosts,
+        listeners: listeners_of_route,
+        upstream: r.upstream.get_ref().clone(),
+    }
+}
+
+/// `hosts` of a route, as host names.
+fn hosts(r: &RawRoute, errors: &mut Errors<'_>) -> Vec<String> {
+    r.hosts
         .get_ref()
         .iter()
         .filter_map(|h| {
@@ -44,7 +54,15 @@ fn route(
                 .map_err(|e| errors.at(Some(r.hosts.span()), format!("route: {e}")))
                 .ok()
         })
-        .collect();
+        .collect()
+}
+
+/// `listeners` of a route: each an existing listener.
+fn listeners_of_route(
+    r: &RawRoute,
+    listener_names: &HashSet<&str>,
+    errors: &mut Errors<'_>,
+) -> Vec<String> {
     let mut listeners_of_route = Vec::new();
     for l in r.listeners.iter().flatten() {
         if !listener_names.contains(l.get_ref().as_str()) {
@@ -58,11 +76,7 @@ fn route(
         }
         listeners_of_route.push(l.get_ref().clone());
     }
-    RouteSettings {
-        hosts,
-        listeners: listeners_of_route,
-        upstream: r.upstream.get_ref().clone(),
-    }
+    listeners_of_route
 }
 
 /// Notes in `inactive` each `send_proxy_protocol` upstream that HTTP
