@@ -21,7 +21,9 @@ use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
-use crate::http::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
+use crate::http::request_checks::{
+    allowed_upgrade, header_tokens, refused_method, target_has_fragment,
+};
 use crate::http::request_host::{request_host, written_host, RequestHost};
 use crate::observe::telemetry::{timestamp, AccessRecord};
 use crate::route::{normalize_host, RouteMatch};
@@ -572,12 +574,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = header_tokens(headers, &header::CONNECTION)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
@@ -637,13 +635,8 @@ fn rewrite_request(
     let (mut parts, body) = req.into_parts();
     // `TE: trailers` says the client takes response trailers (hyper sends
     // them only then): snigate passes trailers on, so it asks on its behalf.
-    let trailers = parts
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let trailers =
+        header_tokens(&parts.headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(&mut parts.headers);
     if trailers {
         parts
