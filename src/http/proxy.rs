@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -21,14 +22,18 @@ use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
-use crate::http::request_checks::{allowed_upgrade, refused_method, target_has_fragment};
-use crate::http::request_host::{request_host, written_host, RequestHost};
+use crate::http::request_checks::{
+    allowed_upgrade, header_tokens, refused_method, target_has_fragment,
+};
+use crate::http::request_host::{request_host, written_host, HostError, RequestHost};
 use crate::observe::telemetry::{timestamp, AccessRecord};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
 use crate::tls::certs::covers;
 use crate::upstream::request_body::RequestBody;
-use crate::upstream::{asks_for_connection_auth, carries_connection_credentials, UpstreamError};
+use crate::upstream::{
+    asks_for_connection_auth, carries_connection_credentials, PoolReturn, Upstream, UpstreamError,
+};
 
 /// What a connection's next request is served with: the state, and the
 /// connection's facts in that state's terms (listener and certificate
@@ -233,27 +238,123 @@ where
     }
 }
 
-/// One request, start to finish.
+/// What a request gets: a response, or (h2) its stream reset.
+type Reply = Result<Response<ResponseBody>, h2::Error>;
+
+/// One request, start to finish: each step hands it on to the next, or
+/// says how it ends ([`Stop`]).
 async fn handle(
     state: &Arc<State>,
     info: &ConnInfo,
     req: Request<Incoming>,
     in_flight: ActiveRequest,
-) -> Result<Response<ResponseBody>, h2::Error> {
+) -> Reply {
     let h2 = req.version() == Version::HTTP_2;
     let start = Instant::now();
-    let listener = &state.listeners[info.listener];
-    // One host for the route, the 421 check, the log and the backend.
-    let named = request_host(req.version(), req.uri(), req.headers())
-        .map(|h| h.unwrap_or_else(|| written_host(info.local)));
+    let named = one_host(info, &req);
     let fragment = target_has_fragment(in_flight.request_line(), req.method());
+    let mut exchange = open_exchange(state, info, &req, &named, start, in_flight);
+    let host = match admit(req.method(), fragment, named) {
+        Ok(host) => host,
+        Err(stop) => return stop.answer(exchange),
+    };
+    if let Err(stop) = check_directed(state, info, &host) {
+        return stop.answer(exchange);
+    }
+    let route = match route_request(state, info, &host, &mut exchange) {
+        Ok(route) => route,
+        Err(stop) => return stop.answer(exchange),
+    };
+    let (req, upgrade) = upgrade_and_rewrite(state, info, req, &host, route, &exchange);
+    let req = match refuse_connection_auth_over_h2(h2, req) {
+        Ok(req) => req,
+        Err(stop) => return stop.answer(exchange),
+    };
+    let (resp, back) = match send(state, info, route, req, h2, &mut exchange).await {
+        Ok(sent) => sent,
+        Err(e) => return Ok(error_answer(state, info, route, e, exchange)),
+    };
+    match backend_answer(&resp, upgrade, h2) {
+        BackendAnswer::Tunnel(client) => Ok(open_tunnel(state, info, client, resp, back, exchange)),
+        BackendAnswer::Http11Required => {
+            // A challenge: the request was not carried out, so the
+            // client may safely send it again over HTTP/1.1.
+            drop((resp, back));
+            Stop::Http11Required.answer(exchange)
+        }
+        BackendAnswer::Relay => Ok(relay(state, resp, back, exchange)),
+    }
+}
+
+/// How snigate ends a request itself, with no backend response passed on:
+/// see [`Stop::answer`].
+enum Stop {
+    /// The request's fault (400, 405): `msg` is the body and the access
+    /// log's error (see [`refusal`]); `close` ends the connection after it.
+    Refused {
+        status: StatusCode,
+        msg: String,
+        close: bool,
+    },
+    /// Nothing here serves it (421, 404): `msg` is the body, no error logged.
+    Unserved { status: StatusCode, msg: String },
+    /// NTLM/Negotiate over h2: see [`http_1_1_required`].
+    Http11Required,
+}
+
+impl Stop {
+    /// 400 for a request snigate refuses (a host that cannot be told, see
+    /// [`request_host`]; a fragment in the target): noted in the access log as
+    /// the client's error.
+    fn bad_request(msg: String) -> Self {
+        Stop::Refused {
+            status: StatusCode::BAD_REQUEST,
+            msg,
+            close: false,
+        }
+    }
+
+    /// The client's answer, which takes the exchange to its end.
+    fn answer(self, mut exchange: Box<Exchange>) -> Reply {
+        match self {
+            Stop::Refused { status, msg, close } => {
+                let mut resp = refusal(status, msg, exchange);
+                if close {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(resp)
+            }
+            Stop::Unserved { status, msg } => Ok(local_response(status, msg, exchange, None)),
+            Stop::Http11Required => Err(http_1_1_required(&mut exchange)),
+        }
+    }
+}
+
+/// One host for the route, the 421 check, the log and the backend (see
+/// [`request_host`]; snigate writes one when the client named none).
+fn one_host(info: &ConnInfo, req: &Request<Incoming>) -> Result<RequestHost, HostError> {
+    request_host(req.version(), req.uri(), req.headers())
+        .map(|h| h.unwrap_or_else(|| written_host(info.local)))
+}
+
+/// The exchange the request's answer closes, started at `start`: its
+/// metrics always, its access-log line when a log or the report shows it.
+fn open_exchange(
+    state: &Arc<State>,
+    info: &ConnInfo,
+    req: &Request<Incoming>,
+    named: &Result<RequestHost, HostError>,
+    start: Instant,
+    in_flight: ActiveRequest,
+) -> Box<Exchange> {
     let report = info.report.as_ref().filter(|c| c.wants_requests()).cloned();
     let line = (state.access_log.is_some() || report.is_some()).then(|| {
         // Copied only when a log or the report will show it.
         let host = named.as_ref().ok().map(|h| h.name.clone());
-        access_line(state, info, &req, &host)
+        access_line(state, info, req, &host)
     });
-    let mut exchange = Box::new(Exchange {
+    Box::new(Exchange {
         state: state.clone(),
         listener: info.listener,
         upstream: None,
@@ -262,172 +363,269 @@ async fn handle(
         line,
         report,
         in_flight: Some(in_flight),
-    });
+    })
+}
 
+/// The request's host, unless snigate refuses the request outright: a
+/// `#fragment` in its target, a refused method, a host that cannot be told.
+fn admit(
+    method: &Method,
+    fragment: bool,
+    named: Result<RequestHost, HostError>,
+) -> Result<RequestHost, Stop> {
     // The target hyper parsed has lost the fragment: it would name another
     // resource (`DELETE /coll/#frag` the collection). Refused, as HAProxy.
     if fragment {
         let msg = "400 Bad Request: the request target has a #fragment, \
                    which a client must not send to a server\n";
-        return Ok(bad_request(msg.to_string(), exchange));
+        return Err(Stop::bad_request(msg.to_string()));
     }
     // A tunnel to anywhere: never opened, never forwarded. The connection
     // closes after the answer: a client may already be sending what it
     // meant for the tunnel, which must not be read as requests.
-    if refused_method(req.method()) {
-        let msg = format!("405 Method Not Allowed: {} is not proxied\n", req.method());
-        let mut resp = refusal(StatusCode::METHOD_NOT_ALLOWED, msg, exchange);
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(resp);
+    if refused_method(method) {
+        let msg = format!("405 Method Not Allowed: {method} is not proxied\n");
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        return Err(Stop::Refused {
+            status,
+            msg,
+            close: true,
+        });
     }
-    let host = match named {
-        Ok(host) => host,
-        Err(e) => return Ok(bad_request(format!("400 Bad Request: {e}\n"), exchange)),
-    };
-    // The Host must be one the certificate of this connection speaks for.
-    if let (Some(sni), false, Some(cert)) = (&info.sni, host.written, info.certificate) {
-        let h = &host.name;
-        if sni != h && !covers(&state.certificates.get(cert).names, h) {
-            let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
-            return Ok(local_response(
-                StatusCode::MISDIRECTED_REQUEST,
-                msg,
-                exchange,
-                None,
-            ));
-        }
-    }
+    named.map_err(|e| Stop::bad_request(format!("400 Bad Request: {e}\n")))
+}
 
+/// 421 unless the Host is one the certificate of this connection speaks for
+/// (checked when the client named the host and was shown a certificate for
+/// its SNI).
+fn check_directed(state: &State, info: &ConnInfo, host: &RequestHost) -> Result<(), Stop> {
+    let (Some(sni), false, Some(cert)) = (&info.sni, host.written, info.certificate) else {
+        return Ok(());
+    };
+    let h = &host.name;
+    if sni == h || covers(&state.certificates.get(cert).names, h) {
+        return Ok(());
+    }
+    let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
+    let status = StatusCode::MISDIRECTED_REQUEST;
+    Err(Stop::Unserved { status, msg })
+}
+
+/// The listener's route for the host (404 without one); the access log
+/// notes its upstream.
+fn route_request(
+    state: &State,
+    info: &ConnInfo,
+    host: &RequestHost,
+    exchange: &mut Exchange,
+) -> Result<RouteMatch, Stop> {
+    let listener = &state.listeners[info.listener];
     let Some(route) = listener.routes.route(Some(&host.name)) else {
         let msg = format!("404 Not Found: no route for host {}\n", host.name);
-        return Ok(local_response(StatusCode::NOT_FOUND, msg, exchange, None));
+        let status = StatusCode::NOT_FOUND;
+        return Err(Stop::Unserved { status, msg });
     };
-    let upstream = &state.upstreams[route.upstream()];
     if let Some(l) = &mut exchange.line {
-        l.record.upstream = Some(upstream.name.clone());
+        l.record.upstream = Some(state.upstreams[route.upstream()].name.clone());
     }
+    Ok(route)
+}
 
+/// The request as the backend gets it (see [`rewrite_request`]) and, when
+/// it asks for an upgrade the listener passes, the client's side of the
+/// tunnel, opened once the backend agrees.
+fn upgrade_and_rewrite(
+    state: &State,
+    info: &ConnInfo,
+    mut req: Request<Incoming>,
+    host: &RequestHost,
+    route: RouteMatch,
+    exchange: &Exchange,
+) -> (Request<RequestBody>, Option<OnUpgrade>) {
+    let settings = &state.listeners[info.listener].settings;
     // A protocol upgrade (WebSocket, or one the listener lists; never h2c):
     // the client's side of the tunnel, once the backend has agreed. Any
     // other Upgrade is removed with the hop-by-hop headers.
-    let mut req = req;
-    let allowed = &listener.settings.upgrade_protocols;
-    let upgrade = allowed_upgrade(req.version(), req.headers(), allowed)
+    let upgrade = allowed_upgrade(req.version(), req.headers(), &settings.upgrade_protocols)
         .map(|p| (p, hyper::upgrade::on(&mut req)));
-    let mut req = rewrite_request(
-        req,
-        &host,
-        info,
-        upstream.is_tls(),
-        &listener.settings.trusted_proxies,
-        exchange.line.as_ref().map(|l| l.bytes_in.clone()),
-    );
-    if let Some((protocol, _)) = &upgrade {
-        let headers = req.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol.clone());
-    }
-    // NTLM and Negotiate authenticate a connection, which h2 multiplexes:
-    // as IIS does, ask the client to send this request over HTTP/1.1
-    // (RST_STREAM HTTP_1_1_REQUIRED; browsers, curl and .NET then reconnect
-    // with HTTP/1.1), before any backend sees the credentials.
+    let backend_tls = state.upstreams[route.upstream()].is_tls();
+    let bytes_in = exchange.line.as_ref().map(|l| l.bytes_in.clone());
+    let trusted = &settings.trusted_proxies;
+    let mut req = rewrite_request(req, host, info, backend_tls, trusted, bytes_in);
+    let Some((protocol, client)) = upgrade else {
+        return (req, None);
+    };
+    let headers = req.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+    (req, Some(client))
+}
+
+/// NTLM and Negotiate authenticate a connection, which h2 multiplexes:
+/// as IIS does, ask the client to send this request over HTTP/1.1
+/// (RST_STREAM HTTP_1_1_REQUIRED; browsers, curl and .NET then reconnect
+/// with HTTP/1.1), before any backend sees the credentials.
+fn refuse_connection_auth_over_h2(
+    h2: bool,
+    req: Request<RequestBody>,
+) -> Result<Request<RequestBody>, Stop> {
     if h2 && carries_connection_credentials(req.headers()) {
-        return Err(http_1_1_required(&mut exchange));
+        return Err(Stop::Http11Required);
     }
+    Ok(req)
+}
+
+/// Sends the request to the route's upstream: its response head and the
+/// backend connection's way back to the pool. The exchange notes the
+/// upstream, the status and the server that answered.
+async fn send(
+    state: &State,
+    info: &ConnInfo,
+    route: RouteMatch,
+    req: Request<RequestBody>,
+    h2: bool,
+    exchange: &mut Exchange,
+) -> Result<(Response<Incoming>, Option<PoolReturn>), UpstreamError> {
+    let upstream = &state.upstreams[route.upstream()];
     // An h2 connection's streams share no backend connection state.
     let affinity = (!h2).then_some(&*info.affinity);
-    match upstream.send(req, info.peer.ip(), affinity).await {
-        Ok((mut resp, server, back)) => {
-            exchange.upstream = Some(route.upstream());
-            exchange.status = resp.status().as_u16();
-            if let Some(l) = &mut exchange.line {
-                l.record.server = Some(server);
-            }
-            if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, resp.status()) {
-                let backend = hyper::upgrade::on(&mut resp);
-                // The tunnel holds the connection's timers off for as long
-                // as it lives (its own idle timeout applies).
-                let in_flight = exchange.in_flight.take();
-                let idle = state.settings.timeouts.client_idle;
-                tokio::spawn(tunnel(client, backend, idle, in_flight, info.conn));
-                drop(back);
-                let (mut parts, _) = resp.into_parts();
-                let protocol = parts.headers.get(header::UPGRADE).cloned();
-                remove_hop_by_hop(&mut parts.headers);
-                parts
-                    .headers
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                if let Some(p) = protocol {
-                    parts.headers.insert(header::UPGRADE, p);
-                }
-                return Ok(Response::from_parts(
-                    parts,
-                    ResponseBody::full("").with_exchange(exchange),
-                ));
-            }
-            if h2 && asks_for_connection_auth(&resp) {
-                // A challenge: the request was not carried out, so the
-                // client may safely send it again over HTTP/1.1.
-                drop((resp, back));
-                return Err(http_1_1_required(&mut exchange));
-            }
-            let (mut parts, body) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(
-                parts,
-                ResponseBody::upstream(body, back, state.settings.timeouts.upstream_read)
-                    .with_exchange(exchange),
-            ))
+    let (resp, server, back) = upstream.send(req, info.peer.ip(), affinity).await?;
+    exchange.upstream = Some(route.upstream());
+    exchange.status = resp.status().as_u16();
+    if let Some(l) = &mut exchange.line {
+        l.record.server = Some(server);
+    }
+    Ok((resp, back))
+}
+
+/// What the client gets for a backend's response head.
+enum BackendAnswer {
+    /// The backend agreed to the client's upgrade (101): a tunnel.
+    Tunnel(OnUpgrade),
+    /// An NTLM/Negotiate challenge to an h2 client: see [`http_1_1_required`].
+    Http11Required,
+    /// Anything else: the response, streamed.
+    Relay,
+}
+
+/// Which [`BackendAnswer`] a response head calls for: `upgrade` is the
+/// client's side of the upgrade it asked for, if any.
+fn backend_answer(
+    resp: &Response<Incoming>,
+    upgrade: Option<OnUpgrade>,
+    h2: bool,
+) -> BackendAnswer {
+    match upgrade {
+        Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            BackendAnswer::Tunnel(client)
         }
-        Err(e) => {
-            let status = e.status();
-            let no_server = matches!(e, UpstreamError::NoServer { .. });
-            if no_server {
-                // The upstream logs this itself, at most every 10 s.
-                tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
-            } else if e.is_client_fault() {
-                // The client's doing (a malformed or stalled request body):
-                // nothing against the backend.
-                tracing::debug!(
-                    conn = info.conn,
-                    peer = %info.peer,
-                    upstream = %upstream.name,
-                    error = %e,
-                    "the client's request failed; answering {}",
-                    status.as_u16()
-                );
-            } else {
-                tracing::warn!(
-                    conn = info.conn,
-                    upstream = %upstream.name,
-                    server = %e.server(),
-                    error = %e,
-                    default = matches!(route, RouteMatch::Default(_)),
-                    "upstream request failed; answering {}",
-                    status.as_u16()
-                );
-            }
-            exchange.upstream = Some(route.upstream());
-            if let Some(l) = &mut exchange.line {
-                l.record.server = (!no_server).then(|| e.server().to_string());
-            }
-            let msg = if e.is_client_fault() {
-                format!(
-                    "{} {}: {e}\n",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                )
-            } else {
-                format!(
-                    "{} {}: upstream {} did not answer\n",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or(""),
-                    upstream.name
-                )
-            };
-            Ok(local_response(status, msg, exchange, Some(e.to_string())))
-        }
+        _ if h2 && asks_for_connection_auth(resp) => BackendAnswer::Http11Required,
+        _ => BackendAnswer::Relay,
+    }
+}
+
+/// The backend agreed to the upgrade: the tunnel runs on a task of its own,
+/// and the client gets the 101 with `Connection: upgrade` and the backend's
+/// `Upgrade`.
+fn open_tunnel(
+    state: &State,
+    info: &ConnInfo,
+    client: OnUpgrade,
+    mut resp: Response<Incoming>,
+    back: Option<PoolReturn>,
+    mut exchange: Box<Exchange>,
+) -> Response<ResponseBody> {
+    let backend = hyper::upgrade::on(&mut resp);
+    // The tunnel holds the connection's timers off for as long
+    // as it lives (its own idle timeout applies).
+    let in_flight = exchange.in_flight.take();
+    let idle = state.settings.timeouts.client_idle;
+    tokio::spawn(tunnel(client, backend, idle, in_flight, info.conn));
+    drop(back);
+    let (mut parts, _) = resp.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    remove_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(p) = protocol {
+        parts.headers.insert(header::UPGRADE, p);
+    }
+    Response::from_parts(parts, ResponseBody::full("").with_exchange(exchange))
+}
+
+/// The backend's response for the client: without hop-by-hop headers, its
+/// body streamed (`upstream_read` applies), the connection back to the
+/// pool at its end.
+fn relay(
+    state: &State,
+    resp: Response<Incoming>,
+    back: Option<PoolReturn>,
+    exchange: Box<Exchange>,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    let body = ResponseBody::upstream(body, back, state.settings.timeouts.upstream_read);
+    Response::from_parts(parts, body.with_exchange(exchange))
+}
+
+/// The client's answer when the upstream request failed (502, 503, 504;
+/// 400 or 408 when the client's body failed), noted in the access log.
+fn error_answer(
+    state: &State,
+    info: &ConnInfo,
+    route: RouteMatch,
+    e: UpstreamError,
+    mut exchange: Box<Exchange>,
+) -> Response<ResponseBody> {
+    let upstream = &state.upstreams[route.upstream()];
+    log_failure(info, upstream, route, &e);
+    let status = e.status();
+    let no_server = matches!(e, UpstreamError::NoServer { .. });
+    exchange.upstream = Some(route.upstream());
+    if let Some(l) = &mut exchange.line {
+        l.record.server = (!no_server).then(|| e.server().to_string());
+    }
+    let (code, reason) = (status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let msg = if e.is_client_fault() {
+        format!("{code} {reason}: {e}\n")
+    } else {
+        format!(
+            "{code} {reason}: upstream {} did not answer\n",
+            upstream.name
+        )
+    };
+    local_response(status, msg, exchange, Some(e.to_string()))
+}
+
+/// Logs a failed upstream request: against the backend (warning), or at
+/// debug level when the client caused it or no server was in rotation.
+fn log_failure(info: &ConnInfo, upstream: &Upstream, route: RouteMatch, e: &UpstreamError) {
+    let status = e.status();
+    if matches!(e, UpstreamError::NoServer { .. }) {
+        // The upstream logs this itself, at most every 10 s.
+        tracing::debug!(conn = info.conn, upstream = %upstream.name, error = %e, "answering 503");
+    } else if e.is_client_fault() {
+        // The client's doing (a malformed or stalled request body):
+        // nothing against the backend.
+        tracing::debug!(
+            conn = info.conn,
+            peer = %info.peer,
+            upstream = %upstream.name,
+            error = %e,
+            "the client's request failed; answering {}",
+            status.as_u16()
+        );
+    } else {
+        tracing::warn!(
+            conn = info.conn,
+            upstream = %upstream.name,
+            server = %e.server(),
+            error = %e,
+            default = matches!(route, RouteMatch::Default(_)),
+            "upstream request failed; answering {}",
+            status.as_u16()
+        );
     }
 }
 
@@ -507,13 +705,6 @@ fn access_line(
     }
 }
 
-/// 400 for a request snigate refuses (a host that cannot be told, see
-/// [`request_host`]; a fragment in the target): noted in the access log as
-/// the client's error.
-fn bad_request(msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
-    refusal(StatusCode::BAD_REQUEST, msg, exchange)
-}
-
 /// A request snigate refuses with `status`: `msg` is the body, and the
 /// access log's `error` (the reason, blaming the request).
 fn refusal(status: StatusCode, msg: String, exchange: Box<Exchange>) -> Response<ResponseBody> {
@@ -572,12 +763,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = header_tokens(headers, &header::CONNECTION)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
@@ -637,13 +824,8 @@ fn rewrite_request(
     let (mut parts, body) = req.into_parts();
     // `TE: trailers` says the client takes response trailers (hyper sends
     // them only then): snigate passes trailers on, so it asks on its behalf.
-    let trailers = parts
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let trailers =
+        header_tokens(&parts.headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(&mut parts.headers);
     if trailers {
         parts

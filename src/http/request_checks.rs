@@ -1,7 +1,8 @@
 //! Checks on a request before it goes anywhere, as pure functions the HTTP
 //! stage calls: a `#fragment` in the target as the client wrote it, which
 //! `Upgrade` protocols pass (never `h2c`), and whether a method is one
-//! snigate refuses to forward (`CONNECT`).
+//! snigate refuses to forward (`CONNECT`); and [`header_tokens`], the one
+//! reading of a comma-separated field (`Connection`, `Upgrade`, `TE`).
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
@@ -40,11 +41,12 @@ pub fn allowed_upgrade(
     if version != Version::HTTP_11 || allowed.is_empty() {
         return None;
     }
-    let asks = tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    let asks =
+        header_tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"));
     if !asks {
         return None;
     }
-    let passed: Vec<&str> = tokens(headers, &header::UPGRADE)
+    let passed: Vec<&str> = header_tokens(headers, &header::UPGRADE)
         .filter(|p| {
             // `name` or `name/version`
             let name = p.split('/').next().unwrap_or("").trim();
@@ -58,10 +60,12 @@ pub fn allowed_upgrade(
     HeaderValue::from_str(&passed.join(", ")).ok()
 }
 
-/// The comma-separated, trimmed, non-empty elements of every `name` field.
-fn tokens<'a>(
+/// The comma-separated, trimmed, non-empty elements of every `name` field,
+/// in order, as written (callers compare them ignoring ASCII case); a field
+/// that is not visible ASCII is skipped.
+pub fn header_tokens<'a>(
     headers: &'a HeaderMap,
-    name: &'a header::HeaderName,
+    name: &header::HeaderName,
 ) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(name)
@@ -137,6 +141,23 @@ mod tests {
         let plain = line(Method::DELETE, false);
         assert!(!target_has_fragment(Some(&plain), &Method::DELETE));
         assert!(!target_has_fragment(None, &Method::DELETE));
+    }
+
+    #[test]
+    fn header_tokens_are_trimmed_non_empty_and_across_fields() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" Keep-Alive ,,x"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        let all: Vec<&str> = header_tokens(&h, &header::CONNECTION).collect();
+        assert_eq!(all, ["Keep-Alive", "x", "Upgrade"]);
+        assert_eq!(header_tokens(&h, &header::TE).count(), 0);
     }
 
     #[test]

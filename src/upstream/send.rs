@@ -213,10 +213,14 @@ impl Upstream {
                 {
                     Err(e) => return Err(e),
                     Ok(Ok(resp)) => {
-                        let after = Binding::Pinned;
-                        return Ok(
-                            self.finish(&server, sender, resp, affinity, after, None, counted)
-                        );
+                        let answered = Answered {
+                            server: &server,
+                            sender,
+                            resp,
+                            tls_name: None,
+                            counted,
+                        };
+                        return Ok(self.finish(answered, affinity, Binding::Pinned));
                     }
                     Ok(Err(mut e)) => match e.take_message() {
                         // Not sent: the backend closed the authenticated
@@ -257,9 +261,14 @@ impl Upstream {
             match sent {
                 Ok(resp) => {
                     let after = Binding::of(bind(&resp));
-                    return Ok(
-                        self.finish(&server, sender, resp, affinity, after, tls_name, counted)
-                    );
+                    let answered = Answered {
+                        server: &server,
+                        sender,
+                        resp,
+                        tls_name,
+                        counted,
+                    };
+                    return Ok(self.finish(answered, affinity, after));
                 }
                 Err(mut e) => match (e.take_message(), replay) {
                     (Some(unsent), _) => {
@@ -286,7 +295,14 @@ impl Upstream {
             Ok(Err(e)) => Err(protocol(&server, &e)),
             Ok(Ok(resp)) => {
                 let after = Binding::of(bind(&resp));
-                Ok(self.finish(&server, sender, resp, affinity, after, tls_name, counted))
+                let answered = Answered {
+                    server: &server,
+                    sender,
+                    resp,
+                    tls_name,
+                    counted,
+                };
+                Ok(self.finish(answered, affinity, after))
             }
         }
     }
@@ -421,17 +437,19 @@ impl Upstream {
     /// instead); any other goes back to the pool when its response body has
     /// been read to the end, through the returned [`PoolReturn`] (at once
     /// when there is no body).
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        server: &Arc<Server>,
-        sender: SendRequest<RequestBody>,
-        resp: Response<Incoming>,
+        answered: Answered<'_>,
         affinity: Option<&Affinity>,
         binding: Binding,
-        tls_name: Option<ServerName<'static>>,
-        counted: CountedRequest,
     ) -> (Response<Incoming>, String, Option<PoolReturn>) {
+        let Answered {
+            server,
+            sender,
+            resp,
+            tls_name,
+            counted,
+        } = answered;
         let addr = server.addr.clone();
         if binding != Binding::Pinned && !server.health.in_rotation() {
             // A trial request (passive health) answered on a pooled connection.
@@ -739,6 +757,17 @@ fn client_body_error(e: &hyper::Error) -> Option<&hyper::Error> {
         return None;
     }
     std::error::Error::source(e)?.downcast_ref::<hyper::Error>()
+}
+
+/// A response head and the backend connection it came on, with what goes
+/// with that connection: what [`Upstream::finish`] disposes of.
+struct Answered<'a> {
+    server: &'a Arc<Server>,
+    sender: SendRequest<RequestBody>,
+    resp: Response<Incoming>,
+    /// The server name (SNI) the connection was opened with (TLS only).
+    tls_name: Option<ServerName<'static>>,
+    counted: CountedRequest,
 }
 
 /// Whether the exchange on a backend connection ties that connection to
