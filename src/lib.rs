@@ -1,7 +1,7 @@
 //! snigate: a TLS-terminating, SNI-aware reverse proxy for web farms whose
 //! clients do not all send SNI.
 //!
-//! Folders by layer, from the bottom: [`config`]; [`observe`] (logs,
+//! Folders by layer, from the bottom: [`sync`]; [`config`]; [`observe`] (logs,
 //! metrics, report); [`io`]; [`tls`]; [`route`]; [`upstream`]; [`state`];
 //! [`conn`]; [`http`]; [`passthrough`]; [`frontend`]; [`server`]; [`tools`].
 //! A connection flows [`server::accept`] -> [`frontend::connection`] (hello,
@@ -19,6 +19,7 @@ pub mod passthrough;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod tls;
 pub mod tools;
 pub mod upstream;

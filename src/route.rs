@@ -129,7 +129,7 @@ pub fn normalize_host(authority: &str) -> Option<String> {
             _ => a,
         }
     };
-    let host = host.trim_end_matches('.');
+    let host = crate::config::host_name(host);
     if host.is_empty()
         || host
             .bytes()
@@ -137,7 +137,7 @@ pub fn normalize_host(authority: &str) -> Option<String> {
     {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    Some(host)
 }
 
 #[cfg(test)]
@@ -157,7 +157,7 @@ mod tests {
             proxy_protocol: false,
             max_connections: 1,
             max_connections_per_ip: 0,
-            trusted_proxies: vec![],
+            trusted_proxies: Default::default(),
             legacy_upstream: None,
             legacy_tls: None,
             preserve_header_case: false,

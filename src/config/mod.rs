@@ -4,8 +4,13 @@
 //! values; the rest of snigate never sees TOML. Every error found is kept
 //! (not only the first), each with its file position where there is one.
 
+mod host;
 mod raw;
+mod trust;
 mod validate;
+
+pub use host::host_name;
+pub use trust::TrustedProxies;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -167,8 +172,10 @@ pub struct ListenerSettings {
     /// Open connections one client address (IPv6: one /64) may hold on this
     /// listener; 0 = no such limit. See [`crate::state::source_limit`].
     pub max_connections_per_ip: usize,
-    /// Sources whose `X-Forwarded-For` is extended rather than replaced.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Balancers: whose `X-Forwarded-For` is extended rather than replaced,
+    /// who are not limited per address, and (with `proxy_protocol`) who may
+    /// send the PROXY header.
+    pub trusted_proxies: TrustedProxies,
     /// https: where a client that rustls cannot serve (TLS 1.1 or older,
     /// SSLv2-format hello, no suite or signature scheme in common, ...) is
     /// sent as a raw TLS stream instead of failing its handshake.

@@ -192,7 +192,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 /// A host name as written in `hosts`/`names`: lower-cased, `*.` only as the
 /// first label.
 pub(crate) fn host_pattern(host: &str) -> Result<String, String> {
-    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let h = crate::config::host_name(host.trim());
     let body = h.strip_prefix("*.").unwrap_or(&h);
     let valid = !body.is_empty()
         && h.len() <= 253

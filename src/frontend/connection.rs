@@ -1,4 +1,5 @@
-//! One accepted client connection, in the order of DESIGN.md's data flow:
+//! One accepted client connection, in the order of the README's
+//! "Architecture" (a connection's path):
 //! ClientHello -> certificate (or passthrough upstream) -> TLS -> HTTP.
 
 use std::net::SocketAddr;

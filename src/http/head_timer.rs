@@ -80,7 +80,7 @@ impl Phase {
         let line = if self.lines_stopped.load(Ordering::Relaxed) {
             None
         } else {
-            self.lines.lock().unwrap_or_else(|p| p.into_inner()).take()
+            crate::sync::lock(&self.lines).take()
         };
         ActiveRequest {
             phase: self.clone(),
@@ -93,7 +93,7 @@ impl Phase {
         if self.lines_stopped.load(Ordering::Relaxed) {
             return;
         }
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = crate::sync::lock(&self.lines);
         lines.feed(bytes);
         if lines.stopped() {
             self.lines_stopped.store(true, Ordering::Relaxed);

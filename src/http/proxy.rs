@@ -450,8 +450,8 @@ fn upgrade_and_rewrite(
         .map(|p| (p, hyper::upgrade::on(&mut req)));
     let backend_tls = state.upstreams[route.upstream()].is_tls();
     let bytes_in = exchange.line.as_ref().map(|l| l.bytes_in.clone());
-    let trusted = &settings.trusted_proxies;
-    let mut req = rewrite_request(req, host, info, backend_tls, trusted, bytes_in);
+    let from_trusted = settings.trusted_proxies.contains(info.peer.ip());
+    let mut req = rewrite_request(req, host, info, backend_tls, from_trusted, bytes_in);
     let Some((protocol, client)) = upgrade else {
         return (req, None);
     };
@@ -818,7 +818,7 @@ fn rewrite_request(
     host: &RequestHost,
     info: &ConnInfo,
     backend_tls: bool,
-    trusted: &[ipnet::IpNet],
+    from_trusted: bool,
     bytes_in: Option<Arc<AtomicU64>>,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
@@ -839,7 +839,6 @@ fn rewrite_request(
         host.header.clone(),
     );
     let xff = HeaderName::from_static("x-forwarded-for");
-    let from_trusted = !trusted.is_empty() && trusted.iter().any(|n| n.contains(&info.peer.ip()));
     let appended = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
         Some(prior) if from_trusted && !prior.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prior}, {}", info.peer.ip())).ok()

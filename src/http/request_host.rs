@@ -124,9 +124,7 @@ fn parse(value: &[u8]) -> Result<RequestHost, HostError> {
         None => port.is_empty(),
         Some(digits) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
     };
-    let name = String::from_utf8_lossy(host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let name = crate::config::host_name(&String::from_utf8_lossy(host));
     if !port_ok || name.is_empty() {
         return Err(invalid());
     }

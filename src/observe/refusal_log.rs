@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
+
 /// At most one summary line per listener in this interval.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -149,10 +151,6 @@ fn log(listener: &str, s: &Summary, limit: usize) {
          (one such line per listener every {} s at most)",
         SUMMARY_INTERVAL.as_secs()
     );
-}
-
-fn lock(m: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Logs: the human log on stderr (tracing), and the two JSON-lines logs of
-//! DESIGN.md (handshakes, HTTP requests).
+//! Logs: the human log on stderr (tracing), and the two JSON-lines logs
+//! (README, "Logs": handshakes, HTTP requests).
 //!
 //! JSON lines are handed to a writer thread through a queue, so a slow disk
 //! never stalls a worker thread. The queue is capped in bytes
@@ -218,40 +218,69 @@ fn write_lines(out: impl Write, rx: Receiver<Vec<u8>>, queued: &AtomicUsize) {
     }
 }
 
-/// One line of the handshake log (field order as in DESIGN.md).
+/// One line of the handshake log: a public contract, in the README's
+/// "Handshake log" (fields in this order; a change here is a change there).
 #[derive(Debug, Clone, Serialize)]
 pub struct HandshakeRecord {
+    /// RFC 3339 UTC time with milliseconds.
     pub ts: String,
+    /// `"tls_handshake"`.
     pub event: &'static str,
+    /// Connection id, unique in the process; the access log's `conn`.
     pub conn: u64,
+    /// The listener's name.
     pub listener: String,
+    /// The local address the client connected to (a PROXY header's
+    /// destination behind a balancer).
     pub local: String,
+    /// The client's address (a PROXY header's source behind a balancer).
     pub peer: String,
+    /// The SNI as sent; null when the extension is absent.
     pub sni: Option<String>,
+    /// https: the listener's fallback certificate was served (always
+    /// `false` on `legacy_passthrough`); passthrough: `default_upstream`.
     pub fallback: bool,
+    /// The `[[certificate]]` served, or null (always on
+    /// `legacy_passthrough`: the legacy upstream presents its own).
     pub certificate: Option<String>,
+    /// Versions offered, highest first (`"1.2"`, ...).
     pub offered_versions: Vec<&'static str>,
+    /// Cipher suites offered in the client's order, as `"0xc02b"`, GREASE
+    /// dropped.
     pub offered_suites: Vec<String>,
+    /// ALPN protocols offered.
     pub offered_alpn: Vec<String>,
+    /// JA3 of the hello (MD5 hex); `""` without one.
     pub ja3: String,
+    /// JA4 of the hello; `""` without one.
     pub ja4: String,
     pub outcome: &'static str,
+    /// The version negotiated (`"1.2"`, `"1.3"`), else null.
     pub version: Option<&'static str>,
+    /// The cipher suite negotiated, by its IANA name, else null.
     pub suite: Option<String>,
     /// The key exchange group negotiated (`"X25519MLKEM768"`, `"X25519"`,
     /// `"secp256r1"`, ...); null when the handshake did not complete, had
     /// none (a resumed TLS 1.2 session) or the engine does not tell (OpenSSL).
     pub group: Option<&'static str>,
+    /// The ALPN protocol negotiated, else null.
     pub alpn: Option<String>,
+    /// Milliseconds from the accept (after a PROXY header) to the end of
+    /// the handshake; passthrough: until the backend connection is open.
     pub ms: f64,
     /// `true` when the client resumed an earlier session (TLS 1.3 ticket,
     /// TLS 1.2 session id or ticket); absent for full handshakes.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// Why the handshake did not complete, or (`legacy_passthrough`) why
+    /// rustls cannot serve the client, in plain words. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A fix, where snigate knows one. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Passthrough: the upstream chosen; https: the `legacy_upstream` (on
+    /// `legacy_passthrough`, or `failed` when it could not be reached).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// The TLS engine when it is not rustls: `"openssl"` for a client the
@@ -260,25 +289,40 @@ pub struct HandshakeRecord {
     pub engine: Option<&'static str>,
 }
 
-/// One line of the access log.
+/// One line of the access log: a public contract, in the README's "Access
+/// log" (fields in this order; a change here is a change there).
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessRecord {
+    /// When the request arrived (RFC 3339 UTC, milliseconds).
     pub ts: String,
+    /// `"http_request"`.
     pub event: &'static str,
+    /// As in the handshake log.
     pub conn: u64,
     pub listener: String,
     pub peer: String,
+    /// null without SNI and on http listeners.
     pub sni: Option<String>,
     pub method: String,
+    /// The request's one host, as routed; null if none.
     pub host: Option<String>,
+    /// Path and query.
     pub path: String,
+    /// The status sent to the client.
     pub status: u16,
+    /// The upstream chosen, else null.
     pub upstream: Option<String>,
+    /// `host:port` of the server that answered (or failed), else null.
     pub server: Option<String>,
+    /// Request body bytes.
     pub bytes_in: u64,
+    /// Response body bytes.
     pub bytes_out: u64,
+    /// Milliseconds from the request's arrival to the response's end.
     pub ms: f64,
+    /// The `User-Agent` header, or null.
     pub user_agent: Option<String>,
+    /// `"HTTP/1.0"`, `"HTTP/1.1"` or `"HTTP/2"` (client side).
     pub version: &'static str,
     /// The certificate served on this TLS connection (absent on plain HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -287,6 +331,8 @@ pub struct AccessRecord {
     /// `false` means the client saw a certificate name warning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub covered: Option<bool>,
+    /// Only when snigate answered itself: what failed upstream, which
+    /// timeout fired, or why the request was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

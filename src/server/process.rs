@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::server::accept::{bind_keys, BindKey};
 use crate::state::{Shared, State};
+use crate::sync::lock;
 use crate::tls::hygiene::Finding;
 
 /// A running proxy. Dropping it does not stop it; call [`Proxy::shutdown`].
@@ -527,11 +528,6 @@ fn bind_for(
             state.listeners[index].settings.name
         )
     })
-}
-
-/// A poisoned lock only means a panic elsewhere; the data is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Certificate hygiene once a day (certificates approach expiry without

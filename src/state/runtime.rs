@@ -67,12 +67,7 @@ impl ListenerState {
             return Ok(None);
         }
         let client = client.to_canonical();
-        if listener
-            .settings
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&client))
-        {
+        if listener.settings.trusted_proxies.contains(client) {
             return Ok(None);
         }
         let source = source_key(client);

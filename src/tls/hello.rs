@@ -183,13 +183,7 @@ impl ClientHelloInfo {
     /// compare case-insensitively), without a trailing dot (`a.test.` is
     /// `a.test`). Every use of the SNI as a name goes through here.
     pub fn server_name(&self) -> Option<String> {
-        self.sni.as_ref().map(|s| {
-            let mut name = s.to_ascii_lowercase();
-            while name.ends_with('.') {
-                name.pop();
-            }
-            name
-        })
+        self.sni.as_deref().map(crate::config::host_name)
     }
 }
 

@@ -205,7 +205,7 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
             .filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name))
             .flat_map(|r| r.hosts.iter());
         for h in hosts {
-            let key = h.trim_end_matches('.').to_ascii_lowercase();
+            let key = crate::config::host_name(h);
             if h.starts_with("*.") || fallback.covers(h) || seen.contains(&key) {
                 continue;
             }

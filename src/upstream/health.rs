@@ -116,7 +116,7 @@ impl ServerHealth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Whether a request may go to this server now: in rotation, or due for

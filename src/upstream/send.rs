@@ -374,11 +374,7 @@ impl Upstream {
             servers: self.servers.len(),
         };
         self.no_server.refused.fetch_add(1, Ordering::Relaxed);
-        let mut last = self
-            .no_server
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut last = crate::sync::lock(&self.no_server.last);
         if last.is_none_or(|t| t.elapsed() >= NO_SERVER_LOG_EVERY) {
             *last = Some(Instant::now());
             let refused = self.no_server.refused.swap(0, Ordering::Relaxed);
@@ -697,7 +693,7 @@ impl Server {
         max_idle: Duration,
         tls_name: Option<&ServerName<'static>>,
     ) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = crate::sync::lock(&self.idle);
         let mut i = idle.len();
         while i > 0 {
             i -= 1;
@@ -715,7 +711,7 @@ impl Server {
         // hyper may not report the connection ready yet (it finishes the
         // previous exchange on its next turn); a request sent before then is
         // queued by hyper, and handed back unsent if the connection closes.
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = crate::sync::lock(&self.idle);
         if idle.len() >= MAX_IDLE_PER_SERVER {
             idle.pop_front();
         }
@@ -727,7 +723,7 @@ impl Server {
     }
 
     fn prune(&self, max_idle: Duration) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = crate::sync::lock(&self.idle);
         idle.retain(|c| c.since.elapsed() < max_idle && !c.sender.is_closed());
     }
 }
@@ -957,13 +953,13 @@ impl std::fmt::Debug for Affinity {
 
 impl Affinity {
     fn take(&self, upstream: &str) -> Option<Pinned> {
-        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pinned = crate::sync::lock(&self.pinned);
         let at = pinned.iter().position(|p| p.upstream == upstream)?;
         Some(pinned.swap_remove(at))
     }
 
     fn put(&self, conn: Pinned) {
-        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pinned = crate::sync::lock(&self.pinned);
         pinned.retain(|p| p.upstream != conn.upstream);
         pinned.push(conn);
     }

@@ -172,7 +172,7 @@ fn snigate_check_accepts_every_example_with_one_line() {
     }
 }
 
-/// The default configuration: what DESIGN.md's sample describes.
+/// The default configuration: what the README's sample describes.
 #[test]
 fn default_config_matches_the_design_sample() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/snigate.toml");

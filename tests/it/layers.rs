@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// From the bottom up, as the README lists them.
 const LAYERS: &[&str] = &[
+    "sync",
     "config",
     "observe",
     "io",

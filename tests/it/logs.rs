@@ -1,4 +1,4 @@
-//! The handshake and access logs of DESIGN.md, as an operator reads them:
+//! The handshake and access logs of the README ("Logs"), as an operator reads them:
 //! one JSON line per ClientHello (ok, failed, rejected) and per request.
 
 use crate::common;

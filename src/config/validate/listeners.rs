@@ -214,7 +214,7 @@ fn trusted_proxies(
     name: &str,
     raw: &[Spanned<String>],
     errors: &mut Errors<'_>,
-) -> Vec<ipnet::IpNet> {
+) -> crate::config::TrustedProxies {
     let mut trusted_proxies = Vec::new();
     for t in raw {
         let text = t.get_ref();
@@ -231,7 +231,7 @@ fn trusted_proxies(
             ),
         }
     }
-    trusted_proxies
+    crate::config::TrustedProxies::new(trusted_proxies)
 }
 
 /// `upgrade_protocols`: each an [`upgrade_protocol`], websocket by default.

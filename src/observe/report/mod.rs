@@ -1,4 +1,4 @@
-//! The compatibility report (DESIGN.md "Compatibility report"): which
+//! The compatibility report (README, "Compatibility report"): which
 //! clients send no SNI, which fail their handshake, why, and what would fix
 //! it.
 //!
@@ -23,10 +23,11 @@ mod timeline;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
+use crate::sync::lock;
 
 pub use html::render_html;
 pub use logs::from_logs;
@@ -273,12 +274,6 @@ impl Report {
             input: None,
         }
     }
-}
-
-/// A poisoned lock only means a panic elsewhere mid-update of counters:
-/// the counters are still usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Counters over every handshake.

@@ -250,7 +250,7 @@ fn parse_backends(given: &[String]) -> Result<Vec<String>, String> {
                 IpAddr::V4(v4) => v4.to_string(),
             }
         } else if valid_host(b).is_some_and(|h| !h.starts_with("*.")) {
-            b.trim_end_matches('.').to_ascii_lowercase()
+            crate::config::host_name(b)
         } else if b.contains(':') {
             return Err(format!(
                 "--backend \"{}\": give the IIS server's name or address without a port; \

@@ -292,7 +292,7 @@ fn block_key(name: &str, value: &str) -> Option<Result<SslKey, String>> {
 fn host_port(value: &str) -> Option<(String, u16)> {
     let (host, port) = value.rsplit_once(':')?;
     let port = port.trim().parse::<u16>().ok().filter(|p| *p != 0)?;
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = crate::config::host_name(host.trim());
     (!host.is_empty()).then_some((host, port))
 }
 

@@ -284,7 +284,7 @@ pub fn parse_endpoint(information: &str) -> Result<Endpoint, String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(bad)?;
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = crate::config::host_name(host.trim());
     Ok(Endpoint { ip, port, host })
 }
 
