@@ -12,10 +12,10 @@ use tokio::net::TcpStream;
 use crate::config::ListenerMode;
 use crate::conn::hello::read_hello;
 use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
+use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
 use crate::observe::telemetry::millis;
-use crate::observe::telemetry::HandshakeRecord;
 use crate::state::State;
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind, Served};
 use crate::tls::hello::ClientHello;
@@ -168,19 +168,6 @@ async fn serve_https(
             emit(&state, &info, &rec);
         }
     }
-}
-
-/// A connection whose hello is read and decided, on its way to a TLS engine.
-pub(crate) struct Pending {
-    pub state: Arc<State>,
-    pub info: ConnInfo,
-    pub stream: TcpStream,
-    pub hello: ClientHello,
-    /// Its handshake-log line, certificate and fallback filled in.
-    pub rec: HandshakeRecord,
-    /// When the connection was accepted (the line's `ms`).
-    pub start: Instant,
-    pub current: crate::state::Current,
 }
 
 /// The rustls handshake (the hello replayed), its log line, then HTTP.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use openssl::ssl::Ssl;
 use tokio_openssl::SslStream;
 
-use crate::frontend::connection::Pending;
+use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
 use crate::observe::telemetry::millis;

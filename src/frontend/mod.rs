@@ -4,3 +4,4 @@
 pub mod connection;
 #[cfg(feature = "legacy-tls")]
 pub mod legacy_tls;
+pub mod pending;
