@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{capture, wait_for_json_line};
+use crate::common::{capture, wait_for_json_line, CAPTURES};
 use serde_json::Value;
 use snigate::config::Settings;
 use snigate::server::Proxy;
@@ -17,17 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const LOG_WAIT: Duration = Duration::from_secs(10);
-
-/// Every capture in tests/data/hellos.
-const CAPTURES: [&str; 7] = [
-    "win7_ie11_schannel_tls12.hex",
-    "win10_ie11_schannel_tls12.hex",
-    "win7_ie11_schannel_tls12_SNI-REMOVED.synthetic.hex",
-    "yahooslurp_jun2014_openssl_tls12_nosni.hex",
-    "xp_ie8_schannel_tls10_nosni.hex",
-    "android237_tls10_nosni.hex",
-    "java6u45_sslv2hello_nosni.hex",
-];
 
 /// What the proxy answered a replayed hello with.
 #[derive(Debug, PartialEq)]

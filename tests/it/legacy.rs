@@ -37,17 +37,6 @@ use tokio::sync::mpsc;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-/// Every capture in tests/data/hellos.
-const CAPTURES: [&str; 7] = [
-    "win7_ie11_schannel_tls12.hex",
-    "win10_ie11_schannel_tls12.hex",
-    "win7_ie11_schannel_tls12_SNI-REMOVED.synthetic.hex",
-    "yahooslurp_jun2014_openssl_tls12_nosni.hex",
-    "xp_ie8_schannel_tls10_nosni.hex",
-    "android237_tls10_nosni.hex",
-    "java6u45_sslv2hello_nosni.hex",
-];
-
 /// TLS 1.2 signature schemes a 2014 client sends (as the diagnosis module).
 const SIGALGS: [u16; 4] = [0x0401, 0x0403, 0x0501, 0x0201];
 /// ECDHE_ECDSA AES-GCM and CBC suites, RSA CBC: Windows 7 SChannel's shape.

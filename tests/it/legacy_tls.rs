@@ -25,17 +25,6 @@ use tokio::net::TcpStream;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-/// Every capture in tests/data/hellos.
-const CAPTURES: [&str; 7] = [
-    "win7_ie11_schannel_tls12.hex",
-    "win10_ie11_schannel_tls12.hex",
-    "win7_ie11_schannel_tls12_SNI-REMOVED.synthetic.hex",
-    "yahooslurp_jun2014_openssl_tls12_nosni.hex",
-    "xp_ie8_schannel_tls10_nosni.hex",
-    "android237_tls10_nosni.hex",
-    "java6u45_sslv2hello_nosni.hex",
-];
-
 /// Old OpenSSL defaults for TLS 1.0 on OpenSSL 3.
 const TLS10_CIPHERS: &str = "DEFAULT:@SECLEVEL=0";
 

@@ -70,3 +70,14 @@ pub fn capture(name: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect()
 }
+
+/// Every capture in tests/data/hellos.
+pub const CAPTURES: [&str; 7] = [
+    "win7_ie11_schannel_tls12.hex",
+    "win10_ie11_schannel_tls12.hex",
+    "win7_ie11_schannel_tls12_SNI-REMOVED.synthetic.hex",
+    "yahooslurp_jun2014_openssl_tls12_nosni.hex",
+    "xp_ie8_schannel_tls10_nosni.hex",
+    "android237_tls10_nosni.hex",
+    "java6u45_sslv2hello_nosni.hex",
+];
