@@ -1,7 +1,8 @@
 //! The proxy and `snigate explain` make one decision (`tls::decide`): every
 //! capture in tests/data/hellos, replayed against a running snigate on
 //! listeners of each kind (ECDSA fallback, RSA fallback, strict SNI,
-//! `legacy_upstream`; `legacy_tls` in the feature build), ends as `explain`
+//! `legacy_upstream`, both of those; `legacy_tls` in the feature build),
+//! ends as `explain`
 //! says it would — the same outcome, certificate, fallback, reason and hint.
 
 use std::path::Path;
@@ -109,6 +110,15 @@ bind = ["127.0.0.1:0"]
 fallback_certificate = "fallback-rsa"
 legacy_upstream = "old"
 default_upstream = "web"
+
+# A strict listener refuses a name it has no certificate for even when a
+# legacy path could take the client.
+[[listener]]
+name = "strict-legacy"
+bind = ["127.0.0.1:0"]
+strict_sni = true
+legacy_upstream = "old"
+default_upstream = "web"
 {extra}
 [[upstream]]
 name = "web"
@@ -204,7 +214,7 @@ async fn every_capture_ends_as_explain_says() {
     let said = tokio::time::timeout(LIMIT, proxy_agrees_with_explain(""))
         .await
         .expect("bounded");
-    assert_eq!(said.len(), CAPTURES.len() * 4);
+    assert_eq!(said.len(), CAPTURES.len() * 5);
     // Each kind of ending is among them.
     for outcome in ["ok", "failed", "refused", "legacy_passthrough"] {
         assert!(
@@ -212,4 +222,14 @@ async fn every_capture_ends_as_explain_says() {
             "{outcome}: {said:#?}"
         );
     }
+    // Java 6 (SSLv2-format, no SNI): refused by the strict listener whose
+    // legacy_upstream would take it, forwarded by the one that is not strict.
+    let java = |listener: &str| {
+        said.iter()
+            .find(|(f, s)| f.starts_with("java6") && s["listener"] == listener)
+            .map(|(_, s)| s["outcome"].clone())
+            .unwrap()
+    };
+    assert_eq!(java("strict-legacy"), "refused");
+    assert_eq!(java("legacy"), "legacy_passthrough");
 }
