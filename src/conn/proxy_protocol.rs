@@ -25,6 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 
@@ -315,7 +316,7 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
         Err(reason) => {
             warn_rate_limited(&settings.name, info.peer, &reason);
             let mut rec = crate::conn::record(state, info, None);
-            rec.outcome = "rejected";
+            rec.outcome = HandshakeOutcome::Rejected;
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
             crate::conn::emit(state, info, &rec);

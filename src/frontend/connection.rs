@@ -13,6 +13,7 @@ use crate::conn::hello::read_hello;
 use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::observe::telemetry::HandshakeRecord;
 use crate::state::State;
@@ -212,7 +213,7 @@ async fn serve_rustls(pending: Pending, served: Served) {
             emit(&state, &info, &rec);
         }
         Ok((tls_stream, negotiated)) => {
-            rec.outcome = "ok";
+            rec.outcome = HandshakeOutcome::Ok;
             rec.version = Some(negotiated.version);
             rec.suite = Some(negotiated.suite);
             rec.group = negotiated.group;

@@ -20,6 +20,7 @@ use tokio_openssl::SslStream;
 use crate::frontend::connection::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::tls::hello::ClientHello;
 use crate::tls::openssl::{failure_reason, negotiated, openssl_words, ENGINE};
@@ -77,7 +78,7 @@ pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_r
         return;
     }
     let negotiated = negotiated(tls.ssl());
-    rec.outcome = "ok";
+    rec.outcome = HandshakeOutcome::Ok;
     rec.reason = None;
     rec.version = Some(negotiated.version);
     rec.suite = Some(negotiated.suite);

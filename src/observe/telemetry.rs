@@ -18,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::config::LogFormat;
+use crate::observe::outcome::HandshakeOutcome;
 
 /// Bytes of JSON lines that may wait for one writer thread (one log file, or
 /// standard output) before new lines are dropped. The cap was 65,536 lines,
@@ -235,7 +236,7 @@ pub struct HandshakeRecord {
     pub offered_alpn: Vec<String>,
     pub ja3: String,
     pub ja4: String,
-    pub outcome: &'static str,
+    pub outcome: HandshakeOutcome,
     pub version: Option<&'static str>,
     pub suite: Option<String>,
     /// The key exchange group negotiated (`"X25519MLKEM768"`, `"X25519"`,

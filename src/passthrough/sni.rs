@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::conn::hello::read_hello;
 use crate::conn::{emit, record, ConnInfo};
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 use crate::tls::ALERT_HANDSHAKE_FAILURE;
@@ -49,7 +50,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
             return;
         }
     };
-    rec.outcome = "passthrough";
+    rec.outcome = HandshakeOutcome::Passthrough;
     rec.ms = millis(start.elapsed());
     emit(&state, &info, &rec);
     drop(rec);

@@ -234,8 +234,7 @@ struct ListenerOutcome {
     /// The certificate's key type: "ecdsa", "rsa" or "ed25519".
     certificate_key: Option<&'static str>,
     fallback: bool,
-    /// "ok" | "failed" | "refused" | "passthrough"
-    outcome: &'static str,
+    outcome: Prediction,
     version: Option<&'static str>,
     suite: Option<String>,
     alpn: Option<String>,
@@ -249,6 +248,32 @@ struct ListenerOutcome {
     note: Option<String>,
 }
 
+/// What a listener would do with the hello: the handshake log's outcomes
+/// `explain` can foresee, and `refused` for a hello the listener turns away
+/// before any handshake (strict SNI, no route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Prediction {
+    Ok,
+    Failed,
+    Refused,
+    Passthrough,
+    LegacyPassthrough,
+}
+
+impl Prediction {
+    /// The name in the JSON and text output.
+    fn as_str(self) -> &'static str {
+        match self {
+            Prediction::Ok => "ok",
+            Prediction::Failed => "failed",
+            Prediction::Refused => "refused",
+            Prediction::Passthrough => "passthrough",
+            Prediction::LegacyPassthrough => "legacy_passthrough",
+        }
+    }
+}
+
 impl ListenerOutcome {
     fn new(l: &ListenerState, mode: &'static str) -> Self {
         ListenerOutcome {
@@ -258,7 +283,7 @@ impl ListenerOutcome {
             certificate: None,
             certificate_key: None,
             fallback: false,
-            outcome: "failed",
+            outcome: Prediction::Failed,
             version: None,
             suite: None,
             alpn: None,
@@ -313,7 +338,7 @@ fn explain_https(
         Decision::Serve(served) => served,
         Decision::Refuse(refusal) => {
             if refusal.kind == RefusalKind::NoCertificate {
-                o.outcome = "refused";
+                o.outcome = Prediction::Refused;
             }
             o.reason = Some(refusal.reason);
             o.hint = refusal.hint;
@@ -331,7 +356,7 @@ fn explain_https(
             o.certificate = None;
             o.certificate_key = None;
             o.fallback = false;
-            o.outcome = "legacy_passthrough";
+            o.outcome = Prediction::LegacyPassthrough;
             o.upstream = Some(upstream.clone());
             o.reason = Some(reason.clone());
             o.note = Some(format!(
@@ -349,7 +374,7 @@ fn explain_https(
     let config = l.server_configs[served.certificate].clone();
     match handshake_in_memory(config, hello) {
         Ok(hs) => {
-            o.outcome = "ok";
+            o.outcome = Prediction::Ok;
             o.version = Some(hs.version);
             o.suite = Some(hs.suite);
             o.alpn = hs.alpn;
@@ -387,7 +412,7 @@ fn explain_legacy_tls(
     };
     match crate::tls::openssl::handshake_in_memory(context, hello) {
         Ok(negotiated) => {
-            o.outcome = "ok";
+            o.outcome = Prediction::Ok;
             o.version = Some(negotiated.version);
             o.suite = Some(negotiated.suite);
             o.alpn = negotiated.alpn;
@@ -429,11 +454,11 @@ fn explain_passthrough(
     let sni = sni.as_deref();
     match l.routes.route_sni(sni, l.settings.strict_sni) {
         Err(reason) => {
-            o.outcome = "refused";
+            o.outcome = Prediction::Refused;
             o.reason = Some(reason);
         }
         Ok(route) => {
-            o.outcome = "passthrough";
+            o.outcome = Prediction::Passthrough;
             o.fallback = matches!(route, RouteMatch::Default(_));
             o.upstream = state
                 .upstreams
@@ -835,7 +860,7 @@ impl Report {
                 );
             }
             match l.outcome {
-                "ok" => {
+                Prediction::Ok => {
                     let _ = writeln!(
                         s,
                         "  {:<13}ok: TLS {} {}{}{}",
@@ -851,7 +876,7 @@ impl Report {
                             .unwrap_or_default()
                     );
                 }
-                "passthrough" => {
+                Prediction::Passthrough => {
                     let _ = writeln!(
                         s,
                         "  {:<13}passthrough to upstream \"{}\"",
@@ -859,11 +884,14 @@ impl Report {
                         l.upstream.as_deref().unwrap_or("?")
                     );
                 }
-                other => {
+                other @ (Prediction::Failed
+                | Prediction::Refused
+                | Prediction::LegacyPassthrough) => {
                     let _ = writeln!(
                         s,
-                        "  {:<13}{other}: {}",
+                        "  {:<13}{}: {}",
                         "outcome",
+                        other.as_str(),
                         l.reason.as_deref().unwrap_or("?")
                     );
                 }
