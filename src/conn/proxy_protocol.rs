@@ -291,7 +291,7 @@ pub fn parse(buf: &[u8]) -> Result<Addresses, ProxyHeaderError> {
 /// closed; it has been logged then (a `rejected` handshake line).
 pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpStream) -> bool {
     let start = Instant::now();
-    let settings = &state.listeners[info.listener].settings;
+    let settings = &state.listener(info.listener).settings;
     let result = if trusted(&settings.trusted_proxies, info.peer.ip()) {
         read_header(stream, state.settings.timeouts.proxy_header)
             .await

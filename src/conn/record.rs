@@ -17,7 +17,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
         conn: info.conn,
-        listener: state.listeners[info.listener].settings.name.clone(),
+        listener: state.listener(info.listener).settings.name.clone(),
         local: info.local.to_string(),
         peer: info.peer.to_string(),
         sni: hello.and_then(|h| h.sni.clone()),
@@ -47,7 +47,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
 /// Writes a handshake-log line, counts it, and adds it to the report; the
 /// report's handle when it tracks this client (no SNI, or a failure).
 pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
-    let listener = &state.listeners[info.listener];
+    let listener = state.listener(info.listener);
     listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
     if rec.outcome == HandshakeOutcome::Ok {
         listener.metrics.key_exchange(rec.group);

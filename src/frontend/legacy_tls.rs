@@ -42,8 +42,8 @@ pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_r
     } = pending;
     rec.engine = Some(ENGINE);
     rec.hint = None;
-    let listener = &state.listeners[info.listener];
-    let Some(context) = listener.legacy_tls.get(certificate) else {
+    let listener = state.listener(info.listener);
+    let Some(context) = listener.legacy_tls_context(certificate) else {
         // State::build makes one per certificate; be safe anyway.
         rec.reason = Some(format!(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"

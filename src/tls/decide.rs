@@ -118,7 +118,7 @@ pub fn decide(
             }
         };
     let cert = certificates.get(certificate);
-    let Some(config) = listener.server_configs.get(certificate) else {
+    let Some(config) = listener.server_configs.get(certificate.index()) else {
         return Decision::Refuse(Refusal {
             kind: RefusalKind::NoConfiguration,
             reason: format!(

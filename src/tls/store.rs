@@ -21,8 +21,17 @@ use tokio_rustls::server::TlsStream;
 use crate::tls::certs::{KeyKind, LoadedCertificate};
 use crate::tls::hello::ClientHelloInfo;
 
-/// Index of a certificate in the [`CertificateStore`].
-pub type CertificateId = usize;
+/// A certificate of the [`CertificateStore`]: its place in declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertificateId(usize);
+
+impl CertificateId {
+    /// The place in declaration order, which also indexes anything kept per
+    /// certificate (a listener's rustls configurations, OpenSSL contexts).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// The crypto provider snigate uses: aws-lc-rs with the suites in server
 /// preference order.
@@ -79,7 +88,8 @@ impl CertificateStore {
             certificates,
             ..Default::default()
         };
-        for (id, c) in store.certificates.iter().enumerate() {
+        for (i, c) in store.certificates.iter().enumerate() {
+            let id = CertificateId(i);
             for name in &c.names {
                 let (map, key) = match name.strip_prefix("*.") {
                     Some(suffix) => (&mut store.wildcard, suffix.to_string()),
@@ -96,12 +106,15 @@ impl CertificateStore {
 
     /// The certificate with this configuration name.
     pub fn by_name(&self, name: &str) -> Option<CertificateId> {
-        self.certificates.iter().position(|c| c.name == name)
+        self.certificates
+            .iter()
+            .position(|c| c.name == name)
+            .map(CertificateId)
     }
 
     /// The certificate behind an id.
     pub fn get(&self, id: CertificateId) -> &LoadedCertificate {
-        &self.certificates[id]
+        &self.certificates[id.0]
     }
 
     /// Every certificate.
@@ -160,7 +173,7 @@ impl CertificateStore {
         };
         ids.iter()
             .copied()
-            .find(|id| self.certificates[*id].key_kind == want)
+            .find(|id| self.certificates[id.0].key_kind == want)
             .unwrap_or(ids[0])
     }
 }

@@ -371,7 +371,7 @@ fn explain_https(
         }
     }
     // decide() found the configuration; the state holds one per certificate.
-    let config = l.server_configs[served.certificate].clone();
+    let config = l.server_config(served.certificate).clone();
     match handshake_in_memory(config, hello) {
         Ok(hs) => {
             o.outcome = Prediction::Ok;
@@ -404,7 +404,7 @@ fn explain_legacy_tls(
     rustls_reason: &str,
 ) {
     o.engine = Some(crate::tls::openssl::ENGINE);
-    let Some(context) = l.legacy_tls.get(certificate) else {
+    let Some(context) = l.legacy_tls_context(certificate) else {
         o.reason = Some(format!(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
         ));
@@ -462,7 +462,7 @@ fn explain_passthrough(
             o.fallback = matches!(route, RouteMatch::Default(_));
             o.upstream = state
                 .upstreams
-                .get(route.upstream())
+                .get(route.upstream().index())
                 .map(|u| u.name.clone());
             o.note = Some(
                 if o.fallback {
