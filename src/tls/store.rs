@@ -7,7 +7,6 @@
 //! bytes with a configuration that holds exactly that certificate.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
 use crate::tls::certs::{KeyKind, LoadedCertificate};
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHelloInfo;
 
 /// A certificate of the [`CertificateStore`]: its place in declaration order.
@@ -361,14 +361,14 @@ pub async fn handshake<S>(
     stream: S,
     config: Arc<ServerConfig>,
     timeout: Duration,
-) -> Result<(TlsStream<S>, Negotiated), String>
+) -> Result<(TlsStream<S>, Negotiated), HandshakeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Err(_) => return Err("TLS handshake did not complete within the handshake timeout".into()),
-        Ok(Err(e)) => return Err(failure_reason(&e)),
+        Err(_) => return Err(HandshakeFailure::Timeout),
+        Ok(Err(e)) => return Err(HandshakeFailure::of_io(&e)),
         Ok(Ok(tls)) => tls,
     };
     let (_, conn) = tls.get_ref();
@@ -391,52 +391,6 @@ where
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
     Ok((tls, negotiated))
-}
-
-/// A rustls handshake error in plain words.
-pub fn failure_reason(e: &io::Error) -> String {
-    use rustls::{Error, PeerIncompatible, PeerMisbehaved};
-    let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
-        return match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                "the client closed the connection during the handshake".into()
-            }
-            io::ErrorKind::ConnectionReset => {
-                "the client reset the connection during the handshake".into()
-            }
-            _ => format!("I/O error during the handshake: {e}"),
-        };
-    };
-    match err {
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
-            "no cipher suite in common".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired) => {
-            "the client sent no signature_algorithms extension (a TLS 1.0/1.1-era client)".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::SupportedVersionsExtensionRequired)
-        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered)
-        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOfferedOrEnabled) => {
-            "the client offers no TLS version snigate serves (TLS 1.2 or 1.3)".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon)
-        | Error::PeerIncompatible(PeerIncompatible::NoEcPointFormatsInCommon) => {
-            "no key exchange group in common".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
-            "no signature scheme in common with the certificate's key".into()
-        }
-        Error::PeerIncompatible(other) => format!("client incompatible: {other:?}"),
-        Error::AlertReceived(alert) => {
-            format!("the client sent alert {alert:?} after our certificate (it rejected the certificate or the parameters)")
-        }
-        Error::PeerMisbehaved(PeerMisbehaved::MissingKeyShare)
-        | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
-            format!("client misbehaved: {err}")
-        }
-        Error::InvalidMessage(m) => format!("malformed TLS message from the client: {m:?}"),
-        other => other.to_string(),
-    }
 }
 
 /// A fatal `unrecognized_name` alert, sent before closing a strict refusal.

@@ -19,7 +19,7 @@
 //! built with the handshake and access logs and the admin endpoint cleared.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use crate::config::{ListenerMode, Settings};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::fingerprint;
 use crate::tls::hello::{is_grease, parse_client_hello, ClientHelloInfo, Parsed};
 
@@ -381,10 +382,9 @@ fn explain_https(
             o.note = hs.note;
         }
         Err(Failure::Tls(err)) => {
-            let reason =
-                crate::tls::failure_reason(&io::Error::new(io::ErrorKind::InvalidData, err));
             // As the proxy: made precise by what the hello shows.
-            let (reason, hint) = handshake_failure(info, &served, &state.certificates, &reason);
+            let failure = HandshakeFailure::from(err);
+            let (reason, hint) = handshake_failure(info, &served, &state.certificates, &failure);
             o.hint = hint;
             o.reason = Some(reason);
         }
