@@ -10,8 +10,21 @@ use std::collections::HashMap;
 
 use crate::config::{ListenerSettings, RouteSettings};
 
-/// Index of an upstream in the runtime's upstream list.
-pub type UpstreamId = usize;
+/// An upstream of the runtime: its place in declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(usize);
+
+impl UpstreamId {
+    /// The upstream declared at `index` (counting from 0).
+    pub fn new(index: usize) -> Self {
+        UpstreamId(index)
+    }
+
+    /// The place in declaration order.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// The routes that apply to one listener.
 #[derive(Debug, Clone, Default)]
@@ -181,6 +194,7 @@ mod tests {
         ["portal", "apps", "deep", "mysites", "fallback"]
             .iter()
             .position(|n| *n == name)
+            .map(UpstreamId)
     }
 
     #[test]
@@ -196,24 +210,23 @@ mod tests {
             route(&["my.contoso.test"], &["other"], "mysites"),
         ];
         let t = RouteTable::for_listener(&listener("main", Some("fallback")), &routes, ids);
+        let by_host = |i| Some(RouteMatch::Host(UpstreamId(i)));
+        let default = Some(RouteMatch::Default(UpstreamId(4)));
         let cases = [
-            (Some("portal.contoso.test"), Some(RouteMatch::Host(0))),
-            (Some("special.apps.contoso.test"), Some(RouteMatch::Host(1))),
-            (Some("a.apps.contoso.test"), Some(RouteMatch::Host(0))),
-            (Some("b.a.apps.contoso.test"), Some(RouteMatch::Host(0))),
-            (Some("y.x.apps.contoso.test"), Some(RouteMatch::Host(2))),
-            (Some("apps.contoso.test"), Some(RouteMatch::Default(4))),
-            (Some("my.contoso.test"), Some(RouteMatch::Default(4))),
-            (None, Some(RouteMatch::Default(4))),
+            (Some("portal.contoso.test"), by_host(0)),
+            (Some("special.apps.contoso.test"), by_host(1)),
+            (Some("a.apps.contoso.test"), by_host(0)),
+            (Some("b.a.apps.contoso.test"), by_host(0)),
+            (Some("y.x.apps.contoso.test"), by_host(2)),
+            (Some("apps.contoso.test"), default),
+            (Some("my.contoso.test"), default),
+            (None, default),
         ];
         for (host, want) in cases {
             assert_eq!(t.route(host), want, "{host:?}");
         }
         let other = RouteTable::for_listener(&listener("other", None), &routes, ids);
-        assert_eq!(
-            other.route(Some("my.contoso.test")),
-            Some(RouteMatch::Host(3))
-        );
+        assert_eq!(other.route(Some("my.contoso.test")), by_host(3));
         assert_eq!(other.route(Some("nothing.test")), None);
     }
 

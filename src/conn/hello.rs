@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use super::{emit, record, ConnInfo};
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 use crate::tls::hello::{read_client_hello, ClientHello, HelloError};
@@ -33,8 +34,8 @@ pub async fn read_hello(
             let outcome = match &e {
                 HelloError::NotTls { .. }
                 | HelloError::Malformed(_)
-                | HelloError::TooLarge { .. } => "rejected",
-                _ => "failed",
+                | HelloError::TooLarge { .. } => HandshakeOutcome::Rejected,
+                _ => HandshakeOutcome::Failed,
             };
             let mut rec = record(state, info, None);
             rec.outcome = outcome;

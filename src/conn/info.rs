@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::observe::report::ClientRef;
+use crate::state::ListenerId;
 use crate::tls::hello::ClientHelloInfo;
 use crate::tls::CertificateId;
 
@@ -15,7 +16,7 @@ use crate::tls::CertificateId;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub conn: u64,
-    pub listener: usize,
+    pub listener: ListenerId,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// SNI as sent, lower-cased; `None` without TLS or without SNI.
@@ -47,7 +48,7 @@ pub fn peer_ip(ip: std::net::IpAddr) -> http::HeaderValue {
 
 /// What HTTP needs to know of a completed TLS handshake (rustls or the
 /// OpenSSL engine): the SNI for Host checks and the certificate served.
-pub fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: usize) {
+pub fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: CertificateId) {
     // An IP address in SNI is not a name (RFC 6066; wrk and some old
     // stacks send one): for Host checks it counts as no SNI.
     info.sni = hello

@@ -25,6 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 
@@ -281,7 +282,7 @@ pub fn parse(buf: &[u8]) -> Result<Addresses, ProxyHeaderError> {
 /// closed; it has been logged then (a `rejected` handshake line).
 pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpStream) -> bool {
     let start = Instant::now();
-    let settings = &state.listeners[info.listener].settings;
+    let settings = &state.listener(info.listener).settings;
     let result = if settings
         .trusted_proxies
         .may_send_proxy_header(info.peer.ip())
@@ -309,7 +310,7 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
         Err(reason) => {
             warn_rate_limited(&settings.name, info.peer, &reason);
             let mut rec = crate::conn::record(state, info, None);
-            rec.outcome = "rejected";
+            rec.outcome = HandshakeOutcome::Rejected;
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
             crate::conn::emit(state, info, &rec);

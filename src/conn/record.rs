@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use crate::conn::ConnInfo;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{timestamp, HandshakeRecord};
 use crate::state::State;
@@ -16,7 +17,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
         conn: info.conn,
-        listener: state.listeners[info.listener].settings.name.clone(),
+        listener: state.listener(info.listener).settings.name.clone(),
         local: info.local.to_string(),
         peer: info.peer.to_string(),
         sni: hello.and_then(|h| h.sni.clone()),
@@ -29,7 +30,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         offered_alpn: logged.map(|h| h.alpn.clone()).unwrap_or_default(),
         ja3: logged.map(crate::tls::fingerprint::ja3).unwrap_or_default(),
         ja4: hello.map(crate::tls::fingerprint::ja4).unwrap_or_default(),
-        outcome: "failed",
+        outcome: HandshakeOutcome::Failed,
         version: None,
         suite: None,
         group: None,
@@ -46,9 +47,9 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
 /// Writes a handshake-log line, counts it, and adds it to the report; the
 /// report's handle when it tracks this client (no SNI, or a failure).
 pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
-    let listener = &state.listeners[info.listener];
+    let listener = state.listener(info.listener);
     listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
-    if rec.outcome == "ok" {
+    if rec.outcome == HandshakeOutcome::Ok {
         listener.metrics.key_exchange(rec.group);
     }
     // Served = offered in a ServerHello, whether or not the client then
@@ -57,14 +58,14 @@ pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<Cli
         listener.metrics.fallback_served();
     }
     match rec.outcome {
-        "ok" | "passthrough" => {
-            tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome, "handshake")
+        HandshakeOutcome::Ok | HandshakeOutcome::Passthrough => {
+            tracing::debug!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, certificate = ?rec.certificate, outcome = rec.outcome.as_str(), "handshake")
         }
-        "legacy_passthrough" => {
+        HandshakeOutcome::LegacyPassthrough => {
             tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, upstream = ?rec.upstream, reason = ?rec.reason, "client rustls cannot serve handed to the legacy upstream")
         }
-        _ => {
-            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome, reason = ?rec.reason, "handshake not completed")
+        HandshakeOutcome::Failed | HandshakeOutcome::Rejected => {
+            tracing::info!(conn = rec.conn, listener = %rec.listener, peer = %rec.peer, sni = ?rec.sni, outcome = rec.outcome.as_str(), reason = ?rec.reason, "handshake not completed")
         }
     }
     if let Some(log) = &state.handshake_log {

@@ -15,8 +15,9 @@ use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
-use crate::state::State;
+use crate::state::{ListenerId, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind, Served};
 use crate::tls::hello::ClientHello;
 use crate::tls::{self, ALERT_UNRECOGNIZED_NAME};
@@ -24,14 +25,14 @@ use crate::tls::{self, ALERT_UNRECOGNIZED_NAME};
 /// Serves one accepted connection to its end.
 pub async fn serve(
     state: Arc<State>,
-    listener: usize,
+    listener: ListenerId,
     mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     current: crate::state::Current,
 ) {
     let conn = next_conn_id();
-    let settings = &state.listeners[listener].settings;
+    let settings = &state.listener(listener).settings;
     let (mode, proxy_protocol) = (settings.mode, settings.proxy_protocol);
     let mut info = ConnInfo {
         conn,
@@ -63,7 +64,7 @@ pub async fn serve(
     // `max_connections_per_ip` (without a header the accept loop counted
     // the socket's peer); held until this connection ends.
     let _source = if proxy_protocol {
-        match state.listeners[listener].admit(info.peer.ip()) {
+        match state.listener(listener).admit(info.peer.ip()) {
             Ok(slot) => slot,
             Err(_) => {
                 crate::state::source_limit::refuse(stream);
@@ -97,7 +98,7 @@ async fn serve_https(
     let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
         return;
     };
-    let listener = &state.listeners[info.listener];
+    let listener = state.listener(info.listener);
     let mut rec = record(&state, &info, Some(&hello.info));
     let served = match decide(listener.tls(), &hello.info, &state.certificates) {
         Decision::Serve(served) => served,
@@ -181,8 +182,8 @@ async fn serve_rustls(pending: Pending, served: Served) {
         start,
         current,
     } = pending;
-    let listener = &state.listeners[info.listener];
-    let config = listener.server_configs[served.certificate].clone();
+    let listener = state.listener(info.listener);
+    let config = listener.server_config(served.certificate).clone();
     let ClientHello { bytes, info: hello } = hello;
     let replay = PrefixedStream::new(bytes, stream);
     let handshake = Box::pin(tls::handshake(
@@ -200,7 +201,7 @@ async fn serve_rustls(pending: Pending, served: Served) {
             emit(&state, &info, &rec);
         }
         Ok((tls_stream, negotiated)) => {
-            rec.outcome = "ok";
+            rec.outcome = HandshakeOutcome::Ok;
             rec.version = Some(negotiated.version);
             rec.suite = Some(negotiated.suite);
             rec.group = negotiated.group;

@@ -20,6 +20,7 @@ use tokio_openssl::SslStream;
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::tls::hello::ClientHello;
 use crate::tls::openssl::{failure_reason, negotiated, openssl_words, ENGINE};
@@ -41,8 +42,8 @@ pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_r
     } = pending;
     rec.engine = Some(ENGINE);
     rec.hint = None;
-    let listener = &state.listeners[info.listener];
-    let Some(context) = listener.legacy_tls.get(certificate) else {
+    let listener = state.listener(info.listener);
+    let Some(context) = listener.legacy_tls_context(certificate) else {
         // State::build makes one per certificate; be safe anyway.
         rec.reason = Some(format!(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
@@ -77,7 +78,7 @@ pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_r
         return;
     }
     let negotiated = negotiated(tls.ssl());
-    rec.outcome = "ok";
+    rec.outcome = HandshakeOutcome::Ok;
     rec.reason = None;
     rec.version = Some(negotiated.version);
     rec.suite = Some(negotiated.suite);

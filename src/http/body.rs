@@ -18,7 +18,8 @@ use tokio::time::Sleep;
 use crate::http::head_timer::ActiveRequest;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{millis, AccessRecord};
-use crate::state::State;
+use crate::route::UpstreamId;
+use crate::state::{ListenerId, State};
 use crate::upstream::PoolReturn;
 
 /// One request/response exchange, recorded when the response body is done
@@ -27,9 +28,9 @@ use crate::upstream::PoolReturn;
 /// that log is on.
 pub struct Exchange {
     pub state: Arc<State>,
-    pub listener: usize,
-    /// The upstream's index; `None` when snigate answered itself.
-    pub upstream: Option<usize>,
+    pub listener: ListenerId,
+    /// `None` when snigate answered itself.
+    pub upstream: Option<UpstreamId>,
     pub status: u16,
     pub start: Instant,
     /// The access-log line, when one is written or joins the report.
@@ -68,9 +69,11 @@ impl Drop for Exchange {
             self.cut(|| "the client took no data within the client_send timeout".into());
         }
         let elapsed = self.start.elapsed();
-        self.state.listeners[self.listener]
-            .metrics
-            .request(self.upstream, self.status, elapsed);
+        self.state.listener(self.listener).metrics.request(
+            self.upstream.map(UpstreamId::index),
+            self.status,
+            elapsed,
+        );
         let Some(line) = &mut self.line else {
             return;
         };

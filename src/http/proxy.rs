@@ -74,7 +74,7 @@ pub async fn serve<IO>(
     };
     let timeouts = &state.settings.timeouts;
     let (idle, send) = (timeouts.client_idle, timeouts.client_send);
-    let settings = &state.listeners[info.listener].settings;
+    let settings = &state.listener(info.listener).settings;
     let life = Life { bound, current };
     // Boxed (see frontend/connection.rs): only the protocol in use takes memory.
     let result = if h2 {
@@ -133,11 +133,9 @@ impl Life {
 /// served is gone or now speaks for other names (the 421 check would judge
 /// by names the client was never shown).
 fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
-    let was = &old.listeners[info.listener].settings;
-    let listener = next
-        .listeners
-        .iter()
-        .position(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
+    let was = &old.listener(info.listener).settings;
+    let listener =
+        next.find_listener(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
     let certificate = match info.certificate {
         None => None,
         Some(id) => {
@@ -419,14 +417,14 @@ fn route_request(
     host: &RequestHost,
     exchange: &mut Exchange,
 ) -> Result<RouteMatch, Stop> {
-    let listener = &state.listeners[info.listener];
+    let listener = state.listener(info.listener);
     let Some(route) = listener.routes.route(Some(&host.name)) else {
         let msg = format!("404 Not Found: no route for host {}\n", host.name);
         let status = StatusCode::NOT_FOUND;
         return Err(Stop::Unserved { status, msg });
     };
     if let Some(l) = &mut exchange.line {
-        l.record.upstream = Some(state.upstreams[route.upstream()].name.clone());
+        l.record.upstream = Some(state.upstream(route.upstream()).name.clone());
     }
     Ok(route)
 }
@@ -442,13 +440,13 @@ fn upgrade_and_rewrite(
     route: RouteMatch,
     exchange: &Exchange,
 ) -> (Request<RequestBody>, Option<OnUpgrade>) {
-    let settings = &state.listeners[info.listener].settings;
+    let settings = &state.listener(info.listener).settings;
     // A protocol upgrade (WebSocket, or one the listener lists; never h2c):
     // the client's side of the tunnel, once the backend has agreed. Any
     // other Upgrade is removed with the hop-by-hop headers.
     let upgrade = allowed_upgrade(req.version(), req.headers(), &settings.upgrade_protocols)
         .map(|p| (p, hyper::upgrade::on(&mut req)));
-    let backend_tls = state.upstreams[route.upstream()].is_tls();
+    let backend_tls = state.upstream(route.upstream()).is_tls();
     let bytes_in = exchange.line.as_ref().map(|l| l.bytes_in.clone());
     let from_trusted = settings.trusted_proxies.contains(info.peer.ip());
     let mut req = rewrite_request(req, host, info, backend_tls, from_trusted, bytes_in);
@@ -486,7 +484,7 @@ async fn send(
     h2: bool,
     exchange: &mut Exchange,
 ) -> Result<(Response<Incoming>, Option<PoolReturn>), UpstreamError> {
-    let upstream = &state.upstreams[route.upstream()];
+    let upstream = state.upstream(route.upstream());
     // An h2 connection's streams share no backend connection state.
     let affinity = (!h2).then_some(&*info.affinity);
     let (resp, server, back) = upstream.send(req, info.peer.ip(), affinity).await?;
@@ -578,7 +576,7 @@ fn error_answer(
     e: UpstreamError,
     mut exchange: Box<Exchange>,
 ) -> Response<ResponseBody> {
-    let upstream = &state.upstreams[route.upstream()];
+    let upstream = state.upstream(route.upstream());
     log_failure(info, upstream, route, &e);
     let status = e.status();
     let no_server = matches!(e, UpstreamError::NoServer { .. });
@@ -672,7 +670,7 @@ fn access_line(
             ts: timestamp(SystemTime::now()),
             event: "http_request",
             conn: info.conn,
-            listener: state.listeners[info.listener].settings.name.clone(),
+            listener: state.listener(info.listener).settings.name.clone(),
             peer: info.peer.to_string(),
             sni: info.sni.clone(),
             method: req.method().to_string(),

@@ -16,14 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Handshake outcomes counted per listener (the handshake log's `outcome`).
-pub const OUTCOMES: [&str; 5] = [
-    "ok",
-    "failed",
-    "rejected",
-    "passthrough",
-    "legacy_passthrough",
-];
+use crate::observe::outcome::HandshakeOutcome;
 
 /// Key exchange groups whose counters each listener resolves at start: the
 /// groups of snigate's crypto provider (rustls with aws-lc-rs and
@@ -266,11 +259,11 @@ impl Metrics {
         fallback: Option<&str>,
     ) -> ListenerMetrics {
         let handshakes = |sni: &'static str| {
-            OUTCOMES.map(|outcome| {
+            HandshakeOutcome::ALL.map(|outcome| {
                 self.handshakes.get_or_create_owned(&HandshakeLabels {
                     listener: name.to_string(),
                     sni,
-                    outcome,
+                    outcome: outcome.as_str(),
                 })
             })
         };
@@ -381,7 +374,7 @@ impl Metrics {
 /// One listener's counters, resolved ahead of time.
 #[derive(Debug)]
 pub struct ListenerMetrics {
-    /// [SNI present, absent] x [`OUTCOMES`].
+    /// [SNI present, absent] x [`HandshakeOutcome::ALL`].
     handshakes: [[Counter; 5]; 2],
     /// Per [`KEY_EXCHANGE_GROUPS`] entry.
     key_exchange: [(&'static str, Counter); 5],
@@ -399,14 +392,8 @@ pub struct ListenerMetrics {
 
 impl ListenerMetrics {
     /// Counts one handshake-log line.
-    pub fn handshake(&self, sni: bool, outcome: &str) {
-        let row = &self.handshakes[usize::from(!sni)];
-        match OUTCOMES.iter().position(|o| *o == outcome) {
-            Some(i) => {
-                row[i].inc();
-            }
-            None => tracing::debug!(outcome, "handshake outcome without a metric"),
-        }
+    pub fn handshake(&self, sni: bool, outcome: HandshakeOutcome) {
+        self.handshakes[usize::from(!sni)][outcome as usize].inc();
     }
 
     /// Counts a completed handshake by its key exchange group (`None`:

@@ -2,6 +2,7 @@
 //! the compatibility report, and rate-limited refusal summaries.
 
 pub mod metrics;
+pub mod outcome;
 pub mod refusal_log;
 pub mod report;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::config::LogFormat;
+use crate::observe::outcome::HandshakeOutcome;
 
 /// Bytes of JSON lines that may wait for one writer thread (one log file, or
 /// standard output) before new lines are dropped. The cap was 65,536 lines,
@@ -254,7 +255,10 @@ pub struct HandshakeRecord {
     pub ja3: String,
     /// JA4 of the hello; `""` without one.
     pub ja4: String,
-    pub outcome: &'static str,
+    /// What came of it: `ok`, `failed` (with `reason`), `rejected` (not a
+    /// usable ClientHello, or no valid PROXY header), `passthrough` or
+    /// `legacy_passthrough`.
+    pub outcome: HandshakeOutcome,
     /// The version negotiated (`"1.2"`, `"1.3"`), else null.
     pub version: Option<&'static str>,
     /// The cipher suite negotiated, by its IANA name, else null.

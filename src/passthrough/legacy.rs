@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{millis, HandshakeRecord};
 use crate::state::State;
 use crate::upstream::Upstream;
@@ -85,7 +86,7 @@ pub(crate) async fn forward(
             return;
         }
     };
-    rec.outcome = "legacy_passthrough";
+    rec.outcome = HandshakeOutcome::LegacyPassthrough;
     rec.reason = Some(reason);
     rec.ms = millis(start.elapsed());
     crate::conn::emit(state, info, &rec);

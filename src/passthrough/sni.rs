@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::conn::hello::read_hello;
 use crate::conn::{emit, record, ConnInfo};
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
 use crate::tls::ALERT_HANDSHAKE_FAILURE;
@@ -20,7 +21,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
         return;
     };
-    let listener = &state.listeners[info.listener];
+    let listener = state.listener(info.listener);
     let mut rec = record(&state, &info, Some(&hello.info));
     let sni = hello.info.server_name();
     let sni = sni.as_deref();
@@ -34,7 +35,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
             return;
         }
     };
-    let upstream = &state.upstreams[route.upstream()];
+    let upstream = state.upstream(route.upstream());
     rec.upstream = Some(upstream.name.clone());
     rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
     let mut backend = match upstream.connect_raw(info.peer.ip()).await {
@@ -49,7 +50,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
             return;
         }
     };
-    rec.outcome = "passthrough";
+    rec.outcome = HandshakeOutcome::Passthrough;
     rec.ms = millis(start.elapsed());
     emit(&state, &info, &rec);
     drop(rec);

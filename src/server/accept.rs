@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::state::State;
+use crate::state::{ListenerId, State};
 
 /// `TCP_NOTSENT_LOWAT` of client connections (see where it is set).
 pub const NOTSENT_LOWAT: u32 = 128 * 1024;
@@ -63,12 +63,10 @@ impl BindKey {
     }
 }
 
-/// Every bind address of `state`'s listeners: (key, listener index).
-pub fn bind_keys(state: &State) -> Vec<(BindKey, usize)> {
+/// Every bind address of `state`'s listeners: (key, listener).
+pub fn bind_keys(state: &State) -> Vec<(BindKey, ListenerId)> {
     state
-        .listeners
-        .iter()
-        .enumerate()
+        .listeners_with_ids()
         .flat_map(|(i, l)| {
             l.settings
                 .bind
@@ -79,8 +77,8 @@ pub fn bind_keys(state: &State) -> Vec<(BindKey, usize)> {
 }
 
 /// The listener of `state` that owns `key`.
-fn listener_for(state: &State, key: &BindKey) -> Option<usize> {
-    state.listeners.iter().position(|l| {
+fn listener_for(state: &State, key: &BindKey) -> Option<ListenerId> {
+    state.find_listener(|l| {
         l.settings
             .bind
             .iter()
@@ -180,7 +178,7 @@ pub async fn accept_loop(
                 _ = state.retire.cancelled() => continue,
             }
         };
-        let listener = &state.listeners[index];
+        let listener = state.listener(index);
         let permit = match listener.connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {

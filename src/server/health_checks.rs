@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::route::UpstreamId;
 use crate::state::State;
 use crate::upstream::health::Target;
 
@@ -13,7 +14,7 @@ use crate::upstream::health::Target;
 /// stop when `cancel` is cancelled.
 pub fn start(state: &Arc<State>, cancel: &CancellationToken) {
     for (index, upstream) in state.upstreams.iter().enumerate() {
-        for target in upstream.health_targets(index) {
+        for target in upstream.health_targets(UpstreamId::new(index)) {
             tracing::debug!(upstream = %target.health.upstream, server = %target.health.server,
                 path = %target.settings.path, interval = ?target.settings.interval, "health checks");
             tokio::spawn(watch(state.clone(), target, cancel.clone()));
@@ -23,7 +24,7 @@ pub fn start(state: &Arc<State>, cancel: &CancellationToken) {
 
 /// Checks one server every `interval` until cancelled.
 async fn watch(state: Arc<State>, target: Target, cancel: CancellationToken) {
-    let upstream = &state.upstreams[target.upstream];
+    let upstream = state.upstream(target.upstream);
     let mut tick = tokio::time::interval(target.settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::server::accept::{bind_keys, BindKey};
+use crate::state::ListenerId;
 use crate::state::{Shared, State};
 use crate::sync::lock;
 use crate::tls::hygiene::Finding;
@@ -121,7 +122,7 @@ impl Proxy {
                 if let Err(e) = crate::server::accept::probe_free(addr) {
                     errors.push(format!(
                         "listener \"{}\": cannot listen on {addr}: {e}",
-                        state.listeners[*index].settings.name
+                        state.listener(*index).settings.name
                     ));
                 }
             }
@@ -402,7 +403,7 @@ impl Control {
             });
             for b in sockets.iter_mut() {
                 if let Some((_, i)) = wanted.iter().find(|(k, _)| *k == b.key) {
-                    b.listener = state.listeners[*i].settings.name.clone();
+                    b.listener = state.listener(*i).settings.name.clone();
                 }
             }
         }
@@ -462,12 +463,12 @@ impl Control {
         });
     }
 
-    fn serve_socket(&self, state: &State, key: BindKey, index: usize, socket: TcpListener) {
-        let name = state.listeners[index].settings.name.clone();
+    fn serve_socket(&self, state: &State, key: BindKey, index: ListenerId, socket: TcpListener) {
+        let name = state.listener(index).settings.name.clone();
         let Ok(addr) = socket.local_addr() else {
             return;
         };
-        tracing::info!(listener = %name, %addr, mode = ?state.listeners[index].settings.mode, "listening");
+        tracing::info!(listener = %name, %addr, mode = ?state.listener(index).settings.mode, "listening");
         let stop = self.stop.child_token();
         self.accepting.spawn(crate::server::accept::accept_loop(
             self.current.clone(),
@@ -510,14 +511,14 @@ impl Control {
     }
 }
 
-fn addrs_of(keys: &[(BindKey, usize)]) -> Vec<SocketAddr> {
+fn addrs_of(keys: &[(BindKey, ListenerId)]) -> Vec<SocketAddr> {
     keys.iter().map(|(k, _)| k.addr()).collect()
 }
 
 fn bind_for(
     state: &State,
     key: &BindKey,
-    index: usize,
+    index: ListenerId,
     shared_ports: &[(bool, u16)],
 ) -> Result<TcpListener, String> {
     let addr = key.addr();
@@ -525,7 +526,7 @@ fn bind_for(
     crate::server::accept::bind(addr, shared).map_err(|e| {
         format!(
             "listener \"{}\": cannot listen on {addr}: {e}",
-            state.listeners[index].settings.name
+            state.listener(index).settings.name
         )
     })
 }

@@ -15,11 +15,15 @@ use crate::config::{
 use crate::observe::metrics::{ListenerMetrics, Metrics};
 use crate::observe::report::{Report, ReportLimits};
 use crate::observe::telemetry::JsonLines;
-use crate::route::RouteTable;
+use crate::route::{RouteTable, UpstreamId};
 use crate::tls::certs::{load_certificate, CertError, CertFile};
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
 use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::Upstream;
+
+/// A listener of the runtime: its place in declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(usize);
 
 /// One listener's runtime part.
 pub struct ListenerState {
@@ -37,7 +41,7 @@ pub struct ListenerState {
     pub connections: Arc<Semaphore>,
     /// Open connections per client address (`max_connections_per_ip`).
     pub sources: Arc<SourceCounts>,
-    pub default_upstream: Option<usize>,
+    pub default_upstream: Option<UpstreamId>,
     /// This listener's counters.
     pub metrics: ListenerMetrics,
 }
@@ -54,6 +58,21 @@ impl ListenerState {
             legacy_tls: cfg!(feature = "legacy-tls") && self.settings.legacy_tls.is_some(),
             server_configs: &self.server_configs,
         }
+    }
+
+    /// The rustls configuration serving `certificate` on this https
+    /// listener (the state holds one per certificate).
+    pub fn server_config(&self, certificate: CertificateId) -> &Arc<ServerConfig> {
+        &self.server_configs[certificate.index()]
+    }
+
+    /// The OpenSSL context serving `certificate` (`legacy_tls` listeners).
+    #[cfg(feature = "legacy-tls")]
+    pub fn legacy_tls_context(
+        &self,
+        certificate: CertificateId,
+    ) -> Option<&openssl::ssl::SslContext> {
+        self.legacy_tls.get(certificate.index())
     }
 
     /// Admits a connection from `client` on this listener: `Ok(None)` when no
@@ -144,6 +163,29 @@ pub struct State {
 }
 
 impl State {
+    /// The listener behind an id.
+    pub fn listener(&self, id: ListenerId) -> &ListenerState {
+        &self.listeners[id.0]
+    }
+
+    /// Every listener with its id, in declaration order.
+    pub fn listeners_with_ids(&self) -> impl Iterator<Item = (ListenerId, &ListenerState)> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (ListenerId(i), l))
+    }
+
+    /// The first listener that `is` one sought.
+    pub fn find_listener(&self, is: impl Fn(&ListenerState) -> bool) -> Option<ListenerId> {
+        self.listeners.iter().position(is).map(ListenerId)
+    }
+
+    /// The upstream behind an id.
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.index()]
+    }
+
     /// Loads certificates and log files and builds every table. On failure,
     /// every problem found, in plain words.
     pub fn build(settings: Settings) -> Result<State, Vec<String>> {
@@ -193,7 +235,12 @@ impl State {
                 Upstream::new(u, settings.timeouts, preserve_header_case, &metrics, tls)
             })
             .collect();
-        let upstream_id = |name: &str| upstreams.iter().position(|u| u.name == name);
+        let upstream_id = |name: &str| {
+            upstreams
+                .iter()
+                .position(|u| u.name == name)
+                .map(UpstreamId::new)
+        };
         let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
 
         let mut listeners = Vec::new();

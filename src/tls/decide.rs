@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 
 use super::diagnose;
+use super::failure::HandshakeFailure;
 use super::hello::{sslv2_reason, ClientHelloInfo};
 use super::store::{CertificateId, CertificateStore, Selection};
 
@@ -118,7 +119,7 @@ pub fn decide(
             }
         };
     let cert = certificates.get(certificate);
-    let Some(config) = listener.server_configs.get(certificate) else {
+    let Some(config) = listener.server_configs.get(certificate.index()) else {
         return Decision::Refuse(Refusal {
             kind: RefusalKind::NoConfiguration,
             reason: format!(
@@ -152,17 +153,16 @@ pub fn decide(
     }
 }
 
-/// The reason and hint for a handshake rustls failed (`rustls_reason`, in
-/// the words of `tls::failure_reason`), made precise by what the hello
-/// shows and the certificate served.
+/// The reason and hint for a handshake rustls failed (`failure`), made
+/// precise by what the hello shows and the certificate served.
 pub fn handshake_failure(
     hello: &ClientHelloInfo,
     served: &Served,
     certificates: &CertificateStore,
-    rustls_reason: &str,
+    failure: &HandshakeFailure,
 ) -> (String, Option<String>) {
     let cert = certificates.get(served.certificate);
-    let reason = diagnose::reason(hello, rustls_reason);
-    let hint = diagnose::hint(hello, &reason, cert.key_kind, &cert.name, served.fallback);
+    let reason = diagnose::reason(hello, failure);
+    let hint = diagnose::hint(hello, failure, cert.key_kind, &cert.name, served.fallback);
     (reason, hint)
 }

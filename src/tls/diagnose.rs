@@ -3,6 +3,7 @@
 //! was offered and rustls's reason. A pure function, no I/O.
 
 use crate::tls::certs::KeyKind;
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHelloInfo;
 
 /// TLS 1.2 ECDHE_ECDSA suites with AES-GCM, as Windows 7/8/8.1 SChannel offers them.
@@ -18,12 +19,12 @@ const RUSTLS_SUITES: [u16; 9] = [
 /// precise with what the hello shows when the hello alone explains it (a
 /// client that offers only TLS 1.1 or older fails in rustls with whatever
 /// check comes first, often the missing signature_algorithms extension).
-pub fn reason(hello: &ClientHelloInfo, rustls_reason: &str) -> String {
+pub fn reason(hello: &ClientHelloInfo, failure: &HandshakeFailure) -> String {
     if hello.sslv2 {
         return "SSLv2-format ClientHello: rustls reads only TLS records".into();
     }
     let max = hello.max_version();
-    if max < 0x0303 && !rustls_reason.contains("sent alert") {
+    if max < 0x0303 && !matches!(failure, HandshakeFailure::AlertReceived(_)) {
         let versions = hello.offered_versions();
         let what = if max <= 0x0300 {
             "SSL 3.0".to_string()
@@ -31,16 +32,16 @@ pub fn reason(hello: &ClientHelloInfo, rustls_reason: &str) -> String {
             format!("TLS {}", versions.join(", TLS "))
         };
         return format!(
-            "the client offers only {what}; snigate serves TLS 1.2 and 1.3 (rustls: {rustls_reason})"
+            "the client offers only {what}; snigate serves TLS 1.2 and 1.3 (rustls: {failure})"
         );
     }
-    rustls_reason.to_string()
+    failure.to_string()
 }
 
 /// What the operator could do about a failed handshake, if snigate knows.
 pub fn hint(
     hello: &ClientHelloInfo,
-    reason: &str,
+    failure: &HandshakeFailure,
     served: KeyKind,
     certificate: &str,
     fallback: bool,
@@ -65,7 +66,8 @@ pub fn hint(
                 .into(),
         );
     }
-    if hello.signature_algorithms.is_empty() && reason.contains("signature_algorithms") {
+    if hello.signature_algorithms.is_empty() && *failure == HandshakeFailure::NoSignatureAlgorithms
+    {
         return Some(
             "the client sends no signature_algorithms extension, which rustls requires: an old TLS stack; \
              update the client, or pass it to a backend that serves it (legacy_upstream on the listener, \
@@ -73,7 +75,7 @@ pub fn hint(
                 .into(),
         );
     }
-    if reason.contains("no cipher suite in common") {
+    if *failure == HandshakeFailure::NoCipherSuite {
         if offers(&ECDSA_GCM) && !offers(&RSA_AEAD) && served != KeyKind::Ecdsa {
             return Some(format!(
                 "the client offers ECDHE_ECDSA with AES-GCM but no ECDHE_RSA AES-GCM suite (Windows 7/8/8.1 \
@@ -90,7 +92,7 @@ pub fn hint(
             );
         }
     }
-    if reason.contains("sent alert") {
+    if let HandshakeFailure::AlertReceived(_) = failure {
         return Some(if fallback {
             format!(
                 "the client rejected the fallback certificate \"{certificate}\": it probably does not cover the \
@@ -126,6 +128,7 @@ pub const SSLV2: &str = "SSLv2-format ClientHello (Java 6, Windows XP era): rust
 #[cfg(test)]
 mod tests {
     use super::*;
+    use HandshakeFailure::*;
 
     fn hello(versions: u16, suites: &[u16], sigalgs: &[u16]) -> ClientHelloInfo {
         ClientHelloInfo {
@@ -139,79 +142,60 @@ mod tests {
     #[test]
     fn windows7_needs_ecdsa() {
         let h = hello(0x0303, &[0xc02c, 0xc02b, 0xc028, 0x009d], &[0x0401, 0x0403]);
-        let hint = hint(&h, "no cipher suite in common", KeyKind::Rsa, "farm", true).unwrap();
+        let hint = hint(&h, &NoCipherSuite, KeyKind::Rsa, "farm", true).unwrap();
         assert!(hint.contains("ECDSA certificate"), "{hint}");
     }
 
     #[test]
     fn cbc_only_needs_passthrough() {
         let h = hello(0x0303, &[0x002f, 0x0035, 0xc013], &[0x0401]);
-        let hint = hint(
-            &h,
-            "no cipher suite in common",
-            KeyKind::Ecdsa,
-            "farm",
-            true,
-        )
-        .unwrap();
+        let hint = hint(&h, &NoCipherSuite, KeyKind::Ecdsa, "farm", true).unwrap();
         assert!(hint.contains("CBC"), "{hint}");
     }
 
     #[test]
     fn old_versions() {
         let h = hello(0x0301, &[0x002f], &[]);
-        let hint = hint(&h, "anything", KeyKind::Ecdsa, "farm", true).unwrap();
+        let hint = hint(&h, &ClientClosed, KeyKind::Ecdsa, "farm", true).unwrap();
         assert!(hint.contains("TLS 1.0"), "{hint}");
     }
 
     #[test]
     fn ssl3_reason_and_hint() {
         let h = hello(0x0300, &[0x000a, 0x002f], &[]);
-        let r = reason(
-            &h,
-            "the client offers no TLS version snigate serves (TLS 1.2 or 1.3)",
-        );
+        let r = reason(&h, &NoVersion);
         assert!(r.starts_with("the client offers only SSL 3.0"), "{r}");
-        let hint = hint(&h, &r, KeyKind::Ecdsa, "farm", true).unwrap();
+        assert!(
+            r.ends_with(
+                "(rustls: the client offers no TLS version snigate serves (TLS 1.2 or 1.3))"
+            ),
+            "{r}"
+        );
+        let hint = hint(&h, &NoVersion, KeyKind::Ecdsa, "farm", true).unwrap();
         assert!(hint.contains("SSL 3.0"), "{hint}");
     }
 
     #[test]
     fn old_versions_reason_names_them() {
         let h = hello(0x0302, &[0x002f], &[]);
-        let r = reason(&h, "the client sent no signature_algorithms extension");
+        let r = reason(&h, &NoSignatureAlgorithms);
         assert!(
             r.starts_with("the client offers only TLS 1.1, TLS 1.0;"),
             "{r}"
         );
         // A modern client keeps rustls's words.
         let m = hello(0x0303, &[0x1301], &[0x0403]);
-        assert_eq!(
-            reason(&m, "no cipher suite in common"),
-            "no cipher suite in common"
-        );
+        assert_eq!(reason(&m, &NoCipherSuite), "no cipher suite in common");
     }
 
     #[test]
     fn rejected_fallback() {
         let h = hello(0x0303, &[0x1301], &[0x0403]);
-        let hint = hint(
-            &h,
-            "the client sent alert BadCertificate",
-            KeyKind::Ecdsa,
-            "farm",
-            true,
-        )
-        .unwrap();
+        let alert = AlertReceived(rustls::AlertDescription::BadCertificate);
+        let hint = hint(&h, &alert, KeyKind::Ecdsa, "farm", true).unwrap();
         assert!(hint.contains("fallback certificate \"farm\""), "{hint}");
         assert_eq!(
-            super::hint(
-                &h,
-                "the client closed the connection",
-                KeyKind::Ecdsa,
-                "farm",
-                true
-            ),
+            super::hint(&h, &ClientClosed, KeyKind::Ecdsa, "farm", true),
             None
         );
     }

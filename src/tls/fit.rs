@@ -22,8 +22,6 @@
 //! SNI, PSK errors). Those are not a client's missing capability but a
 //! broken client; rustls fails them with its reason as on any listener.
 
-use std::io;
-
 use rustls::crypto::{CryptoProvider, KeyExchangeAlgorithm, SupportedKxGroup};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{
@@ -31,6 +29,7 @@ use rustls::{
     SignatureAlgorithm, SignatureScheme, SupportedCipherSuite,
 };
 
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHelloInfo;
 
 /// Extension types the decision looks at.
@@ -149,7 +148,7 @@ pub fn check(
 }
 
 /// [`check`], with the reason in the words of the handshake log: those of a
-/// handshake that failed for it (`tls::failure_reason`, made precise by
+/// handshake that failed for it ([`HandshakeFailure`], made precise by
 /// `diagnose::reason`).
 pub fn can_serve(
     hello: &ClientHelloInfo,
@@ -161,13 +160,12 @@ pub fn can_serve(
 
 /// The handshake-log reason for a [`check`] error.
 pub fn reason(hello: &ClientHelloInfo, error: Error) -> String {
-    let rustls_reason = match &error {
-        Error::General(m) if m == INCOMPATIBLE_SIGNING_KEY => {
-            "no signature scheme in common with the certificate's key".to_string()
-        }
-        _ => crate::tls::failure_reason(&io::Error::new(io::ErrorKind::InvalidData, error)),
+    // rustls names this one only in words (`Error::General`).
+    let failure = match error {
+        Error::General(m) if m == INCOMPATIBLE_SIGNING_KEY => HandshakeFailure::NoSignatureScheme,
+        other => HandshakeFailure::from(other),
     };
-    crate::tls::diagnose::reason(hello, &rustls_reason)
+    crate::tls::diagnose::reason(hello, &failure)
 }
 
 fn incompatible(why: PeerIncompatible) -> Error {

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod decide;
 pub mod diagnose;
+pub mod failure;
 pub mod fingerprint;
 pub mod fit;
 pub mod groups;

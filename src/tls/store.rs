@@ -7,7 +7,6 @@
 //! bytes with a configuration that holds exactly that certificate.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +18,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
 use crate::tls::certs::{KeyKind, LoadedCertificate};
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHelloInfo;
 
-/// Index of a certificate in the [`CertificateStore`].
-pub type CertificateId = usize;
+/// A certificate of the [`CertificateStore`]: its place in declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertificateId(usize);
+
+impl CertificateId {
+    /// The place in declaration order, which also indexes anything kept per
+    /// certificate (a listener's rustls configurations, OpenSSL contexts).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// The crypto provider snigate uses: aws-lc-rs with the suites in server
 /// preference order.
@@ -79,7 +88,8 @@ impl CertificateStore {
             certificates,
             ..Default::default()
         };
-        for (id, c) in store.certificates.iter().enumerate() {
+        for (i, c) in store.certificates.iter().enumerate() {
+            let id = CertificateId(i);
             for name in &c.names {
                 let (map, key) = match name.strip_prefix("*.") {
                     Some(suffix) => (&mut store.wildcard, suffix.to_string()),
@@ -96,12 +106,15 @@ impl CertificateStore {
 
     /// The certificate with this configuration name.
     pub fn by_name(&self, name: &str) -> Option<CertificateId> {
-        self.certificates.iter().position(|c| c.name == name)
+        self.certificates
+            .iter()
+            .position(|c| c.name == name)
+            .map(CertificateId)
     }
 
     /// The certificate behind an id.
     pub fn get(&self, id: CertificateId) -> &LoadedCertificate {
-        &self.certificates[id]
+        &self.certificates[id.0]
     }
 
     /// Every certificate.
@@ -160,7 +173,7 @@ impl CertificateStore {
         };
         ids.iter()
             .copied()
-            .find(|id| self.certificates[*id].key_kind == want)
+            .find(|id| self.certificates[id.0].key_kind == want)
             .unwrap_or(ids[0])
     }
 }
@@ -348,14 +361,14 @@ pub async fn handshake<S>(
     stream: S,
     config: Arc<ServerConfig>,
     timeout: Duration,
-) -> Result<(TlsStream<S>, Negotiated), String>
+) -> Result<(TlsStream<S>, Negotiated), HandshakeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Err(_) => return Err("TLS handshake did not complete within the handshake timeout".into()),
-        Ok(Err(e)) => return Err(failure_reason(&e)),
+        Err(_) => return Err(HandshakeFailure::Timeout),
+        Ok(Err(e)) => return Err(HandshakeFailure::of_io(&e)),
         Ok(Ok(tls)) => tls,
     };
     let (_, conn) = tls.get_ref();
@@ -378,52 +391,6 @@ where
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
     Ok((tls, negotiated))
-}
-
-/// A rustls handshake error in plain words.
-pub fn failure_reason(e: &io::Error) -> String {
-    use rustls::{Error, PeerIncompatible, PeerMisbehaved};
-    let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
-        return match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                "the client closed the connection during the handshake".into()
-            }
-            io::ErrorKind::ConnectionReset => {
-                "the client reset the connection during the handshake".into()
-            }
-            _ => format!("I/O error during the handshake: {e}"),
-        };
-    };
-    match err {
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
-            "no cipher suite in common".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired) => {
-            "the client sent no signature_algorithms extension (a TLS 1.0/1.1-era client)".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::SupportedVersionsExtensionRequired)
-        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered)
-        | Error::PeerIncompatible(PeerIncompatible::Tls12NotOfferedOrEnabled) => {
-            "the client offers no TLS version snigate serves (TLS 1.2 or 1.3)".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon)
-        | Error::PeerIncompatible(PeerIncompatible::NoEcPointFormatsInCommon) => {
-            "no key exchange group in common".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
-            "no signature scheme in common with the certificate's key".into()
-        }
-        Error::PeerIncompatible(other) => format!("client incompatible: {other:?}"),
-        Error::AlertReceived(alert) => {
-            format!("the client sent alert {alert:?} after our certificate (it rejected the certificate or the parameters)")
-        }
-        Error::PeerMisbehaved(PeerMisbehaved::MissingKeyShare)
-        | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec) => {
-            format!("client misbehaved: {err}")
-        }
-        Error::InvalidMessage(m) => format!("malformed TLS message from the client: {m:?}"),
-        other => other.to_string(),
-    }
 }
 
 /// A fatal `unrecognized_name` alert, sent before closing a strict refusal.

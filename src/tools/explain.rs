@@ -19,7 +19,7 @@
 //! built with the handshake and access logs and the admin endpoint cleared.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use crate::config::{ListenerMode, Settings};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::fingerprint;
 use crate::tls::hello::{is_grease, parse_client_hello, ClientHelloInfo, Parsed};
 
@@ -234,8 +235,7 @@ struct ListenerOutcome {
     /// The certificate's key type: "ecdsa", "rsa" or "ed25519".
     certificate_key: Option<&'static str>,
     fallback: bool,
-    /// "ok" | "failed" | "refused" | "passthrough"
-    outcome: &'static str,
+    outcome: Prediction,
     version: Option<&'static str>,
     suite: Option<String>,
     alpn: Option<String>,
@@ -249,6 +249,32 @@ struct ListenerOutcome {
     note: Option<String>,
 }
 
+/// What a listener would do with the hello: the handshake log's outcomes
+/// `explain` can foresee, and `refused` for a hello the listener turns away
+/// before any handshake (strict SNI, no route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Prediction {
+    Ok,
+    Failed,
+    Refused,
+    Passthrough,
+    LegacyPassthrough,
+}
+
+impl Prediction {
+    /// The name in the JSON and text output.
+    fn as_str(self) -> &'static str {
+        match self {
+            Prediction::Ok => "ok",
+            Prediction::Failed => "failed",
+            Prediction::Refused => "refused",
+            Prediction::Passthrough => "passthrough",
+            Prediction::LegacyPassthrough => "legacy_passthrough",
+        }
+    }
+}
+
 impl ListenerOutcome {
     fn new(l: &ListenerState, mode: &'static str) -> Self {
         ListenerOutcome {
@@ -258,7 +284,7 @@ impl ListenerOutcome {
             certificate: None,
             certificate_key: None,
             fallback: false,
-            outcome: "failed",
+            outcome: Prediction::Failed,
             version: None,
             suite: None,
             alpn: None,
@@ -313,7 +339,7 @@ fn explain_https(
         Decision::Serve(served) => served,
         Decision::Refuse(refusal) => {
             if refusal.kind == RefusalKind::NoCertificate {
-                o.outcome = "refused";
+                o.outcome = Prediction::Refused;
             }
             o.reason = Some(refusal.reason);
             o.hint = refusal.hint;
@@ -331,7 +357,7 @@ fn explain_https(
             o.certificate = None;
             o.certificate_key = None;
             o.fallback = false;
-            o.outcome = "legacy_passthrough";
+            o.outcome = Prediction::LegacyPassthrough;
             o.upstream = Some(upstream.clone());
             o.reason = Some(reason.clone());
             o.note = Some(format!(
@@ -346,20 +372,19 @@ fn explain_https(
         }
     }
     // decide() found the configuration; the state holds one per certificate.
-    let config = l.server_configs[served.certificate].clone();
+    let config = l.server_config(served.certificate).clone();
     match handshake_in_memory(config, hello) {
         Ok(hs) => {
-            o.outcome = "ok";
+            o.outcome = Prediction::Ok;
             o.version = Some(hs.version);
             o.suite = Some(hs.suite);
             o.alpn = hs.alpn;
             o.note = hs.note;
         }
         Err(Failure::Tls(err)) => {
-            let reason =
-                crate::tls::failure_reason(&io::Error::new(io::ErrorKind::InvalidData, err));
             // As the proxy: made precise by what the hello shows.
-            let (reason, hint) = handshake_failure(info, &served, &state.certificates, &reason);
+            let failure = HandshakeFailure::from(err);
+            let (reason, hint) = handshake_failure(info, &served, &state.certificates, &failure);
             o.hint = hint;
             o.reason = Some(reason);
         }
@@ -379,7 +404,7 @@ fn explain_legacy_tls(
     rustls_reason: &str,
 ) {
     o.engine = Some(crate::tls::openssl::ENGINE);
-    let Some(context) = l.legacy_tls.get(certificate) else {
+    let Some(context) = l.legacy_tls_context(certificate) else {
         o.reason = Some(format!(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
         ));
@@ -387,7 +412,7 @@ fn explain_legacy_tls(
     };
     match crate::tls::openssl::handshake_in_memory(context, hello) {
         Ok(negotiated) => {
-            o.outcome = "ok";
+            o.outcome = Prediction::Ok;
             o.version = Some(negotiated.version);
             o.suite = Some(negotiated.suite);
             o.alpn = negotiated.alpn;
@@ -429,15 +454,15 @@ fn explain_passthrough(
     let sni = sni.as_deref();
     match l.routes.route_sni(sni, l.settings.strict_sni) {
         Err(reason) => {
-            o.outcome = "refused";
+            o.outcome = Prediction::Refused;
             o.reason = Some(reason);
         }
         Ok(route) => {
-            o.outcome = "passthrough";
+            o.outcome = Prediction::Passthrough;
             o.fallback = matches!(route, RouteMatch::Default(_));
             o.upstream = state
                 .upstreams
-                .get(route.upstream())
+                .get(route.upstream().index())
                 .map(|u| u.name.clone());
             o.note = Some(
                 if o.fallback {
@@ -835,7 +860,7 @@ impl Report {
                 );
             }
             match l.outcome {
-                "ok" => {
+                Prediction::Ok => {
                     let _ = writeln!(
                         s,
                         "  {:<13}ok: TLS {} {}{}{}",
@@ -851,7 +876,7 @@ impl Report {
                             .unwrap_or_default()
                     );
                 }
-                "passthrough" => {
+                Prediction::Passthrough => {
                     let _ = writeln!(
                         s,
                         "  {:<13}passthrough to upstream \"{}\"",
@@ -859,11 +884,14 @@ impl Report {
                         l.upstream.as_deref().unwrap_or("?")
                     );
                 }
-                other => {
+                other @ (Prediction::Failed
+                | Prediction::Refused
+                | Prediction::LegacyPassthrough) => {
                     let _ = writeln!(
                         s,
-                        "  {:<13}{other}: {}",
+                        "  {:<13}{}: {}",
                         "outcome",
+                        other.as_str(),
                         l.reason.as_deref().unwrap_or("?")
                     );
                 }

@@ -31,6 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::HealthSettings;
+use crate::route::UpstreamId;
 
 /// Failing checks in a row that take a server out of rotation: one lost
 /// check (a dropped packet, a recycling application pool) does not.
@@ -239,8 +240,8 @@ impl ServerHealth {
 /// One server an active checker watches.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Index of the upstream in the state, and of the server in it.
-    pub upstream: usize,
+    pub upstream: UpstreamId,
+    /// Index of the server in the upstream.
     pub server: usize,
     pub settings: HealthSettings,
     pub health: Arc<ServerHealth>,

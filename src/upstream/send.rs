@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{HealthSettings, Timeouts, UpstreamSettings};
 use crate::observe::metrics::Metrics;
-use crate::route::normalize_host;
+use crate::route::{normalize_host, UpstreamId};
 use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::balance::Balancer;
 use crate::upstream::health::ServerHealth;
@@ -384,8 +384,8 @@ impl Upstream {
     }
 
     /// What the active health checker watches: every server, when the
-    /// upstream (at `index` in the state) has `health`.
-    pub fn health_targets(&self, index: usize) -> Vec<crate::upstream::health::Target> {
+    /// upstream (`id` in the state) has `health`.
+    pub fn health_targets(&self, id: UpstreamId) -> Vec<crate::upstream::health::Target> {
         let Some(settings) = &self.health else {
             return Vec::new();
         };
@@ -393,7 +393,7 @@ impl Upstream {
             .iter()
             .enumerate()
             .map(|(i, s)| crate::upstream::health::Target {
-                upstream: index,
+                upstream: id,
                 server: i,
                 settings: settings.clone(),
                 health: s.health.clone(),

@@ -206,7 +206,7 @@ fn default_config_matches_the_design_sample() {
     let main = &state.listeners[0];
     let upstream_of = |host: &str| {
         let id = main.routes.route(Some(host)).expect("routed").upstream();
-        state.upstreams[id].name.clone()
+        state.upstream(id).name.clone()
     };
     assert_eq!(upstream_of("portal.contoso.test"), "portal");
     assert_eq!(upstream_of("a.b.apps.contoso.test"), "portal");
@@ -256,7 +256,7 @@ fn sharepoint_example_routes_and_certificates() {
 
     let upstream_of = |l: &str, host: Option<&str>| {
         let id = listener(l).routes.route(host).expect("routed").upstream();
-        state.upstreams[id].name.clone()
+        state.upstream(id).name.clone()
     };
     assert_eq!(upstream_of("main", Some("portal.contoso.test")), "portal");
     assert_eq!(upstream_of("main", Some("teams.contoso.test")), "portal");

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
+use snigate::observe::outcome::HandshakeOutcome;
 use snigate::observe::report::{
     from_logs, render_html, render_text, ClientRef, Report, ReportLimits,
 };
@@ -42,7 +43,7 @@ fn handshake(ms: u64, conn: u64, peer: &str, sni: Option<&str>, outcome: &'stati
             None => "t12i1107h1_5b57614c22b0_3cbfd9057e0d",
         }
         .into(),
-        outcome,
+        outcome: HandshakeOutcome::from_name(outcome).expect("an outcome snigate logs"),
         version: (outcome == "ok").then_some("1.2"),
         suite: (outcome == "ok").then(|| "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()),
         group: (outcome == "ok").then_some("secp256r1"),

@@ -23,6 +23,7 @@ use super::snapshot::{
     CertificateSeen, ClientReport, Counted, HostSeen, Listed, OtherClients, ReasonSeen,
 };
 use super::{clip, format_ts, HandshakeEvent, RequestEvent, MAX_VALUE_BYTES};
+use crate::observe::outcome::HandshakeOutcome;
 
 /// Entries compared to choose one to evict.
 const SAMPLE: usize = 8;
@@ -252,7 +253,7 @@ impl Client {
                 *n += 1;
             }
         }
-        let keep_reason = !ev.succeeded() || ev.outcome == "legacy_passthrough";
+        let keep_reason = !ev.succeeded() || ev.is(HandshakeOutcome::LegacyPassthrough);
         if let (true, Some(reason)) = (keep_reason, ev.reason) {
             let reason = clip(reason, MAX_VALUE_BYTES);
             let hint = ev.hint.map(|h| clip(h, MAX_VALUE_BYTES));

@@ -19,7 +19,9 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::snapshot::{LogInput, ReportSnapshot};
-use super::{parse_ts, ClientRef, HandshakeEvent, Report, ReportLimits, RequestEvent};
+use super::{
+    parse_ts, ClientRef, EventOutcome, HandshakeEvent, Report, ReportLimits, RequestEvent,
+};
 
 /// Longest line read; longer ones are skipped (a log line is a few hundred
 /// bytes; this keeps a file without newlines from filling memory).
@@ -260,7 +262,7 @@ fn feed(report: &Report, connections: &mut Connections, input: &mut LogInput, li
                 certificate: h.certificate.as_deref(),
                 offered_versions: &offered,
                 ja4: &h.ja4,
-                outcome: &h.outcome,
+                outcome: EventOutcome::parse(&h.outcome),
                 version: h.version.as_deref(),
                 reason: h.reason.as_deref(),
                 hint: h.hint.as_deref(),

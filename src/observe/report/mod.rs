@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
 use crate::sync::lock;
 
@@ -47,20 +48,9 @@ use timeline::Ring;
 pub const REQUESTS_PER_CONNECTION: u32 = 16;
 
 /// Outcome names kept apart in the summary; any further names are counted
-/// under `other` (log files may hold anything).
+/// under `other` (log files may hold anything). Every [`HandshakeOutcome`]
+/// is listed, even at zero.
 const MAX_OUTCOME_NAMES: usize = 16;
-
-/// Outcomes that mean the handshake succeeded (or was handed on intact).
-const SUCCESS_OUTCOMES: [&str; 3] = ["ok", "passthrough", "legacy_passthrough"];
-
-/// Outcomes always listed in the summary, even at zero.
-const KNOWN_OUTCOMES: [&str; 5] = [
-    "ok",
-    "failed",
-    "rejected",
-    "passthrough",
-    "legacy_passthrough",
-];
 
 /// How much the report keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +126,7 @@ pub(crate) struct HandshakeEvent<'a> {
     pub certificate: Option<&'a str>,
     pub offered_versions: &'a [&'a str],
     pub ja4: &'a str,
-    pub outcome: &'a str,
+    pub outcome: EventOutcome<'a>,
     pub version: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub hint: Option<&'a str>,
@@ -153,7 +143,7 @@ impl<'a> HandshakeEvent<'a> {
             certificate: rec.certificate.as_deref(),
             offered_versions: &rec.offered_versions,
             ja4: &rec.ja4,
-            outcome: rec.outcome,
+            outcome: EventOutcome::Known(rec.outcome),
             version: rec.version,
             reason: rec.reason.as_deref(),
             hint: rec.hint.as_deref(),
@@ -161,7 +151,7 @@ impl<'a> HandshakeEvent<'a> {
     }
 
     fn succeeded(&self) -> bool {
-        SUCCESS_OUTCOMES.contains(&self.outcome)
+        matches!(self.outcome, EventOutcome::Known(o) if o.succeeded())
     }
 
     /// Clients without SNI and clients whose handshake did not succeed are
@@ -169,7 +159,35 @@ impl<'a> HandshakeEvent<'a> {
     fn tracked(&self) -> bool {
         // Clients handed to the legacy upstream are listed too: they are the
         // ones whose TLS stack needs fixing.
-        self.sni.is_none() || !self.succeeded() || self.outcome == "legacy_passthrough"
+        self.sni.is_none() || !self.succeeded() || self.is(HandshakeOutcome::LegacyPassthrough)
+    }
+
+    fn is(&self, outcome: HandshakeOutcome) -> bool {
+        self.outcome == EventOutcome::Known(outcome)
+    }
+}
+
+/// A handshake's outcome as a record or log line gives it: one of
+/// snigate's, or any other name a log file holds (counted under its name,
+/// never a success).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventOutcome<'a> {
+    Known(HandshakeOutcome),
+    Other(&'a str),
+}
+
+impl<'a> EventOutcome<'a> {
+    /// The outcome a log line's `outcome` names.
+    pub(crate) fn parse(name: &'a str) -> Self {
+        HandshakeOutcome::from_name(name).map_or(EventOutcome::Other(name), EventOutcome::Known)
+    }
+
+    /// The name counted in the summary.
+    fn name(self) -> &'a str {
+        match self {
+            EventOutcome::Known(o) => o.as_str(),
+            EventOutcome::Other(name) => name,
+        }
     }
 }
 
@@ -304,8 +322,8 @@ impl Totals {
         self.handshakes += 1;
         self.fallback += u64::from(ev.fallback);
         match ev.sni {
-            Some(_) => self.with_sni.add(ev.outcome),
-            None => self.without_sni.add(ev.outcome),
+            Some(_) => self.with_sni.add(ev.outcome.name()),
+            None => self.without_sni.add(ev.outcome.name()),
         }
         if let Some(ts) = ts {
             self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
@@ -355,8 +373,10 @@ impl Outcomes {
     }
 
     fn snapshot(&self) -> OutcomeSplit {
-        let mut outcomes: std::collections::BTreeMap<String, u64> =
-            KNOWN_OUTCOMES.iter().map(|o| (o.to_string(), 0)).collect();
+        let mut outcomes: std::collections::BTreeMap<String, u64> = HandshakeOutcome::ALL
+            .iter()
+            .map(|o| (o.to_string(), 0))
+            .collect();
         for (name, n) in &self.names {
             *outcomes.entry(name.clone()).or_default() += n;
         }

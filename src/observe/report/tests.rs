@@ -26,7 +26,7 @@ fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) ->
         offered_alpn: vec![],
         ja3: "0123456789abcdef0123456789abcdef".into(),
         ja4: if sni.is_some() { SNI_JA4 } else { NO_SNI_JA4 }.into(),
-        outcome,
+        outcome: HandshakeOutcome::from_name(outcome).expect("an outcome snigate logs"),
         version: (outcome == "ok").then_some("1.2"),
         suite: None,
         group: None,
@@ -459,4 +459,23 @@ fn legacy_passthrough_clients_are_listed_with_their_reason() {
         c.reasons.items[0].reason,
         "the client offers only TLS 1.0; snigate serves TLS 1.2 and 1.3"
     );
+}
+
+#[test]
+fn a_log_line_with_an_outcome_snigate_does_not_write_is_counted_under_its_name() {
+    let report = Report::new(ReportLimits::default());
+    let rec = handshake(1, "192.0.2.7:1", Some("a.test"), "ok");
+    let mut ev = HandshakeEvent::from_record(&rec);
+    ev.outcome = EventOutcome::parse("timeout");
+    assert_eq!(ev.outcome, EventOutcome::Other("timeout"));
+    assert!(
+        report.handshake_event(&ev).is_some(),
+        "not a success: tracked"
+    );
+    ev.outcome = EventOutcome::parse("passthrough");
+    assert!(report.handshake_event(&ev).is_none(), "a success with SNI");
+    let s = report.snapshot();
+    assert_eq!(s.summary.with_sni.outcomes["timeout"], 1);
+    assert_eq!(s.summary.with_sni.outcomes["passthrough"], 1);
+    assert_eq!(s.summary.with_sni.outcomes["ok"], 0);
 }
