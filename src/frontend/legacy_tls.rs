@@ -30,7 +30,11 @@ use crate::tls::CertificateId;
 /// replayed) under the handshake timeout, its log line (`engine:
 /// "openssl"`), then HTTP exactly as after a rustls handshake. `rustls_reason`
 /// is why rustls could not serve it (kept in a failure's reason).
-pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_reason: String) {
+pub(crate) async fn serve(
+    pending: Box<Pending>,
+    certificate: CertificateId,
+    rustls_reason: String,
+) {
     let Pending {
         state,
         mut info,
@@ -39,7 +43,7 @@ pub(crate) async fn serve(pending: Pending, certificate: CertificateId, rustls_r
         mut rec,
         start,
         current,
-    } = pending;
+    } = *pending;
     rec.engine = Some(ENGINE);
     rec.hint = None;
     let listener = state.listener(info.listener);

@@ -1,5 +1,10 @@
-//! A connection between its decision and its TLS engine: what the rustls
-//! path (`connection.rs`) and the OpenSSL path (`legacy_tls.rs`) are handed.
+//! A connection between its decision and a legacy path (`legacy_upstream`
+//! in `passthrough/legacy.rs`, OpenSSL in `legacy_tls.rs`), boxed. An async
+//! fn keeps its arguments for as long as it runs (they are never
+//! overlapped with later state), and these paths run for the connection's
+//! whole life: a `Box<Pending>` costs 8 bytes there, a `Pending` its full
+//! size (about 1 KiB). The rustls path keeps the same values as locals
+//! (`connection.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,5 +26,7 @@ pub(crate) struct Pending {
     pub rec: HandshakeRecord,
     /// When the connection was accepted (the line's `ms`).
     pub start: Instant,
+    /// For the HTTP stage after an OpenSSL handshake.
+    #[cfg_attr(not(feature = "legacy-tls"), allow(dead_code))]
     pub current: crate::state::Current,
 }
