@@ -1,14 +1,18 @@
-//! Routing a request to an upstream by its Host: a pure function over a
-//! table built once per configuration.
+//! Routing a request to an upstream by its Host, then its path: a pure
+//! function over a table built once per configuration.
 //!
-//! Exact host names win over wildcards; among wildcards the longest suffix
-//! (the most specific) wins; a route wildcard `*.apps.test` matches any
-//! depth below `apps.test`, as nginx's `server_name *.apps.test` does. A
-//! request that matches nothing goes to the listener's `default_upstream`.
+//! Host first: exact host names win over wildcards; among wildcards the
+//! longest suffix (the most specific) wins; a route wildcard `*.apps.test`
+//! matches any depth below `apps.test`, as nginx's `server_name
+//! *.apps.test` does. Then, among that host's routes, the longest `paths`
+//! prefix that holds the request's path (`config::path_segments`: on
+//! segment boundaries, ASCII case ignored); a route without `paths` holds
+//! every path. A request that matches nothing goes to the listener's
+//! `default_upstream`.
 
 use std::collections::HashMap;
 
-use crate::config::{ListenerSettings, RouteSettings};
+use crate::config::{path_segments, under, ListenerSettings, RouteSettings};
 
 /// An upstream of the runtime: its place in declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,20 +30,74 @@ impl UpstreamId {
     }
 }
 
+/// A `[[route]]`: its place in declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteId(usize);
+
+impl RouteId {
+    /// The place in declaration order (`Settings::routes`).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One route's claim on a host: a path prefix (its segments; empty for
+/// every path).
+#[derive(Debug, Clone)]
+struct PathRoute {
+    prefix: Vec<String>,
+    route: RouteId,
+    upstream: UpstreamId,
+}
+
+/// The routes of one host name, longest prefix first.
+#[derive(Debug, Clone, Default)]
+struct HostRoutes(Vec<PathRoute>);
+
+impl HostRoutes {
+    /// Adds a claim unless an earlier route made the same one.
+    fn add(&mut self, claim: PathRoute) {
+        if !self.0.iter().any(|c| c.prefix == claim.prefix) {
+            self.0.push(claim);
+        }
+    }
+
+    /// The route for a path (`None`: only a route for every path will do).
+    fn pick(&self, path: &mut Path<'_>) -> Option<RouteMatch> {
+        self.0
+            .iter()
+            .find(|c| c.prefix.is_empty() || path.segments().is_some_and(|s| under(s, &c.prefix)))
+            .map(|c| RouteMatch::Route(c.upstream, c.route))
+    }
+}
+
+/// A request's path, split into segments only when a route asks.
+struct Path<'a> {
+    raw: Option<&'a str>,
+    segments: Option<Vec<String>>,
+}
+
+impl Path<'_> {
+    fn segments(&mut self) -> Option<&[String]> {
+        let raw = self.raw?;
+        Some(self.segments.get_or_insert_with(|| path_segments(raw)))
+    }
+}
+
 /// The routes that apply to one listener.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, UpstreamId>,
-    /// `(".apps.test", id)`, longest suffix first.
-    wildcard: Vec<(String, UpstreamId)>,
+    exact: HashMap<String, HostRoutes>,
+    /// `(".apps.test", routes)`, longest suffix first.
+    wildcard: Vec<(String, HostRoutes)>,
     default: Option<UpstreamId>,
 }
 
 /// How a request was routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteMatch {
-    /// A `[[route]]` host matched.
-    Host(UpstreamId),
+    /// A `[[route]]` matched: its upstream and the route.
+    Route(UpstreamId, RouteId),
     /// Nothing matched; the listener's `default_upstream`.
     Default(UpstreamId),
 }
@@ -48,14 +106,23 @@ impl RouteMatch {
     /// The chosen upstream.
     pub fn upstream(self) -> UpstreamId {
         match self {
-            RouteMatch::Host(id) | RouteMatch::Default(id) => id,
+            RouteMatch::Route(id, _) | RouteMatch::Default(id) => id,
+        }
+    }
+
+    /// The route that matched; `None` for the default upstream.
+    pub fn route(self) -> Option<RouteId> {
+        match self {
+            RouteMatch::Route(_, route) => Some(route),
+            RouteMatch::Default(_) => None,
         }
     }
 }
 
 impl RouteTable {
     /// Builds the table for `listener` from every route that applies to it.
-    /// The first route to name a host keeps it (declaration order).
+    /// The first route to claim a host and path keeps it (declaration
+    /// order; `check` reports the others).
     pub fn for_listener(
         listener: &ListenerSettings,
         routes: &[RouteSettings],
@@ -65,36 +132,64 @@ impl RouteTable {
             default: listener.default_upstream.as_deref().and_then(&upstream_id),
             ..Default::default()
         };
-        let applies =
-            |r: &&RouteSettings| r.listeners.is_empty() || r.listeners.contains(&listener.name);
-        for route in routes.iter().filter(applies) {
-            let Some(id) = upstream_id(&route.upstream) else {
+        let applies = |(_, r): &(usize, &RouteSettings)| {
+            r.listeners.is_empty() || r.listeners.contains(&listener.name)
+        };
+        for (index, route) in routes.iter().enumerate().filter(applies) {
+            let Some(upstream) = upstream_id(&route.upstream) else {
                 continue;
             };
+            let prefixes: Vec<Vec<String>> = match route.paths.is_empty() {
+                true => vec![Vec::new()],
+                false => route.paths.iter().map(|p| path_segments(p)).collect(),
+            };
             for host in &route.hosts {
-                let host = host.to_ascii_lowercase();
-                match host.strip_prefix('*') {
-                    Some(suffix) => {
-                        if !table.wildcard.iter().any(|(s, _)| s == suffix) {
-                            table.wildcard.push((suffix.to_string(), id));
-                        }
-                    }
-                    None => {
-                        table.exact.entry(host).or_insert(id);
-                    }
+                let routes = table.host_routes(&host.to_ascii_lowercase());
+                for prefix in &prefixes {
+                    routes.add(PathRoute {
+                        prefix: prefix.clone(),
+                        route: RouteId(index),
+                        upstream,
+                    });
                 }
             }
         }
-        // Stable sort keeps declaration order among equally long suffixes.
+        // Stable sorts keep declaration order among equals.
         table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        let all = table
+            .exact
+            .values_mut()
+            .chain(table.wildcard.iter_mut().map(|w| &mut w.1));
+        for routes in all {
+            routes.0.sort_by_key(|c| std::cmp::Reverse(c.prefix.len()));
+        }
         table
     }
 
+    /// The claims on `host` (a name or a `*.` wildcard), made on first use.
+    fn host_routes(&mut self, host: &str) -> &mut HostRoutes {
+        match host.strip_prefix('*') {
+            Some(suffix) => {
+                let at = match self.wildcard.iter().position(|(s, _)| s == suffix) {
+                    Some(at) => at,
+                    None => {
+                        self.wildcard
+                            .push((suffix.to_string(), HostRoutes::default()));
+                        self.wildcard.len() - 1
+                    }
+                };
+                &mut self.wildcard[at].1
+            }
+            None => self.exact.entry(host.to_string()).or_default(),
+        }
+    }
+
     /// Passthrough: the route for a ClientHello's SNI (lower case, no
-    /// trailing dot); `strict` refuses what only `default_upstream` would
-    /// take. Err is the refusal's reason, in plain words.
+    /// trailing dot), among the routes for every path; `strict` refuses
+    /// what only `default_upstream` would take. Err is the refusal's
+    /// reason, in plain words.
     pub fn route_sni(&self, sni: Option<&str>, strict: bool) -> Result<RouteMatch, String> {
-        match self.route(sni) {
+        match self.route(sni, None) {
             Some(RouteMatch::Default(_)) | None if strict => Err(match sni {
                 None => "no SNI, and the listener has strict_sni = true".into(),
                 Some(s) => {
@@ -111,20 +206,28 @@ impl RouteTable {
         }
     }
 
-    /// Routes a normalized host (see [`normalize_host`]); `None` host (no Host
-    /// header) goes to the default.
-    pub fn route(&self, host: Option<&str>) -> Option<RouteMatch> {
-        if let Some(host) = host {
-            if let Some(id) = self.exact.get(host) {
-                return Some(RouteMatch::Host(*id));
-            }
-            for (suffix, id) in &self.wildcard {
-                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                    return Some(RouteMatch::Host(*id));
-                }
-            }
-        }
-        self.default.map(RouteMatch::Default)
+    /// Routes a normalized host (see [`normalize_host`]) and a request
+    /// path (`None`: only routes for every path match); `None` host (no
+    /// Host header) goes to the default. The most specific host decides:
+    /// when none of its routes holds the path, the default upstream.
+    pub fn route(&self, host: Option<&str>, path: Option<&str>) -> Option<RouteMatch> {
+        let mut path = Path {
+            raw: path,
+            segments: None,
+        };
+        let claims = host.and_then(|host| {
+            self.exact.get(host).or_else(|| {
+                self.wildcard
+                    .iter()
+                    .find(|(suffix, _)| {
+                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                    })
+                    .map(|(_, routes)| routes)
+            })
+        });
+        claims
+            .and_then(|c| c.pick(&mut path))
+            .or(self.default.map(RouteMatch::Default))
     }
 }
 
@@ -184,7 +287,9 @@ mod tests {
 
     fn route(hosts: &[&str], listeners: &[&str], upstream: &str) -> RouteSettings {
         RouteSettings {
+            name: hosts[0].to_string(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            paths: vec![],
             listeners: listeners.iter().map(|h| h.to_string()).collect(),
             upstream: upstream.into(),
         }
@@ -210,7 +315,7 @@ mod tests {
             route(&["my.contoso.test"], &["other"], "mysites"),
         ];
         let t = RouteTable::for_listener(&listener("main", Some("fallback")), &routes, ids);
-        let by_host = |i| Some(RouteMatch::Host(UpstreamId(i)));
+        let by_host = |i| Some(RouteMatch::Route(UpstreamId(i), RouteId(i)));
         let default = Some(RouteMatch::Default(UpstreamId(4)));
         let cases = [
             (Some("portal.contoso.test"), by_host(0)),
@@ -223,11 +328,46 @@ mod tests {
             (None, default),
         ];
         for (host, want) in cases {
-            assert_eq!(t.route(host), want, "{host:?}");
+            assert_eq!(t.route(host, Some("/x")), want, "{host:?}");
         }
         let other = RouteTable::for_listener(&listener("other", None), &routes, ids);
-        assert_eq!(other.route(Some("my.contoso.test")), by_host(3));
-        assert_eq!(other.route(Some("nothing.test")), None);
+        assert_eq!(other.route(Some("my.contoso.test"), None), by_host(3));
+        assert_eq!(other.route(Some("nothing.test"), None), None);
+    }
+
+    #[test]
+    fn host_first_then_the_longest_path() {
+        let with_paths = |hosts: &[&str], paths: &[&str], upstream: &str| RouteSettings {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            ..route(hosts, &[], upstream)
+        };
+        let routes = vec![
+            with_paths(&["mail.contoso.test"], &["/owa", "/ecp"], "portal"),
+            with_paths(&["mail.contoso.test"], &["/owa/deep"], "deep"),
+            with_paths(&["mail.contoso.test"], &[], "apps"),
+            with_paths(&["*.contoso.test"], &["/rpc"], "mysites"),
+        ];
+        let t = RouteTable::for_listener(&listener("main", Some("fallback")), &routes, ids);
+        let to = |u, r| Some(RouteMatch::Route(UpstreamId(u), RouteId(r)));
+        let default = Some(RouteMatch::Default(UpstreamId(4)));
+        let cases = [
+            ("mail.contoso.test", Some("/owa"), to(0, 0)),
+            ("mail.contoso.test", Some("/OWA/x?y"), to(0, 0)),
+            ("mail.contoso.test", Some("/ecp/"), to(0, 0)),
+            ("mail.contoso.test", Some("/owa/Deep/1"), to(2, 1)),
+            ("mail.contoso.test", Some("/owax"), to(1, 2)),
+            ("mail.contoso.test", Some("/%6fwa"), to(0, 0)),
+            ("mail.contoso.test", Some("/x/../owa"), to(0, 0)),
+            ("mail.contoso.test", None, to(1, 2)),
+            // The host decides: its routes, not the wildcard's.
+            ("mail.contoso.test", Some("/rpc"), to(1, 2)),
+            ("x.contoso.test", Some("/rpc/a"), to(3, 3)),
+            ("x.contoso.test", Some("/owa"), default),
+            ("x.contoso.test", None, default),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(t.route(Some(host), path), want, "{host} {path:?}");
+        }
     }
 
     #[test]

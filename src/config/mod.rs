@@ -5,11 +5,13 @@
 //! (not only the first), each with its file position where there is one.
 
 mod host;
+mod path;
 mod raw;
 mod trust;
 mod validate;
 
 pub use host::host_name;
+pub use path::{path_segments, under};
 pub use trust::TrustedProxies;
 
 use std::fmt;
@@ -238,7 +240,12 @@ pub struct LegacyTlsSettings {
 /// One `[[route]]`, host names lower-cased.
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
+    /// The route's name in the access log and metrics: `name`, else its
+    /// first host and first path (`mail.contoso.test/owa`).
+    pub name: String,
     pub hosts: Vec<String>,
+    /// Path prefixes as written (`/owa`); empty: every path.
+    pub paths: Vec<String>,
     /// Empty: every listener.
     pub listeners: Vec<String>,
     pub upstream: String,

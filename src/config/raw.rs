@@ -129,7 +129,9 @@ pub struct RawLegacyTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    pub name: Option<Spanned<String>>,
     pub hosts: Spanned<Vec<String>>,
+    pub paths: Option<Spanned<Vec<String>>>,
     pub listeners: Option<Vec<Spanned<String>>>,
     pub upstream: Spanned<String>,
 }

@@ -1,6 +1,6 @@
 //! Raw TOML to typed [`Settings`], collecting every error with its position.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -243,6 +243,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
     let listeners = listeners::listeners(&raw.listeners, known, &base, errors, &mut inactive);
     let routes = routes::routes(&raw.routes, &upstreams, &listeners, errors);
     routes::proxy_protocol_on_http(&upstreams, &listeners, &routes, &mut inactive);
+    routes::paths_on_passthrough(&listeners, &routes, &mut inactive);
 
     if listeners.is_empty() && errors.list.is_empty() {
         errors.at(None, "no [[listener]]: nothing to serve");

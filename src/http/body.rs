@@ -18,7 +18,7 @@ use tokio::time::Sleep;
 use crate::http::head_timer::ActiveRequest;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{millis, AccessRecord};
-use crate::route::UpstreamId;
+use crate::route::{RouteId, UpstreamId};
 use crate::state::{ListenerId, State};
 use crate::upstream::PoolReturn;
 
@@ -31,6 +31,8 @@ pub struct Exchange {
     pub listener: ListenerId,
     /// `None` when snigate answered itself.
     pub upstream: Option<UpstreamId>,
+    /// The `[[route]]` that matched; `None` for the default upstream.
+    pub route: Option<RouteId>,
     pub status: u16,
     pub start: Instant,
     /// The access-log line, when one is written or joins the report.
@@ -69,11 +71,11 @@ impl Drop for Exchange {
             self.cut(|| "the client took no data within the client_send timeout".into());
         }
         let elapsed = self.start.elapsed();
-        self.state.listener(self.listener).metrics.request(
-            self.upstream.map(UpstreamId::index),
-            self.status,
-            elapsed,
-        );
+        let metrics = &self.state.listener(self.listener).metrics;
+        metrics.request(self.upstream.map(UpstreamId::index), self.status, elapsed);
+        if let Some(route) = self.route {
+            metrics.route_request(route.index(), self.status);
+        }
         let Some(line) = &mut self.line else {
             return;
         };

@@ -259,7 +259,7 @@ async fn handle(
     if let Err(stop) = check_directed(state, info, &host) {
         return stop.answer(exchange);
     }
-    let route = match route_request(state, info, &host, &mut exchange) {
+    let route = match route_request(state, info, &host, req.uri().path(), &mut exchange) {
         Ok(route) => route,
         Err(stop) => return stop.answer(exchange),
     };
@@ -356,6 +356,7 @@ fn open_exchange(
         state: state.clone(),
         listener: info.listener,
         upstream: None,
+        route: None,
         status: 0,
         start,
         line,
@@ -409,22 +410,28 @@ fn check_directed(state: &State, info: &ConnInfo, host: &RequestHost) -> Result<
     Err(Stop::Unserved { status, msg })
 }
 
-/// The listener's route for the host (404 without one); the access log
-/// notes its upstream.
+/// The listener's route for the host and path (404 without one); the
+/// access log notes its upstream and route.
 fn route_request(
     state: &State,
     info: &ConnInfo,
     host: &RequestHost,
+    path: &str,
     exchange: &mut Exchange,
 ) -> Result<RouteMatch, Stop> {
     let listener = state.listener(info.listener);
-    let Some(route) = listener.routes.route(Some(&host.name)) else {
+    let Some(route) = listener.routes.route(Some(&host.name), Some(path)) else {
         let msg = format!("404 Not Found: no route for host {}\n", host.name);
         let status = StatusCode::NOT_FOUND;
         return Err(Stop::Unserved { status, msg });
     };
+    exchange.route = route.route();
     if let Some(l) = &mut exchange.line {
         l.record.upstream = Some(state.upstream(route.upstream()).name.clone());
+        l.record.route = route
+            .route()
+            .and_then(|r| state.settings.routes.get(r.index()))
+            .map(|r| r.name.clone());
     }
     Ok(route)
 }
@@ -697,6 +704,7 @@ fn access_line(
                 _ => None,
             },
             error: None,
+            route: None,
         },
         bytes_in: Arc::new(AtomicU64::new(0)),
         bytes_out: 0,

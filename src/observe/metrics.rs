@@ -7,6 +7,7 @@
 //! with the registry.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -66,6 +67,13 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    listener: String,
+    route: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -107,6 +115,7 @@ pub struct Metrics {
     key_exchange: Family<KeyExchangeLabels, Counter>,
     fallback: Family<FallbackLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
+    route_requests: Family<RouteLabels, Counter>,
     duration: Family<ListenerLabels, Histogram, fn() -> Histogram>,
     active: Family<ListenerLabels, Gauge>,
     refused: Family<RefusedLabels, Counter>,
@@ -161,6 +170,12 @@ impl Metrics {
             "requests",
             "HTTP requests by listener, upstream (\"none\" when snigate answered itself) and status class",
             requests.clone(),
+        );
+        let route_requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "route_requests",
+            "HTTP requests by listener, [[route]] (by name; from its first request on) and status class",
+            route_requests.clone(),
         );
         let duration = Family::<ListenerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram,
@@ -237,6 +252,7 @@ impl Metrics {
             key_exchange,
             fallback,
             requests,
+            route_requests,
             duration,
             active,
             refused,
@@ -251,11 +267,13 @@ impl Metrics {
     }
 
     /// Handles for one listener, with `upstreams` the names of every upstream
-    /// (indexed as in the state) and `fallback` its fallback certificate's name.
+    /// and `routes` of every route (each indexed as in the state) and
+    /// `fallback` its fallback certificate's name.
     pub fn listener(
         &self,
         name: &str,
         upstreams: &[String],
+        routes: &[String],
         fallback: Option<&str>,
     ) -> ListenerMetrics {
         let handshakes = |sni: &'static str| {
@@ -305,6 +323,12 @@ impl Metrics {
                 .map(|u| classes(u))
                 .chain(std::iter::once(classes("none")))
                 .collect(),
+            routes: RouteCounters {
+                listener: name.to_string(),
+                names: routes.to_vec(),
+                rows: routes.iter().map(|_| OnceLock::new()).collect(),
+                family: self.route_requests.clone(),
+            },
             duration: self.duration.get_or_create_owned(&labels),
             active: self.active.get_or_create_owned(&labels),
             refused_per_ip: self.refused.get_or_create_owned(&RefusedLabels {
@@ -384,10 +408,22 @@ pub struct ListenerMetrics {
     fallback: Option<Counter>,
     /// Per upstream id, then one for "none"; per status class.
     requests: Vec<[Counter; 5]>,
+    routes: RouteCounters,
     duration: Histogram,
     active: Gauge,
     refused_per_ip: Counter,
     limit_reached: Counter,
+}
+
+/// A listener's per-route request counters, made on each route's first
+/// request (a farm with thousands of routes lists only those in use).
+#[derive(Debug)]
+pub struct RouteCounters {
+    listener: String,
+    /// Every route's name, by route index.
+    names: Vec<String>,
+    rows: Vec<OnceLock<[Counter; 5]>>,
+    family: Family<RouteLabels, Counter>,
 }
 
 impl ListenerMetrics {
@@ -431,6 +467,24 @@ impl ListenerMetrics {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         row[class].inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one finished request that a `[[route]]` (its index) matched.
+    pub fn route_request(&self, route: usize, status: u16) {
+        let r = &self.routes;
+        let (Some(row), Some(name)) = (r.rows.get(route), r.names.get(route)) else {
+            return;
+        };
+        let row = row.get_or_init(|| {
+            CLASSES.map(|class| {
+                r.family.get_or_create_owned(&RouteLabels {
+                    listener: r.listener.clone(),
+                    route: name.clone(),
+                    class,
+                })
+            })
+        });
+        row[usize::from(status / 100).clamp(1, 5) - 1].inc();
     }
 
     /// Counts a connection refused by `max_connections_per_ip`.

@@ -339,6 +339,9 @@ pub struct AccessRecord {
     /// timeout fired, or why the request was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The `[[route]]` that matched, by name; null for the listener's
+    /// `default_upstream` or no route.
+    pub route: Option<String>,
 }
 
 /// Milliseconds with microsecond precision, for the `ms` fields.

@@ -242,6 +242,7 @@ impl State {
                 .map(UpstreamId::new)
         };
         let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+        let route_names: Vec<String> = settings.routes.iter().map(|r| r.name.clone()).collect();
 
         let mut listeners = Vec::new();
         for l in &settings.listeners {
@@ -287,6 +288,7 @@ impl State {
                 metrics: metrics.listener(
                     &l.name,
                     &upstream_names,
+                    &route_names,
                     l.fallback_certificate.as_deref(),
                 ),
             });

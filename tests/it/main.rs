@@ -39,6 +39,7 @@ mod metrics;
 mod ntlm_affinity;
 mod one_host;
 mod passthrough;
+mod path_routes;
 mod proxy_protocol;
 mod real_hellos;
 mod reload;

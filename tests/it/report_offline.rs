@@ -80,6 +80,7 @@ fn access(ms: u64, conn: u64, host: &str, ua: Option<&str>, covered: bool) -> Re
         certificate: Some("farm".into()),
         covered: Some(covered),
         error: None,
+        route: None,
     })
 }
 

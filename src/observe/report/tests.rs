@@ -58,6 +58,7 @@ fn access(conn: u64, host: &str, ua: &str, covered: bool) -> AccessRecord {
         bytes_out: 100,
         ms: 3.0,
         user_agent: Some(ua.into()),
+        route: None,
         version: "HTTP/1.1",
         certificate: Some("farm".into()),
         covered: Some(covered),
