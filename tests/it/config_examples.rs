@@ -205,7 +205,11 @@ fn default_config_matches_the_design_sample() {
     }
     let main = &state.listeners[0];
     let upstream_of = |host: &str| {
-        let id = main.routes.route(Some(host), Some("/")).expect("routed").upstream();
+        let id = main
+            .routes
+            .route(Some(host), Some("/"))
+            .expect("routed")
+            .upstream();
         state.upstream(id).name.clone()
     };
     assert_eq!(upstream_of("portal.contoso.test"), "portal");
@@ -255,7 +259,11 @@ fn sharepoint_example_routes_and_certificates() {
     assert_eq!(fallback_name("extranet"), "extranet");
 
     let upstream_of = |l: &str, host: Option<&str>| {
-        let id = listener(l).routes.route(host, Some("/")).expect("routed").upstream();
+        let id = listener(l)
+            .routes
+            .route(host, Some("/"))
+            .expect("routed")
+            .upstream();
         state.upstream(id).name.clone()
     };
     assert_eq!(upstream_of("main", Some("portal.contoso.test")), "portal");
