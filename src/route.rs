@@ -132,9 +132,7 @@ impl RouteTable {
             default: listener.default_upstream.as_deref().and_then(&upstream_id),
             ..Default::default()
         };
-        let applies = |(_, r): &(usize, &RouteSettings)| {
-            r.listeners.is_empty() || r.listeners.contains(&listener.name)
-        };
+        let applies = |(_, r): &(usize, &RouteSettings)| r.applies_to(&listener.name);
         for (index, route) in routes.iter().enumerate().filter(applies) {
             let Some(upstream) = upstream_id(&route.upstream) else {
                 continue;

@@ -251,6 +251,14 @@ pub struct RouteSettings {
     pub upstream: String,
 }
 
+impl RouteSettings {
+    /// Whether this route applies to the listener named `listener` (a
+    /// route without `listeners` applies to every listener).
+    pub fn applies_to(&self, listener: &str) -> bool {
+        self.listeners.is_empty() || self.listeners.iter().any(|l| l == listener)
+    }
+}
+
 /// One `[[upstream]]`.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {

@@ -202,7 +202,7 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
         let hosts = settings
             .routes
             .iter()
-            .filter(|r| r.listeners.is_empty() || r.listeners.contains(&l.name))
+            .filter(|r| r.applies_to(&l.name))
             .flat_map(|r| r.hosts.iter());
         for h in hosts {
             let key = crate::config::host_name(h);

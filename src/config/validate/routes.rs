@@ -147,8 +147,11 @@ fn pairs_unique(
     let mut reported: HashSet<(usize, String, String)> = HashSet::new();
     for l in listeners {
         let mut owner: HashMap<(String, Vec<String>), usize> = HashMap::new();
-        let applies = |r: &RouteSettings| r.listeners.is_empty() || r.listeners.contains(&l.name);
-        for (i, route) in routes.iter().enumerate().filter(|(_, r)| applies(r)) {
+        for (i, route) in routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.applies_to(&l.name))
+        {
             let paths: Vec<&str> = match route.paths.is_empty() {
                 true => vec!["/"],
                 false => route.paths.iter().map(String::as_str).collect(),
@@ -219,7 +222,7 @@ pub(super) fn paths_on_passthrough(
         .iter()
         .filter(|l| l.mode == ListenerMode::Passthrough)
     {
-        let applies = |r: &&RouteSettings| r.listeners.is_empty() || r.listeners.contains(&l.name);
+        let applies = |r: &&RouteSettings| r.applies_to(&l.name);
         for r in routes
             .iter()
             .filter(applies)
@@ -248,10 +251,9 @@ pub(super) fn proxy_protocol_on_http(
         let http_listener = listeners.iter().find(|l| {
             l.mode != ListenerMode::Passthrough
                 && (l.default_upstream.as_deref() == Some(u.name.as_str())
-                    || routes.iter().any(|r| {
-                        r.upstream == u.name
-                            && (r.listeners.is_empty() || r.listeners.contains(&l.name))
-                    }))
+                    || routes
+                        .iter()
+                        .any(|r| r.upstream == u.name && r.applies_to(&l.name)))
         });
         if let Some(l) = http_listener {
             inactive.push(format!(
