@@ -290,6 +290,7 @@ mod tests {
             paths: vec![],
             listeners: listeners.iter().map(|h| h.to_string()).collect(),
             upstream: upstream.into(),
+            timeouts: Default::default(),
         }
     }
 

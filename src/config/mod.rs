@@ -126,6 +126,41 @@ pub struct Timeouts {
     pub upstream_read: Duration,
 }
 
+impl Timeouts {
+    /// The timeouts of a request routed by a route with `overrides`.
+    pub fn for_request(&self, overrides: &RouteTimeouts) -> RequestTimeouts {
+        RequestTimeouts {
+            upstream_response: overrides
+                .upstream_response
+                .unwrap_or(self.upstream_response),
+            upstream_read: overrides.upstream_read.unwrap_or(self.upstream_read),
+            client_idle: overrides.client_idle.unwrap_or(self.client_idle),
+        }
+    }
+}
+
+/// `[route.timeouts]`: what a route overrides of `[timeouts]` for the
+/// requests it routes (`None`: the global value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    pub upstream_response: Option<Duration>,
+    pub upstream_read: Option<Duration>,
+    pub client_idle: Option<Duration>,
+}
+
+/// The timeouts that govern one request: `[timeouts]` with its route's
+/// overrides (see [`Timeouts::for_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeouts {
+    /// To the backend's response head, once the request is sent.
+    pub upstream_response: Duration,
+    /// Between two reads of the backend's response body.
+    pub upstream_read: Duration,
+    /// A request body that stalls, an upgraded connection with no traffic,
+    /// and the keep-alive wait after the response.
+    pub client_idle: Duration,
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
@@ -249,6 +284,8 @@ pub struct RouteSettings {
     /// Empty: every listener.
     pub listeners: Vec<String>,
     pub upstream: String,
+    /// `[route.timeouts]`.
+    pub timeouts: RouteTimeouts,
 }
 
 impl RouteSettings {

@@ -134,6 +134,19 @@ pub struct RawRoute {
     pub paths: Option<Spanned<Vec<String>>>,
     pub listeners: Option<Vec<Spanned<String>>>,
     pub upstream: Spanned<String>,
+    pub timeouts: Option<RawRouteTimeouts>,
+    /// Only `false` (the default: bodies are streamed) is accepted.
+    pub buffer_request: Option<Spanned<bool>>,
+}
+
+/// `[route.timeouts]`: the `[timeouts]` a route may override for its
+/// requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTimeouts {
+    pub upstream_response: Option<Spanned<String>>,
+    pub upstream_read: Option<Spanned<String>>,
+    pub client_idle: Option<Spanned<String>>,
 }
 
 /// How an upstream spreads requests over its servers.

@@ -153,19 +153,24 @@ fn duration(
     default: Duration,
     errors: &mut Errors<'_>,
 ) -> Duration {
-    let Some(v) = value else { return default };
+    optional_duration(value, errors).unwrap_or(default)
+}
+
+/// A positive duration, if given and valid (else the error is noted).
+fn optional_duration(value: &Option<Spanned<String>>, errors: &mut Errors<'_>) -> Option<Duration> {
+    let v = value.as_ref()?;
     match parse_duration(v.get_ref()) {
         Ok(d) if d.is_zero() => {
             errors.at(
                 Some(v.span()),
                 format!("\"{}\" is zero; a timeout must be positive", v.get_ref()),
             );
-            default
+            None
         }
-        Ok(d) => d,
+        Ok(d) => Some(d),
         Err(e) => {
             errors.at(Some(v.span()), e);
-            default
+            None
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct Phase {
     lines: Mutex<RequestLines>,
     /// `lines` has stopped: reads no longer take its lock.
     lines_stopped: AtomicBool,
+    /// The keep-alive wait set by the route of the last request routed
+    /// (`client_idle` of its `[route.timeouts]`, else the global one), in
+    /// milliseconds; 0 until a request is routed: the stream's own.
+    keep_alive_ms: AtomicU64,
 }
 
 impl Phase {
@@ -114,6 +118,22 @@ impl Phase {
             self.taken.fetch_add(1, Ordering::Relaxed);
         }
         self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// From now on the connection waits `idle` for its next request (the
+    /// route of the request being served says, as nginx's per-location
+    /// `keepalive_timeout` does).
+    pub fn keep_alive(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.keep_alive_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The keep-alive wait a route set, if any (see [`Phase::keep_alive`]).
+    fn keep_alive_set(&self) -> Option<Duration> {
+        match self.keep_alive_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// Whether the connection is being closed because the client took
@@ -277,7 +297,10 @@ impl<S: AsyncRead> AsyncRead for HeadTimer<S> {
         };
         if next != *this.armed {
             *this.armed = next;
-            let limit = if next == HEAD { *this.head } else { *this.idle };
+            let limit = match next {
+                HEAD => *this.head,
+                _ => this.phase.keep_alive_set().unwrap_or(*this.idle),
+            };
             if next != REQUEST {
                 this.sleep.as_mut().reset(Instant::now() + limit);
             }

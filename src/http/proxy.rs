@@ -18,7 +18,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
+use crate::config::{ListenerSettings, RequestTimeouts, DEFAULT_MAX_HEADERS};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
@@ -263,24 +263,31 @@ async fn handle(
         Ok(route) => route,
         Err(stop) => return stop.answer(exchange),
     };
+    let timeouts = state.request_timeouts(route);
+    if let Some(f) = &exchange.in_flight {
+        f.phase().keep_alive(timeouts.client_idle);
+    }
     let (req, upgrade) = upgrade_and_rewrite(state, info, req, &host, route, &exchange);
     let req = match refuse_connection_auth_over_h2(h2, req) {
         Ok(req) => req,
         Err(stop) => return stop.answer(exchange),
     };
-    let (resp, back) = match send(state, info, route, req, h2, &mut exchange).await {
+    let (resp, back) = match send(state, info, route, req, h2, &timeouts, &mut exchange).await {
         Ok(sent) => sent,
         Err(e) => return Ok(error_answer(state, info, route, e, exchange)),
     };
     match backend_answer(&resp, upgrade, h2) {
-        BackendAnswer::Tunnel(client) => Ok(open_tunnel(state, info, client, resp, back, exchange)),
+        BackendAnswer::Tunnel(client) => {
+            let idle = timeouts.client_idle;
+            Ok(open_tunnel(info, idle, client, resp, back, exchange))
+        }
         BackendAnswer::Http11Required => {
             // A challenge: the request was not carried out, so the
             // client may safely send it again over HTTP/1.1.
             drop((resp, back));
             Stop::Http11Required.answer(exchange)
         }
-        BackendAnswer::Relay => Ok(relay(state, resp, back, exchange)),
+        BackendAnswer::Relay => Ok(relay(timeouts.upstream_read, resp, back, exchange)),
     }
 }
 
@@ -489,12 +496,15 @@ async fn send(
     route: RouteMatch,
     req: Request<RequestBody>,
     h2: bool,
+    timeouts: &RequestTimeouts,
     exchange: &mut Exchange,
 ) -> Result<(Response<Incoming>, Option<PoolReturn>), UpstreamError> {
     let upstream = state.upstream(route.upstream());
     // An h2 connection's streams share no backend connection state.
     let affinity = (!h2).then_some(&*info.affinity);
-    let (resp, server, back) = upstream.send(req, info.peer.ip(), affinity).await?;
+    let (resp, server, back) = upstream
+        .send(req, info.peer.ip(), affinity, timeouts)
+        .await?;
     exchange.upstream = Some(route.upstream());
     exchange.status = resp.status().as_u16();
     if let Some(l) = &mut exchange.line {
@@ -529,12 +539,12 @@ fn backend_answer(
     }
 }
 
-/// The backend agreed to the upgrade: the tunnel runs on a task of its own,
-/// and the client gets the 101 with `Connection: upgrade` and the backend's
-/// `Upgrade`.
+/// The backend agreed to the upgrade: the tunnel runs on a task of its own
+/// (closed after `idle` with no traffic either way), and the client gets
+/// the 101 with `Connection: upgrade` and the backend's `Upgrade`.
 fn open_tunnel(
-    state: &State,
     info: &ConnInfo,
+    idle: Duration,
     client: OnUpgrade,
     mut resp: Response<Incoming>,
     back: Option<PoolReturn>,
@@ -544,7 +554,6 @@ fn open_tunnel(
     // The tunnel holds the connection's timers off for as long
     // as it lives (its own idle timeout applies).
     let in_flight = exchange.in_flight.take();
-    let idle = state.settings.timeouts.client_idle;
     tokio::spawn(tunnel(client, backend, idle, in_flight, info.conn));
     drop(back);
     let (mut parts, _) = resp.into_parts();
@@ -560,17 +569,17 @@ fn open_tunnel(
 }
 
 /// The backend's response for the client: without hop-by-hop headers, its
-/// body streamed (`upstream_read` applies), the connection back to the
-/// pool at its end.
+/// body streamed (cut after `read_limit` without data: `upstream_read`),
+/// the connection back to the pool at its end.
 fn relay(
-    state: &State,
+    read_limit: Duration,
     resp: Response<Incoming>,
     back: Option<PoolReturn>,
     exchange: Box<Exchange>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    let body = ResponseBody::upstream(body, back, state.settings.timeouts.upstream_read);
+    let body = ResponseBody::upstream(body, back, read_limit);
     Response::from_parts(parts, body.with_exchange(exchange))
 }
 

@@ -10,12 +10,13 @@ use tokio::sync::Semaphore;
 
 use super::source_limit::{source_key, OverLimit, SourceCounts, SourceSlot};
 use crate::config::{
-    CertificateSettings, ConfigError, ListenerMode, ListenerSettings, Settings, UpstreamSettings,
+    CertificateSettings, ConfigError, ListenerMode, ListenerSettings, RequestTimeouts, Settings,
+    UpstreamSettings,
 };
 use crate::observe::metrics::{ListenerMetrics, Metrics};
 use crate::observe::report::{Report, ReportLimits};
 use crate::observe::telemetry::JsonLines;
-use crate::route::{RouteTable, UpstreamId};
+use crate::route::{RouteMatch, RouteTable, UpstreamId};
 use crate::tls::certs::{load_certificate, CertError, CertFile};
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
 use crate::upstream::backend_tls::UpstreamTls;
@@ -184,6 +185,17 @@ impl State {
     /// The upstream behind an id.
     pub fn upstream(&self, id: UpstreamId) -> &Upstream {
         &self.upstreams[id.index()]
+    }
+
+    /// The timeouts of a request routed so: `[timeouts]` with the route's
+    /// `[route.timeouts]`.
+    pub fn request_timeouts(&self, route: RouteMatch) -> RequestTimeouts {
+        let overrides = route
+            .route()
+            .and_then(|r| self.settings.routes.get(r.index()))
+            .map(|r| r.timeouts)
+            .unwrap_or_default();
+        self.settings.timeouts.for_request(&overrides)
     }
 
     /// Loads certificates and log files and builds every table. On failure,

@@ -22,7 +22,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{HealthSettings, Timeouts, UpstreamSettings};
+use crate::config::{HealthSettings, RequestTimeouts, Timeouts, UpstreamSettings};
 use crate::observe::metrics::Metrics;
 use crate::route::{normalize_host, UpstreamId};
 use crate::upstream::backend_tls::UpstreamTls;
@@ -194,6 +194,7 @@ impl Upstream {
         mut req: Request<RequestBody>,
         client: IpAddr,
         affinity: Option<&Affinity>,
+        timeouts: &RequestTimeouts,
     ) -> Result<(Response<Incoming>, String, Option<PoolReturn>), UpstreamError> {
         let progress = req.body_mut().progress();
         // Decided before the request moves: once it is on a connection, that
@@ -208,7 +209,12 @@ impl Upstream {
             if sender.ready().await.is_ok() {
                 let counted = CountedRequest::new(&server);
                 match self
-                    .response(sender.try_send_request(req), progress.clone(), &server)
+                    .response(
+                        sender.try_send_request(req),
+                        progress.clone(),
+                        &server,
+                        timeouts,
+                    )
                     .await
                 {
                     Err(e) => return Err(e),
@@ -252,7 +258,12 @@ impl Upstream {
             // then dies unanswered is sent again, so keep a copy of it.
             let replay = replayable(&req);
             let sent = match self
-                .response(sender.try_send_request(req), progress.clone(), &server)
+                .response(
+                    sender.try_send_request(req),
+                    progress.clone(),
+                    &server,
+                    timeouts,
+                )
                 .await
             {
                 Err(e) => return Err(e),
@@ -288,7 +299,7 @@ impl Upstream {
             .connect_any(first, host.as_deref(), client, &mut counted)
             .await?;
         match self
-            .response(sender.send_request(req), progress, &server)
+            .response(sender.send_request(req), progress, &server, timeouts)
             .await
         {
             Err(e) => Err(e),
@@ -309,16 +320,18 @@ impl Upstream {
 
     /// Waits for a response head: first while the request body is still
     /// being sent (failing only if the client stalls for `client_idle`), then
-    /// at most `upstream_response`, so that a slow upload is never cut.
+    /// at most `upstream_response`, so that a slow upload is never cut. The
+    /// timeouts are the request's (its route may override the global ones).
     async fn response<F: std::future::Future>(
         &self,
         send: F,
         progress: Option<Arc<UploadProgress>>,
         server: &Server,
+        timeouts: &RequestTimeouts,
     ) -> Result<F::Output, UpstreamError> {
         tokio::pin!(send);
         if let Some(progress) = progress {
-            let stall = self.timeouts.client_idle;
+            let stall = timeouts.client_idle;
             let mut seen = progress.bytes.load(Ordering::Relaxed);
             let done = progress.done.notified();
             tokio::pin!(done);
@@ -336,7 +349,7 @@ impl Upstream {
                 }
             }
         }
-        let timeout = self.timeouts.upstream_response;
+        let timeout = timeouts.upstream_response;
         tokio::time::timeout(timeout, send)
             .await
             .map_err(|_| UpstreamError::Timeout {

@@ -47,6 +47,7 @@ mod report;
 mod report_offline;
 mod resumption;
 mod robustness;
+mod route_timeouts;
 mod shared_port;
 mod tls_selection;
 mod upstream_tls;

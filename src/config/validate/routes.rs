@@ -52,6 +52,26 @@ fn route(
         paths,
         listeners: listeners_of_route,
         upstream: r.upstream.get_ref().clone(),
+        timeouts: route_timeouts(r, errors),
+    }
+}
+
+/// `[route.timeouts]`, and `buffer_request`, which may only say what
+/// snigate does anyway.
+fn route_timeouts(r: &RawRoute, errors: &mut Errors<'_>) -> RouteTimeouts {
+    if let Some(b) = r.buffer_request.as_ref().filter(|b| *b.get_ref()) {
+        errors.at(
+            Some(b.span()),
+            "route: buffer_request = true is not supported: snigate streams request bodies to the backend as they arrive (buffer_request = false, the default)",
+        );
+    }
+    let Some(t) = &r.timeouts else {
+        return RouteTimeouts::default();
+    };
+    RouteTimeouts {
+        upstream_response: optional_duration(&t.upstream_response, errors),
+        upstream_read: optional_duration(&t.upstream_read, errors),
+        client_idle: optional_duration(&t.client_idle, errors),
     }
 }
 
