@@ -313,6 +313,11 @@ pub struct UpstreamSettings {
     /// raw TLS stream of a passthrough or legacy_upstream connection. Not
     /// used for HTTP requests (pooled connections serve many clients).
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// A response header (lower-case name) in which each server reports
+    /// its load, 0 (idle) to 10 (throttling): SharePoint's
+    /// `X-SharePointHealthScore`. The balancer prefers servers with low
+    /// scores and sends no new request to one at 10.
+    pub health_score_header: Option<String>,
 }
 
 /// `[upstream.tls]` (validated; not active in this version).

@@ -216,4 +216,7 @@ pub struct RawUpstream {
     pub max_fails: Option<u32>,
     pub fail_timeout: Option<Spanned<String>>,
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// A response header carrying the server's load score, 0 to 10
+    /// (SharePoint's `X-SharePointHealthScore`).
+    pub health_score_header: Option<Spanned<String>>,
 }

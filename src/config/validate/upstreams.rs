@@ -32,7 +32,28 @@ fn upstream(u: &RawUpstream, base: &Path, errors: &mut Errors<'_>) -> UpstreamSe
         max_fails: u.max_fails.unwrap_or(DEFAULT_MAX_FAILS),
         fail_timeout: duration(&u.fail_timeout, DEFAULT_FAIL_TIMEOUT, errors),
         send_proxy_protocol: u.send_proxy_protocol,
+        health_score_header: health_score_header(u, errors),
     }
+}
+
+/// `health_score_header`: an HTTP header name, kept lower-case.
+fn health_score_header(u: &RawUpstream, errors: &mut Errors<'_>) -> Option<String> {
+    let h = u.health_score_header.as_ref()?;
+    let name = h.get_ref();
+    // RFC 9110 token characters.
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || name.len() > 100 || !name.bytes().all(token) {
+        errors.at(
+            Some(h.span()),
+            format!(
+                "upstream \"{}\": health_score_header \"{}\" is not an HTTP header name (e.g. \"X-SharePointHealthScore\")",
+                u.name.get_ref(),
+                name.chars().take(100).collect::<String>()
+            ),
+        );
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
 }
 
 /// `servers`: at least one, each `host:port`.
