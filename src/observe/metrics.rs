@@ -121,6 +121,7 @@ pub struct Metrics {
     refused: Family<RefusedLabels, Counter>,
     limit_reached: Family<ListenerLabels, Counter>,
     server_up: Family<ServerLabels, Gauge>,
+    health_score: Family<ServerLabels, Gauge>,
     expiry: Family<CertificateLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
@@ -209,6 +210,12 @@ impl Metrics {
             "1 while the server is in rotation, 0 while health checks or connection failures keep it out",
             server_up.clone(),
         );
+        let health_score = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "upstream_server_health_score",
+            "The load score the server last reported in the upstream's health_score_header (SharePoint: 0 idle to 10 throttling); -1 before its first",
+            health_score.clone(),
+        );
         let expiry = Family::<CertificateLabels, Gauge>::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -258,6 +265,7 @@ impl Metrics {
             refused,
             limit_reached,
             server_up,
+            health_score,
             expiry,
             reloads,
             generation,
@@ -348,6 +356,15 @@ impl Metrics {
         });
         g.set(1);
         g
+    }
+
+    /// The load-score gauge of one server of an upstream with
+    /// `health_score_header`.
+    pub fn server_health_score(&self, upstream: &str, server: &str) -> Gauge {
+        self.health_score.get_or_create_owned(&ServerLabels {
+            upstream: upstream.to_string(),
+            server: server.to_string(),
+        })
     }
 
     /// Counts a reload attempt; `generation` is the one serving after it.

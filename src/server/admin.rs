@@ -159,6 +159,7 @@ fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 "listeners": state.listeners.iter().map(|l| &l.settings.name).collect::<Vec<_>>(),
                 "certificates": state.certificates.all().len(),
                 "upstreams": state.upstreams.len(),
+                "health_scores": health_scores(&state.upstreams),
                 "warnings": control.hygiene(),
             });
             (StatusCode::OK, "application/json", body.to_string())
@@ -193,6 +194,23 @@ fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
     };
     respond(status, ctype, body)
+}
+
+/// `/healthz`'s `health_scores`: per upstream with `health_score_header`,
+/// each server's last score (`null` before its first) and whether it takes
+/// no new request for it now.
+fn health_scores(upstreams: &[crate::upstream::Upstream]) -> serde_json::Value {
+    let scored = upstreams.iter().filter(|u| u.has_scores()).map(|u| {
+        let servers: Vec<_> = u
+            .scores()
+            .into_iter()
+            .map(|(server, score, throttling)| {
+                serde_json::json!({"server": server, "score": score, "throttling": throttling})
+            })
+            .collect();
+        (u.name.clone(), serde_json::Value::from(servers))
+    });
+    serde_json::Value::Object(scored.collect())
 }
 
 fn respond(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -58,12 +58,15 @@ impl Balancer {
 
     /// The index of the server for a request from `client`, among those for
     /// which `usable` holds; `load` is a server's requests in flight
-    /// (least-conn). `None` when no server is usable.
+    /// (least-conn), `weight` its share (1 or more; the same for every
+    /// server unless they report load scores, see `upstream::score`).
+    /// `None` when no server is usable.
     pub fn choose(
         &self,
         client: IpAddr,
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> usize,
+        weight: impl Fn(usize) -> u32,
     ) -> Option<usize> {
         let n = self.keys.len();
         if n == 0 {
@@ -72,21 +75,23 @@ impl Balancer {
         match self.kind {
             Balance::RoundRobin => {
                 let turn = self.next.fetch_add(1, Ordering::Relaxed);
-                round_robin(n, turn, usable)
+                round_robin(n, turn, usable, weight)
             }
             Balance::LeastConn => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-                let mut best: Option<(usize, usize)> = None;
+                // The fewest requests in flight per unit of weight:
+                // (load + 1) / weight, compared without division.
+                let mut best: Option<(usize, u64, u64)> = None;
                 for i in (start..n).chain(0..start) {
                     if !usable(i) {
                         continue;
                     }
-                    let l = load(i);
-                    if best.is_none_or(|(_, b)| l < b) {
-                        best = Some((i, l));
+                    let (l, w) = (load(i) as u64 + 1, u64::from(weight(i).max(1)));
+                    if best.is_none_or(|(_, bl, bw)| l * bw < bl * w) {
+                        best = Some((i, l, w));
                     }
                 }
-                best.map(|(i, _)| i)
+                best.map(|(i, _, _)| i)
             }
             Balance::IpHash => {
                 let c = client_key(client);
@@ -98,24 +103,46 @@ impl Balancer {
     }
 }
 
-/// The `turn`-th usable server, counting only usable ones, so that a server
-/// out of rotation does not double its successor's share.
-fn round_robin(n: usize, turn: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
-    let count = (0..n).filter(|&i| usable(i)).count();
-    if count == 0 {
+/// The `turn`-th pick of interleaved weighted round-robin over the usable
+/// servers: in round `r` every usable server of weight above `r` takes one
+/// turn, in order; a cycle is the rounds up to the largest weight. So each
+/// server's share is its weight over the sum of weights, spread over the
+/// cycle rather than in a burst, and with equal weights (the common case,
+/// taken without the rounds) this is plain round-robin. Only usable servers
+/// count, so that a server out of rotation does not double its successor's
+/// share.
+fn round_robin(
+    n: usize,
+    turn: usize,
+    usable: impl Fn(usize) -> bool,
+    weight: impl Fn(usize) -> u32,
+) -> Option<usize> {
+    let share = |i: usize| if usable(i) { weight(i).max(1) } else { 0 };
+    let (mut total, mut largest, mut equal) = (0u64, 0u32, true);
+    for w in (0..n).map(share).filter(|&w| w > 0) {
+        equal &= largest == 0 || w == largest;
+        largest = largest.max(w);
+        total += u64::from(w);
+    }
+    if total == 0 {
         return None;
     }
-    let mut k = turn % count;
-    for i in 0..n {
-        if usable(i) {
-            if k == 0 {
-                return Some(i);
+    let picked = if equal {
+        let k = (turn as u64 % (total / u64::from(largest))) as usize;
+        (0..n).filter(|&i| usable(i)).nth(k)
+    } else {
+        let mut k = turn as u64 % total;
+        (0..largest).find_map(|round| {
+            let taking = (0..n).filter(|&i| share(i) > round).count() as u64;
+            if k >= taking {
+                k -= taking;
+                return None;
             }
-            k -= 1;
-        }
-    }
-    // Health changed between the two passes: any usable server will do.
-    (0..n).find(|&i| usable(i))
+            (0..n).filter(|&i| share(i) > round).nth(k as usize)
+        })
+    };
+    // Health changed between the passes: any usable server will do.
+    picked.or_else(|| (0..n).find(|&i| usable(i)))
 }
 
 /// The hash of a client address: the address's bytes, IPv4-mapped IPv6 as
@@ -171,16 +198,49 @@ mod tests {
     fn round_robin_takes_turns_among_usable_servers() {
         let b = Balancer::new(Balance::RoundRobin, &servers(3));
         let picks: Vec<_> = (0..6)
-            .map(|_| b.choose(ip(1), |_| true, |_| 0).unwrap())
+            .map(|_| b.choose(ip(1), |_| true, |_| 0, |_| 1).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         // Server 1 out: 0 and 2 share evenly.
         let mut counts = [0; 3];
         for _ in 0..100 {
-            counts[b.choose(ip(1), |i| i != 1, |_| 0).unwrap()] += 1;
+            counts[b.choose(ip(1), |i| i != 1, |_| 0, |_| 1).unwrap()] += 1;
         }
         assert_eq!(counts, [50, 0, 50]);
-        assert_eq!(b.choose(ip(1), |_| false, |_| 0), None);
+        assert_eq!(b.choose(ip(1), |_| false, |_| 0, |_| 1), None);
+    }
+
+    #[test]
+    fn weighted_round_robin_gives_shares_in_proportion_interleaved() {
+        let b = Balancer::new(Balance::RoundRobin, &servers(3));
+        let weight = [11, 5, 1];
+        let picks: Vec<_> = (0..17)
+            .map(|_| b.choose(ip(1), |_| true, |_| 0, |i| weight[i]).unwrap())
+            .collect();
+        let count = |s| picks.iter().filter(|&&p| p == s).count();
+        assert_eq!((count(0), count(1), count(2)), (11, 5, 1));
+        // Interleaved: the heavy server never takes more than its turn in a row
+        // while the others still have turns in that round.
+        assert_eq!(&picks[..6], &[0, 1, 2, 0, 1, 0]);
+        // A server out of rotation leaves its share to the others.
+        let b = Balancer::new(Balance::RoundRobin, &servers(3));
+        let picks: Vec<_> = (0..12)
+            .map(|_| b.choose(ip(1), |i| i != 0, |_| 0, |i| weight[i]).unwrap())
+            .collect();
+        assert_eq!(picks, [1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn least_conn_weighs_requests_in_flight_by_share() {
+        let b = Balancer::new(Balance::LeastConn, &servers(2));
+        // 4 in flight on a server of weight 10 is lighter than 1 on weight 1.
+        let load = [4, 1];
+        let weight = [10, 1];
+        assert_eq!(
+            b.choose(ip(1), |_| true, |i| load[i], |i| weight[i]),
+            Some(0)
+        );
+        assert_eq!(b.choose(ip(1), |_| true, |i| load[i], |_| 1), Some(1));
     }
 
     #[test]
@@ -188,12 +248,12 @@ mod tests {
         let b = Balancer::new(Balance::LeastConn, &servers(3));
         let load = [2, 0, 1];
         for _ in 0..5 {
-            assert_eq!(b.choose(ip(1), |_| true, |i| load[i]), Some(1));
+            assert_eq!(b.choose(ip(1), |_| true, |i| load[i], |_| 1), Some(1));
         }
-        assert_eq!(b.choose(ip(1), |i| i != 1, |i| load[i]), Some(2));
+        assert_eq!(b.choose(ip(1), |i| i != 1, |i| load[i], |_| 1), Some(2));
         let mut seen = [false; 3];
         for _ in 0..3 {
-            seen[b.choose(ip(1), |_| true, |_| 0).unwrap()] = true;
+            seen[b.choose(ip(1), |_| true, |_| 0, |_| 1).unwrap()] = true;
         }
         assert_eq!(seen, [true; 3], "ties go round-robin");
     }
@@ -203,18 +263,24 @@ mod tests {
         let b = Balancer::new(Balance::IpHash, &servers(4));
         let mut counts = [0; 4];
         for last in 1..=200 {
-            let first = b.choose(ip(last), |_| true, |_| 0).unwrap();
+            let first = b.choose(ip(last), |_| true, |_| 0, |_| 1).unwrap();
             for _ in 0..3 {
-                assert_eq!(b.choose(ip(last), |_| true, |_| 0), Some(first));
+                assert_eq!(b.choose(ip(last), |_| true, |_| 0, |_| 1), Some(first));
             }
             counts[first] += 1;
             // Its server out: always the same second choice, and back after.
-            let second = b.choose(ip(last), |i| i != first, |_| 0).unwrap();
+            let second = b.choose(ip(last), |i| i != first, |_| 0, |_| 1).unwrap();
             assert_ne!(second, first);
-            assert_eq!(b.choose(ip(last), |i| i != first, |_| 0), Some(second));
+            assert_eq!(
+                b.choose(ip(last), |i| i != first, |_| 0, |_| 1),
+                Some(second)
+            );
             // A third server going out moves nobody whose choice it was not.
             let other = (0..4).find(|&i| i != first && i != second).unwrap();
-            assert_eq!(b.choose(ip(last), |i| i != other, |_| 0), Some(first));
+            assert_eq!(
+                b.choose(ip(last), |i| i != other, |_| 0, |_| 1),
+                Some(first)
+            );
         }
         for c in counts {
             assert!((20..=80).contains(&c), "uneven spread: {counts:?}");
@@ -229,16 +295,16 @@ mod tests {
         let a = Balancer::new(Balance::IpHash, &s);
         let b = Balancer::new(Balance::IpHash, &r);
         for last in 1..50 {
-            let i = a.choose(ip(last), |_| true, |_| 0).unwrap();
-            let j = b.choose(ip(last), |_| true, |_| 0).unwrap();
+            let i = a.choose(ip(last), |_| true, |_| 0, |_| 1).unwrap();
+            let j = b.choose(ip(last), |_| true, |_| 0, |_| 1).unwrap();
             assert_eq!(s[i], r[j]);
             let IpAddr::V4(v4) = ip(last) else {
                 unreachable!()
             };
             let mapped = IpAddr::V6(v4.to_ipv6_mapped());
-            assert_eq!(a.choose(mapped, |_| true, |_| 0), Some(i));
+            assert_eq!(a.choose(mapped, |_| true, |_| 0, |_| 1), Some(i));
         }
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-        assert!(a.choose(v6, |_| true, |_| 0).is_some());
+        assert!(a.choose(v6, |_| true, |_| 0, |_| 1).is_some());
     }
 }

@@ -249,13 +249,14 @@ pub struct Target {
 
 /// One check of `server` on a new connection `io` (see
 /// [`crate::upstream::Upstream::health_check`]): `GET path` with `Host:
-/// host`; the status must be the expected one. The body is not read.
+/// host`; the status must be the expected one. The body is not read; a
+/// passing check gives the response headers (a load score may be in them).
 pub async fn check<IO>(
     io: IO,
     server: &str,
     host: &str,
     settings: &HealthSettings,
-) -> Result<(), String>
+) -> Result<http::HeaderMap, String>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -283,7 +284,7 @@ where
     .map_err(|e| e.to_string())?;
     let expected = settings.expect_status;
     if resp.status() == StatusCode::from_u16(expected).unwrap_or(StatusCode::OK) {
-        Ok(())
+        Ok(resp.into_parts().0.headers)
     } else {
         Err(format!(
             "{} answered {} to GET {} (expected {expected})",

@@ -5,6 +5,7 @@ pub mod backend_tls;
 pub mod balance;
 pub mod health;
 pub mod request_body;
+pub mod score;
 pub mod send;
 
 pub use send::*;

@@ -29,6 +29,7 @@ use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::balance::Balancer;
 use crate::upstream::health::ServerHealth;
 use crate::upstream::request_body::{RequestBody, UploadProgress};
+use crate::upstream::score::ServerScore;
 
 /// Idle connections kept per server; more are closed.
 const MAX_IDLE_PER_SERVER: usize = 512;
@@ -105,6 +106,8 @@ struct Server {
     health: Arc<ServerHealth>,
     /// Requests sent to it whose response has not ended (least-conn).
     in_flight: AtomicUsize,
+    /// The load it reports (`health_score_header`).
+    score: ServerScore,
 }
 
 /// A named group of servers (`[[upstream]]`).
@@ -114,6 +117,8 @@ pub struct Upstream {
     balancer: Balancer,
     /// Active health checks (`health`), run by `server::health_checks`.
     health: Option<HealthSettings>,
+    /// The response header its servers report their load in (lower-case).
+    score_header: Option<String>,
     /// Rate limit of the "no server available" warning.
     no_server: NoServerLog,
     timeouts: Timeouts,
@@ -168,11 +173,19 @@ impl Upstream {
                             metrics.server_up(&settings.name, addr),
                         )),
                         in_flight: AtomicUsize::new(0),
+                        score: ServerScore::new(
+                            settings.fail_timeout,
+                            match settings.health_score_header {
+                                Some(_) => metrics.server_health_score(&settings.name, addr),
+                                None => Gauge::default(),
+                            },
+                        ),
                     })
                 })
                 .collect(),
             balancer: Balancer::new(settings.balance, &settings.servers),
             health: settings.health.clone(),
+            score_header: settings.health_score_header.clone(),
             no_server: NoServerLog::default(),
             timeouts,
             preserve_header_case,
@@ -368,8 +381,12 @@ impl Upstream {
         for _ in 0..=self.servers.len() {
             let i = self.balancer.choose(
                 client,
-                |i| !tried.contains(&i) && self.servers[i].health.usable(now),
+                |i| {
+                    let s = &self.servers[i];
+                    !tried.contains(&i) && s.health.usable(now) && s.score.accepts(now)
+                },
                 |i| self.servers[i].in_flight.load(Ordering::Relaxed),
+                |i| self.servers[i].score.weight(),
             )?;
             if self.servers[i].health.claim(now) {
                 return Some(i);
@@ -428,16 +445,49 @@ impl Upstream {
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            let host = crate::upstream::health::host_header(&server.addr);
-            return crate::upstream::health::check(stream, &server.addr, host, settings).await;
+        let headers = match &self.tls {
+            None => {
+                let host = crate::upstream::health::host_header(&server.addr);
+                crate::upstream::health::check(stream, &server.addr, host, settings).await?
+            }
+            Some(tls) => {
+                let name = tls.server_name(None, &server.addr)?;
+                let host = name.to_str().into_owned();
+                let stream = tls
+                    .connect(name, stream, self.timeouts.upstream_connect)
+                    .await?;
+                crate::upstream::health::check(stream, &server.addr, &host, settings).await?
+            }
         };
-        let name = tls.server_name(None, &server.addr)?;
-        let host = name.to_str().into_owned();
-        let stream = tls
-            .connect(name, stream, self.timeouts.upstream_connect)
-            .await?;
-        crate::upstream::health::check(stream, &server.addr, &host, settings).await
+        self.observe_score(server, &headers);
+        Ok(())
+    }
+
+    /// Notes the load score a response of `server` reports, when the
+    /// upstream has `health_score_header` (see [`crate::upstream::score`]).
+    fn observe_score(&self, server: &Server, headers: &http::HeaderMap) {
+        let Some(header) = &self.score_header else {
+            return;
+        };
+        if server.score.observe(headers, header) {
+            tracing::warn!(upstream = %self.name, server = %server.addr, header = %header,
+                "server reports it is throttling (score 10): no new requests until its score drops");
+        }
+    }
+
+    /// Each server's address, its last load score and whether it takes no
+    /// new request for it now (`/healthz`).
+    pub fn scores(&self) -> Vec<(&str, Option<u8>, bool)> {
+        let now = Instant::now();
+        self.servers
+            .iter()
+            .map(|s| (s.addr.as_str(), s.score.last(), s.score.throttling(now)))
+            .collect()
+    }
+
+    /// Whether its servers report load scores (`health_score_header`).
+    pub fn has_scores(&self) -> bool {
+        self.score_header.is_some()
     }
 
     /// After a response head: a connection that is (or becomes) bound to a
@@ -460,6 +510,7 @@ impl Upstream {
             counted,
         } = answered;
         let addr = server.addr.clone();
+        self.observe_score(server, resp.headers());
         if binding != Binding::Pinned && !server.health.in_rotation() {
             // A trial request (passive health) answered on a pooled connection.
             server.health.connected();

@@ -48,6 +48,7 @@ mod report_offline;
 mod resumption;
 mod robustness;
 mod route_timeouts;
+mod service_health;
 mod shared_port;
 mod tls_selection;
 mod upstream_tls;

@@ -264,6 +264,9 @@ servers = ["127.0.0.1:9"]
     let errors = snigate::config::Settings::parse(&path, &text)
         .expect_err("must be refused")
         .to_string();
-    assert!(errors.contains("buffer_request = true is not supported"), "{errors}");
+    assert!(
+        errors.contains("buffer_request = true is not supported"),
+        "{errors}"
+    );
     assert!(errors.contains("\"0s\" is zero"), "{errors}");
 }
