@@ -71,7 +71,7 @@ impl Fixture {
         settings
             .certificates
             .iter()
-            .all(|c| inside(&c.chain) && inside(&c.key))
+            .all(|c| c.source.files().into_iter().all(inside))
             && settings
                 .upstreams
                 .iter()

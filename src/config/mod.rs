@@ -183,15 +183,72 @@ impl Default for Timeouts {
 #[derive(Debug, Clone)]
 pub struct CertificateSettings {
     pub name: String,
-    pub chain: PathBuf,
-    pub key: PathBuf,
+    /// The files the chain and key are read from.
+    pub source: CertificateSource,
     /// Explicit names; `None` means the leaf's DNS subjectAltNames.
     pub names: Option<Vec<String>>,
-    /// 1-based line and column of the `chain` value in the configuration
-    /// file, so that an error about the chain file points at it.
-    pub chain_at: Option<(usize, usize)>,
-    /// As `chain_at`, for the `key` value.
-    pub key_at: Option<(usize, usize)>,
+}
+
+/// Where a `[[certificate]]`'s chain and private key come from. The
+/// positions are 1-based line and column of the value in the configuration
+/// file, so that an error about a file points at the line that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// `chain` and `key`: PEM files.
+    Pem {
+        chain: PathBuf,
+        key: PathBuf,
+        chain_at: Option<(usize, usize)>,
+        key_at: Option<(usize, usize)>,
+    },
+    /// `pfx` (PKCS#12, as Windows exports it) and its `pfx_password_file`
+    /// (none: the empty password).
+    Pfx {
+        file: PathBuf,
+        password_file: Option<PathBuf>,
+        at: Option<(usize, usize)>,
+        password_at: Option<(usize, usize)>,
+    },
+}
+
+impl CertificateSource {
+    /// The file that holds the certificates: `chain`, or the `pfx`.
+    pub fn chain_file(&self) -> &Path {
+        match self {
+            CertificateSource::Pem { chain, .. } => chain,
+            CertificateSource::Pfx { file, .. } => file,
+        }
+    }
+
+    /// The files that hold the private key or open it, with what each is
+    /// in words ("key file", "pfx file", "pfx password file"): the files
+    /// that must not be readable by everyone.
+    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+        match self {
+            CertificateSource::Pem { key, .. } => vec![("key file", key.as_path())],
+            CertificateSource::Pfx {
+                file,
+                password_file,
+                ..
+            } => std::iter::once(("pfx file", file.as_path()))
+                .chain(password_file.as_deref().map(|p| ("pfx password file", p)))
+                .collect(),
+        }
+    }
+
+    /// Every file this certificate is read from.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            CertificateSource::Pem { chain, key, .. } => vec![chain, key],
+            CertificateSource::Pfx {
+                file,
+                password_file,
+                ..
+            } => std::iter::once(file.as_path())
+                .chain(password_file.as_deref())
+                .collect(),
+        }
+    }
 }
 
 /// One `[[listener]]`.

@@ -60,13 +60,17 @@ pub struct RawTimeouts {
     pub upstream_read: Option<Spanned<String>>,
 }
 
-/// One `[[certificate]]`.
+/// One `[[certificate]]`: `chain` and `key` (PEM), or `pfx` with an optional
+/// `pfx_password_file` (PKCS#12); which combinations are allowed is checked
+/// in `validate/certificates.rs`, so that the error can say what to write.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
     pub name: Spanned<String>,
-    pub chain: Spanned<String>,
-    pub key: Spanned<String>,
+    pub chain: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub pfx: Option<Spanned<String>>,
+    pub pfx_password_file: Option<Spanned<String>>,
     pub names: Option<Vec<String>>,
 }
 

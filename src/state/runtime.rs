@@ -10,14 +10,15 @@ use tokio::sync::Semaphore;
 
 use super::source_limit::{source_key, OverLimit, SourceCounts, SourceSlot};
 use crate::config::{
-    CertificateSettings, ConfigError, ListenerMode, ListenerSettings, RequestTimeouts, Settings,
-    UpstreamSettings,
+    CertificateSettings, CertificateSource, ConfigError, ListenerMode, ListenerSettings,
+    RequestTimeouts, Settings, UpstreamSettings,
 };
 use crate::observe::metrics::{ListenerMetrics, Metrics};
 use crate::observe::report::{Report, ReportLimits};
 use crate::observe::telemetry::JsonLines;
 use crate::route::{RouteMatch, RouteTable, UpstreamId};
 use crate::tls::certs::{load_certificate, CertError, CertFile};
+use crate::tls::pfx::load_pfx;
 use crate::tls::{CertificateId, CertificateStore, TlsShared};
 use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::Upstream;
@@ -219,13 +220,7 @@ impl State {
         let mut loaded = Vec::new();
         if let Some(tls) = &tls {
             for c in &settings.certificates {
-                match load_certificate(
-                    &c.name,
-                    &c.chain,
-                    &c.key,
-                    c.names.as_deref(),
-                    tls.provider(),
-                ) {
+                match load(c, tls.provider()) {
                     Ok(cert) => loaded.push(cert),
                     Err(e) => errors.push(certificate_error(&settings, c, &e).to_string()),
                 }
@@ -359,6 +354,29 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, Vec<String>> {
     Ok(notes)
 }
 
+/// Loads the certificate `c` from its PEM files or its pfx.
+fn load(
+    c: &CertificateSettings,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<crate::tls::certs::LoadedCertificate, CertError> {
+    match &c.source {
+        CertificateSource::Pem { chain, key, .. } => {
+            load_certificate(&c.name, chain, key, c.names.as_deref(), provider)
+        }
+        CertificateSource::Pfx {
+            file,
+            password_file,
+            ..
+        } => load_pfx(
+            &c.name,
+            file,
+            password_file.as_deref(),
+            c.names.as_deref(),
+            provider,
+        ),
+    }
+}
+
 /// A certificate that did not load, as an error of the configuration file:
 /// at the `chain` or `key` value of its `[[certificate]]` (whichever file
 /// the error is about), naming the entry; the error itself names the file.
@@ -367,9 +385,31 @@ pub fn certificate_error(
     c: &CertificateSettings,
     e: &CertError,
 ) -> ConfigError {
-    let position = match e.file(&c.chain, &c.key) {
-        CertFile::Chain => c.chain_at,
-        CertFile::Key => c.key_at,
+    let position = match &c.source {
+        CertificateSource::Pem {
+            chain,
+            key,
+            chain_at,
+            key_at,
+        } => match e.file(chain, key) {
+            CertFile::Chain => *chain_at,
+            CertFile::Key => *key_at,
+        },
+        CertificateSource::Pfx {
+            password_file,
+            at,
+            password_at,
+            ..
+        } => match e {
+            CertError::Read { path, .. }
+            | CertError::TooLarge { path, .. }
+            | CertError::PasswordFile { path, .. }
+                if Some(path) == password_file.as_ref() =>
+            {
+                *password_at
+            }
+            _ => *at,
+        },
     };
     ConfigError {
         file: settings.source.clone(),
@@ -389,7 +429,7 @@ pub fn check_report(settings: &Settings) -> Result<Checked, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
     for c in &settings.certificates {
-        match load_certificate(&c.name, &c.chain, &c.key, c.names.as_deref(), &provider) {
+        match load(c, &provider) {
             Ok(cert) => loaded.push(cert),
             Err(e) => located.push(certificate_error(settings, c, &e)),
         }
@@ -465,7 +505,7 @@ fn legacy_tls_contexts(
         let Some(files) = settings.certificates.iter().find(|s| s.name == c.name) else {
             continue;
         };
-        match crate::tls::openssl::context(legacy, &files.chain, &files.key) {
+        match crate::tls::openssl::context(legacy, &files.source) {
             Ok(ctx) => contexts.push(ctx),
             Err(e) => errors.push(format!(
                 "listener \"{}\", certificate \"{}\": {e}",

@@ -125,10 +125,12 @@ pub enum CertError {
         source: std::io::Error,
     },
     /// The file is larger than any certificate or key file should be.
-    #[error("{} is larger than {} MiB; is this really a certificate or key file?", path.display(), MAX_FILE_BYTES / (1024 * 1024))]
+    #[error("{} is larger than {}; is this really a certificate, key or password file?", path.display(), size_words(*limit))]
     TooLarge {
         /// The file.
         path: PathBuf,
+        /// The largest size accepted for this kind of file, in bytes.
+        limit: u64,
     },
     /// The file has PEM markers but a section is broken.
     #[error("{} is not valid PEM: {detail}", path.display())]
@@ -196,6 +198,30 @@ pub enum CertError {
         /// The chain file whose leaf names no host.
         chain: PathBuf,
     },
+    /// A PKCS#12 (`.pfx`) file that cannot be used.
+    #[error("{}: {detail}", path.display())]
+    Pfx {
+        /// The pfx file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
+    /// The PKCS#12 file's password is not the one given.
+    #[error("{}", wrong_password(pfx, password_file.as_deref()))]
+    WrongPassword {
+        /// The pfx file.
+        pfx: PathBuf,
+        /// The `pfx_password_file`, if any (none: the empty password was tried).
+        password_file: Option<PathBuf>,
+    },
+    /// A `pfx_password_file` that is not text.
+    #[error("password file {}: {detail}", path.display())]
+    PasswordFile {
+        /// The password file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// An explicit `names` entry is empty or not a host name.
     #[error("certificate {name} ({}): {entry:?} in names is not a host name", chain.display())]
     InvalidName {
@@ -206,6 +232,23 @@ pub enum CertError {
         /// The offending entry.
         entry: String,
     },
+}
+
+/// The message of [`CertError::WrongPassword`].
+fn wrong_password(pfx: &Path, password_file: Option<&Path>) -> String {
+    match password_file {
+        Some(p) => format!(
+            "wrong password in {} for {} (the whole file is the password, less one \
+             trailing newline)",
+            p.display(),
+            pfx.display()
+        ),
+        None => format!(
+            "{} is protected by a password: put it in a file and name that file in \
+             pfx_password_file",
+            pfx.display()
+        ),
+    }
 }
 
 /// Which file of a `[[certificate]]` an error is about.
@@ -225,7 +268,7 @@ impl CertError {
     pub fn file(&self, chain: &Path, key: &Path) -> CertFile {
         match self {
             CertError::Read { path, .. }
-            | CertError::TooLarge { path }
+            | CertError::TooLarge { path, .. }
             | CertError::BadPem { path, .. } => {
                 if path == key && path != chain {
                     CertFile::Key
@@ -238,10 +281,22 @@ impl CertError {
             | CertError::UnsupportedKey { .. }
             | CertError::KeyMismatch { .. } => CertFile::Key,
             CertError::NoCertificate { .. }
+            | CertError::Pfx { .. }
+            | CertError::WrongPassword { .. }
+            | CertError::PasswordFile { .. }
             | CertError::InvalidCertificate { .. }
             | CertError::NoNames { .. }
             | CertError::InvalidName { .. } => CertFile::Chain,
         }
+    }
+}
+
+/// "16 MiB", "64 KiB", "100 bytes".
+fn size_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -270,7 +325,30 @@ pub fn load_certificate(
 ) -> Result<LoadedCertificate, CertError> {
     let chain_bytes = read_limited(chain)?;
     let certs = parse_chain(chain, &chain_bytes)?;
+    let key_bytes = read_limited(key)?;
+    let key_der = parse_key(key, &key_bytes)?;
+    certified(name, certs, key_der, (chain, key), names, provider)
+}
 
+/// The checks every certificate goes through, whatever file it came from:
+/// each certificate of `certs` (leaf first, at least one) parses, `provider`
+/// can sign with `key_der`, the key is the leaf's, and the names served.
+/// `files` are the chain and key files, for the messages (a `.pfx` is both).
+pub(crate) fn certified(
+    name: &str,
+    certs: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    files: (&Path, &Path),
+    names: Option<&[String]>,
+    provider: &CryptoProvider,
+) -> Result<LoadedCertificate, CertError> {
+    let (chain, key) = files;
+    if certs.is_empty() {
+        return Err(CertError::NoCertificate {
+            path: chain.to_path_buf(),
+            hint: String::new(),
+        });
+    }
     // Parse every certificate, not just the leaf, so a broken intermediate is reported
     // here rather than as a mysterious handshake failure in some client.
     let mut parsed = Vec::with_capacity(certs.len());
@@ -278,9 +356,6 @@ pub fn load_certificate(
         parsed.push(parse_x509(chain, der, i, certs.len())?);
     }
     let leaf = &parsed[0];
-
-    let key_bytes = read_limited(key)?;
-    let key_der = parse_key(key, &key_bytes)?;
 
     let signing_key = provider
         .key_provider
@@ -360,19 +435,23 @@ pub fn load_certificate(
 }
 
 /// Reads a whole file, refusing anything bigger than [`MAX_FILE_BYTES`].
-fn read_limited(path: &Path) -> Result<Vec<u8>, CertError> {
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, CertError> {
+    read_limited_to(path, MAX_FILE_BYTES)
+}
+
+/// Reads a whole file, refusing anything bigger than `max` bytes.
+pub(crate) fn read_limited_to(path: &Path, max: u64) -> Result<Vec<u8>, CertError> {
     let read_err = |source| CertError::Read {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut buf = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(read_err)?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
+    file.take(max + 1).read_to_end(&mut buf).map_err(read_err)?;
+    if buf.len() as u64 > max {
         return Err(CertError::TooLarge {
             path: path.to_path_buf(),
+            limit: max,
         });
     }
     Ok(buf)
@@ -399,8 +478,9 @@ fn is_private_key(kind: SectionKind) -> bool {
 /// exports), the usual cause.
 fn der_hint(bytes: &[u8]) -> Option<&'static str> {
     (!contains(bytes, b"-----BEGIN") && bytes.first() == Some(&0x30)).then_some(
-        ": it looks like binary DER or PKCS#12 (.pfx), not PEM; convert it with \
-         openssl x509 -inform der, or openssl pkcs12 -nodes",
+        ": it looks like binary DER or PKCS#12 (.pfx), not PEM; for a .pfx write \
+         pfx = \"FILE.pfx\" (and pfx_password_file) instead of chain and key, \
+         for a DER certificate convert it with openssl x509 -inform der",
     )
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - a certificate (the leaf, or another certificate of its chain file) that expires
 //!   within [`EXPIRY_WARNING_DAYS`] days, has expired, or is not valid yet;
-//! - a private key file that every user of the machine can read (Unix mode `o+r`, and
+//! - a private key file (or a pfx, or its password file) that every user of the
+//!   machine can read (Unix mode `o+r`, and
 //!   every folder above it open to others): group-readable keys (`0640 root:ssl-cert`,
 //!   the Debian way) are fine;
 //! - a chain file that does not go leaf, its issuer, that issuer's issuer, ...: every
@@ -46,7 +47,8 @@ pub enum Kind {
     Expired,
     /// Before its notBefore: clients refuse it.
     NotYetValid,
-    /// The private key file is readable by every user of the machine.
+    /// The private key file (a pfx, a pfx password file) is readable by every
+    /// user of the machine.
     KeyReadable,
     /// The chain file is not leaf, issuer, issuer's issuer, ... (or holds a
     /// certificate that does not belong to the chain).
@@ -109,7 +111,7 @@ pub fn inspect(settings: &Settings, loaded: &[LoadedCertificate], now: SystemTim
     let mut findings = Vec::new();
     for cert in loaded {
         let files = settings.certificates.iter().find(|c| c.name == cert.name);
-        let chain_file = files.map(|f| f.chain.display().to_string());
+        let chain_file = files.map(|f| f.source.chain_file().display().to_string());
         let chain_file = chain_file.as_deref().unwrap_or("its chain file");
         let chain = &cert.certified_key.cert;
         let parsed: Vec<Option<X509Certificate<'_>>> = chain
@@ -145,9 +147,9 @@ pub fn inspect(settings: &Settings, loaded: &[LoadedCertificate], now: SystemTim
             ));
         }
 
-        if let Some(files) = files {
-            if let Some(mode) = key_exposed(&files.key) {
-                findings.push(key_finding(&cert.name, &files.key, mode));
+        for (what, path) in files.iter().flat_map(|f| f.source.secret_files()) {
+            if let Some(mode) = key_exposed(path) {
+                findings.push(key_finding(&cert.name, what, path, mode));
             }
         }
 
@@ -376,7 +378,8 @@ fn key_exposed(_path: &Path) -> Option<u32> {
     None
 }
 
-fn key_finding(name: &str, path: &Path, mode: u32) -> Finding {
+/// `what` is the kind of file: "key file", "pfx file", "pfx password file".
+fn key_finding(name: &str, what: &str, path: &Path, mode: u32) -> Finding {
     let file = shell_word(&path.display().to_string());
     let access = if mode & 0o002 != 0 {
         "readable and writable"
@@ -388,7 +391,7 @@ fn key_finding(name: &str, path: &Path, mode: u32) -> Finding {
         certificate: Some(name.to_string()),
         listener: None,
         message: format!(
-            "certificate \"{name}\": key file {file} is {access} by every user of this \
+            "certificate \"{name}\": {what} {file} is {access} by every user of this \
              machine (mode {mode:04o}): chmod 600 {file} (or chmod 640 with a group that \
              only snigate's user is in)"
         ),

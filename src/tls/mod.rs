@@ -13,6 +13,7 @@ pub mod hello;
 pub mod hygiene;
 #[cfg(feature = "legacy-tls")]
 pub mod openssl;
+pub mod pfx;
 pub mod store;
 pub mod tickets;
 

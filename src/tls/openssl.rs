@@ -5,22 +5,21 @@
 use std::path::Path;
 
 use openssl::ssl::{
-    AlpnError, HandshakeError, Ssl, SslContext, SslFiletype, SslMethod, SslOptions, SslRef,
-    SslVersion,
+    AlpnError, HandshakeError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod,
+    SslOptions, SslRef, SslVersion,
 };
 
-use crate::config::{LegacyTlsSettings, LegacyTlsVersion};
+use crate::config::{CertificateSource, LegacyTlsSettings, LegacyTlsVersion};
 
 /// ALPN protocols offered, in wire format: HTTP/1.1 only (h2 requires TLS
 /// 1.2 with AEAD suites, which rustls already serves).
 const ALPN: &[u8] = b"\x08http/1.1";
 
 /// The OpenSSL server context for one listener's `legacy_tls` and one
-/// certificate (its PEM chain and key files).
+/// certificate (its PEM chain and key files, or its pfx).
 pub fn context(
     settings: &LegacyTlsSettings,
-    chain: &Path,
-    key: &Path,
+    source: &CertificateSource,
 ) -> Result<SslContext, String> {
     let mut b = SslContext::builder(SslMethod::tls_server())
         .map_err(|e| format!("cannot set up OpenSSL: {}", openssl_words(&e)))?;
@@ -39,20 +38,38 @@ pub fn context(
             openssl_words(&e)
         )
     })?;
-    b.set_certificate_chain_file(chain).map_err(|e| {
-        format!(
-            "OpenSSL cannot read the chain {}: {}",
-            chain.display(),
-            openssl_words(&e)
-        )
-    })?;
-    b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| {
-        format!(
-            "OpenSSL cannot read the key {}: {}",
-            key.display(),
-            openssl_words(&e)
-        )
-    })?;
+    match source {
+        CertificateSource::Pem { chain, key, .. } => pem_files(&mut b, chain, key)?,
+        CertificateSource::Pfx {
+            file,
+            password_file,
+            ..
+        } => {
+            // The pfx is read by snigate's own loader (OpenSSL 3 would need
+            // its legacy provider for RC2-40), in the order rustls serves.
+            let provider = crate::tls::crypto_provider();
+            let (certs, key) = crate::tls::pfx::read_pfx(file, password_file.as_deref(), &provider)
+                .map_err(|e| e.to_string())?;
+            let words = |e: openssl::error::ErrorStack| {
+                format!(
+                    "OpenSSL cannot use {}: {}",
+                    file.display(),
+                    openssl_words(&e)
+                )
+            };
+            for (i, der) in certs.iter().enumerate() {
+                let x509 = openssl::x509::X509::from_der(der.as_ref()).map_err(words)?;
+                if i == 0 {
+                    b.set_certificate(&x509).map_err(words)?;
+                } else {
+                    b.add_extra_chain_cert(x509).map_err(words)?;
+                }
+            }
+            let pkey =
+                openssl::pkey::PKey::private_key_from_der(key.secret_der()).map_err(words)?;
+            b.set_private_key(&pkey).map_err(words)?;
+        }
+    }
     b.check_private_key().map_err(|e| {
         format!(
             "OpenSSL: the key does not match the certificate: {}",
@@ -67,6 +84,24 @@ pub fn context(
         openssl::ssl::select_next_proto(ALPN, offered).ok_or(AlpnError::NOACK)
     });
     Ok(b.build())
+}
+
+/// The PEM chain and key files of a certificate into `b`.
+fn pem_files(b: &mut SslContextBuilder, chain: &Path, key: &Path) -> Result<(), String> {
+    b.set_certificate_chain_file(chain).map_err(|e| {
+        format!(
+            "OpenSSL cannot read the chain {}: {}",
+            chain.display(),
+            openssl_words(&e)
+        )
+    })?;
+    b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| {
+        format!(
+            "OpenSSL cannot read the key {}: {}",
+            key.display(),
+            openssl_words(&e)
+        )
+    })
 }
 
 /// The reasons of an OpenSSL error stack, in its own words ("no shared

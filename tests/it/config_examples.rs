@@ -190,7 +190,10 @@ fn default_config_matches_the_design_sample() {
     );
     let farm = &s.certificates[0];
     assert_eq!(farm.name, "farm");
-    assert!(farm.chain.ends_with("certs/demo/fallback.crt"));
+    assert!(farm
+        .source
+        .chain_file()
+        .ends_with("certs/demo/fallback.crt"));
 
     let state = State::build(s).expect("state");
     let farm = state

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use serde::Deserialize;
 use serde_json::Value;
-use snigate::config::{ListenerMode, Settings};
+use snigate::config::{CertificateSource, ListenerMode, Settings};
 use snigate::tools::gen_certs::{generate, KeyAlgorithm};
 
 /// Where the Deployment mounts the projected configuration volume.
@@ -274,8 +274,7 @@ fn deployment_probes_ports_and_mounts_match_the_configuration() {
     }
     let mut wanted: Vec<PathBuf> = vec![Path::new(ETC).join("snigate.toml")];
     for cert in &s.certificates {
-        wanted.push(cert.chain.clone());
-        wanted.push(cert.key.clone());
+        wanted.extend(cert.source.files().into_iter().map(Path::to_path_buf));
     }
     for l in &s.listeners {
         wanted.extend(l.session_ticket_keys.clone());
@@ -383,7 +382,10 @@ async fn configmap_configuration_starts_and_answers_the_probe() {
         let hosts: Vec<String> = s.routes.iter().flat_map(|r| r.hosts.clone()).collect();
         let lab = generate(&etc.join("lab"), &hosts, KeyAlgorithm::Ecdsa).expect("gen-certs");
         for cert in &s.certificates {
-            for (from, to) in [(&lab.fallback.0, &cert.chain), (&lab.fallback.1, &cert.key)] {
+            let CertificateSource::Pem { chain, key, .. } = &cert.source else {
+                panic!("the deployed configuration names PEM files");
+            };
+            for (from, to) in [(&lab.fallback.0, chain), (&lab.fallback.1, key)] {
                 let to = etc.join(to.strip_prefix(ETC).expect("under /etc/snigate"));
                 std::fs::create_dir_all(to.parent().unwrap()).unwrap();
                 std::fs::copy(from, &to).unwrap();

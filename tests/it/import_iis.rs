@@ -1,7 +1,7 @@
 //! `snigate import-iis` on the sample IIS inputs in `tests/data/iis/`
 //! (written from Microsoft's documented formats, see SOURCES.md): the real
 //! binary is run, the configuration it writes is read back with the
-//! library, PEM files are minted at the paths it names, and `snigate check`
+//! library, .pfx files (and their password files) are minted at the paths it names, and `snigate check`
 //! must accept it.
 
 use std::fs;
@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{Key, Pki};
-use snigate::config::{ListenerSettings, Settings, UpstreamSettings};
+use crate::common::{pfx_with_others_first, pkcs8_of, Key, Pki};
+use snigate::config::{CertificateSource, ListenerSettings, Settings, UpstreamSettings};
 use tempfile::TempDir;
 
 fn data(name: &str) -> PathBuf {
@@ -115,9 +115,26 @@ fn export_and_check(dir: &Path, config: &Path, settings: &Settings) {
             format!("{}.test", c.name)
         };
         let leaf = pki.leaf(&format!("leaf{i}"), &[name.as_str()], Key::Ecdsa);
-        fs::create_dir_all(c.chain.parent().unwrap()).unwrap();
-        fs::write(&c.chain, &leaf.pem).unwrap();
-        fs::copy(&leaf.key, &c.key).unwrap();
+        let CertificateSource::Pfx {
+            file,
+            password_file: Some(password_file),
+            ..
+        } = &c.source
+        else {
+            panic!(
+                "import-iis writes pfx and pfx_password_file: {:?}",
+                c.source
+            );
+        };
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let pfx = pfx_with_others_first(
+            &leaf.der,
+            &pkcs8_of(&leaf),
+            std::slice::from_ref(&pki.ca_der),
+            "pw",
+        );
+        fs::write(file, pfx).unwrap();
+        fs::write(password_file, "pw\r\n").unwrap();
     }
     let o = snigate(&["check", "-c", config.to_str().unwrap()]);
     assert!(
@@ -150,12 +167,16 @@ fn netsh_alone() {
             "all-ipv4-8172"
         ]
     );
-    assert!(s.certificates[0]
-        .chain
-        .ends_with("certs/portal.contoso.com.crt"));
-    assert!(s.certificates[0]
-        .key
-        .ends_with("certs/portal.contoso.com.key"));
+    let CertificateSource::Pfx {
+        file,
+        password_file: Some(password_file),
+        ..
+    } = &s.certificates[0].source
+    else {
+        panic!("{:?}", s.certificates[0].source);
+    };
+    assert!(file.ends_with("certs/portal.contoso.com.pfx"));
+    assert!(password_file.ends_with("certs/portal.contoso.com.pass"));
 
     // ipport=0.0.0.0:443: the listener's fallback.
     let main = listener(&s, "https-443");
@@ -205,7 +226,15 @@ fn netsh_alone() {
         "# TODO: export certificate 1f6e3a3bd3e24e5f8a0c4b9d2e7f6a5b4c3d2e1f from the Windows store My"
     ), "{toml}");
     assert!(toml.contains("Export-PfxCertificate -Cert Cert:\\LocalMachine\\WebHosting\\A7C2D4E6"));
-    assert!(toml.contains("openssl pkcs12 -in portal.contoso.com.pfx -clcerts -nokeys -out certs/portal.contoso.com.crt"));
+    assert!(toml.contains("-FilePath portal.contoso.com.pfx -ChainOption BuildChain"));
+    assert!(
+        unwrapped(&toml).contains("Copy it here as certs/portal.contoso.com.pfx, and write its password alone in certs/portal.contoso.com.pass"),
+        "{toml}"
+    );
+    assert!(
+        !toml.contains("openssl pkcs12 -in portal.contoso.com.pfx"),
+        "no conversion to PEM any more"
+    );
     assert!(toml.contains("pin_sha256"));
     // Not representable: a comment and a line on stderr each.
     for needle in [
@@ -385,7 +414,7 @@ fn both_inputs_cross_referenced() {
         assert!(stderr.contains(needle), "{needle} not on stderr:\n{stderr}");
     }
     assert!(
-        toml.contains("openssl x509 -in certs/secure.contoso.com.crt -outform der"),
+        toml.contains("openssl pkcs12 -in certs/secure.contoso.com.pfx -passin file:certs/secure.contoso.com.pass -nokeys -clcerts | openssl x509 -outform der"),
         "{toml}"
     );
     export_and_check(dir.path(), &out, &s);

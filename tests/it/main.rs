@@ -40,6 +40,7 @@ mod ntlm_affinity;
 mod one_host;
 mod passthrough;
 mod path_routes;
+mod pfx;
 mod proxy_protocol;
 mod real_hellos;
 mod reload;

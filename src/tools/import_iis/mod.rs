@@ -213,7 +213,7 @@ pub fn import(
         .count();
     let to_export = plan.certificates.iter().filter(|c| !c.ccs).count();
     let summary = format!(
-        "{} listener(s), {} certificate(s) to export to PEM, {} route(s), {} upstream(s); \
+        "{} listener(s), {} certificate(s) to export as .pfx, {} route(s), {} upstream(s); \
          {} thing(s) not imported (see the comments)",
         plan.listeners.len(),
         to_export,

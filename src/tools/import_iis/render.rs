@@ -77,8 +77,8 @@ fn write_header(out: &mut String, header: &Header, plan: &Plan) {
     }
     out.push_str("#\n# Before `snigate run`:\n");
     for step in [
-        "1. Export every certificate below from Windows to PEM at the paths it names (each has a TODO \
-         with the commands).",
+        "1. Export every certificate below from Windows as a .pfx to the paths it names (each has a \
+         TODO with the command).",
         "2. The listeners bind the addresses IIS listened on: move them to this host (or change them), \
          and point DNS or the load balancer here.",
         "3. Upstreams that reach a site over plain HTTP end TLS at snigate. SharePoint needs its \
@@ -107,14 +107,13 @@ fn write_header(out: &mut String, header: &Header, plan: &Plan) {
 }
 
 fn certificate(out: &mut String, c: &Certificate) {
-    let chain = format!("certs/{}.crt", c.name);
-    let key = format!("certs/{}.key", c.name);
-    let pfx = format!("{}.pfx", c.name);
-    let convert = [
-        format!("$ openssl pkcs12 -in {pfx} -clcerts -nokeys -out {chain}"),
-        format!("$ openssl pkcs12 -in {pfx} -cacerts -nokeys >> {chain}"),
-        format!("$ openssl pkcs12 -in {pfx} -nocerts -nodes -out {key}"),
-    ];
+    let pfx = format!("certs/{}.pfx", c.name);
+    let pass = format!("certs/{}.pass", c.name);
+    let exported = format!("{}.pfx", c.name);
+    let copy = format!(
+        "Copy it here as {pfx}, and write its password alone in {pass} (a trailing newline is \
+         ignored); chmod 600 both."
+    );
     if c.ccs {
         for line in &c.comments {
             comment(out, line, "# ");
@@ -123,18 +122,16 @@ fn certificate(out: &mut String, c: &Certificate) {
             out,
             &format!(
                 "Not imported: IIS takes this certificate from its Centralized Certificate Store, a \
-                 folder of <host>.pfx files. Convert {pfx} from that folder and uncomment the \
+                 folder of <host>.pfx files with one password. Copy the host's .pfx from that folder \
+                 to {pfx}, write the store's password alone in {pass}, and uncomment the \
                  [[certificate]] lines below:"
             ),
             "# ",
         );
-        for line in &convert {
-            verbatim(out, line, "#     ");
-        }
         out.push_str("# [[certificate]]\n");
         let _ = writeln!(out, "# name = {}", toml_str(&c.name));
-        let _ = writeln!(out, "# chain = {}", toml_str(&chain));
-        let _ = writeln!(out, "# key = {}\n", toml_str(&key));
+        let _ = writeln!(out, "# pfx = {}", toml_str(&pfx));
+        let _ = writeln!(out, "# pfx_password_file = {}\n", toml_str(&pass));
         return;
     }
     out.push_str("[[certificate]]\n");
@@ -160,7 +157,7 @@ fn certificate(out: &mut String, c: &Certificate) {
         out,
         &format!(
             "TODO: export certificate {} from the Windows store {store} (Cert:\\LocalMachine\\{store}) \
-             to PEM here, with its private key (it must have been imported as exportable):",
+             as a .pfx with its private key (it must have been imported as exportable):",
             c.hash.as_deref().unwrap_or("<HASH, see above>")
         ),
         "# ",
@@ -168,22 +165,15 @@ fn certificate(out: &mut String, c: &Certificate) {
     verbatim(
         out,
         &format!(
-            "PS> Export-PfxCertificate -Cert Cert:\\LocalMachine\\{store}\\{hash} -FilePath {pfx} \
+            "PS> Export-PfxCertificate -Cert Cert:\\LocalMachine\\{store}\\{hash} -FilePath {exported} \
              -ChainOption BuildChain -Password (Read-Host -AsSecureString 'PFX password')"
         ),
         "#     ",
     );
-    for line in &convert {
-        verbatim(out, line, "#     ");
-    }
-    comment(
-        out,
-        "(OpenSSL 3 with a .pfx from Windows Server 2016 or older: add -legacy to the openssl commands.)",
-        "#   ",
-    );
+    comment(out, &copy, "#   ");
     let _ = writeln!(out, "name = {}", toml_str(&c.name));
-    let _ = writeln!(out, "chain = {}", toml_str(&chain));
-    let _ = writeln!(out, "key = {}\n", toml_str(&key));
+    let _ = writeln!(out, "pfx = {}", toml_str(&pfx));
+    let _ = writeln!(out, "pfx_password_file = {}\n", toml_str(&pass));
 }
 
 fn listener(out: &mut String, l: &Listener) {
@@ -260,11 +250,16 @@ fn upstream(out: &mut String, u: &Upstream, header: &Header) {
                 verbatim(
                     out,
                     &format!(
-                        "$ openssl x509 -in certs/{c}.crt -outform der | openssl dgst -sha256 -binary | base64"
+                        "$ openssl pkcs12 -in certs/{c}.pfx -passin file:certs/{c}.pass -nokeys -clcerts | openssl x509 -outform der | openssl dgst -sha256 -binary | base64"
                     ),
                     "#     ",
                 );
             }
+            comment(
+                out,
+                "(OpenSSL 3 with a .pfx from Windows Server 2016 or older: add -legacy after pkcs12.)",
+                "#   ",
+            );
         }
         comment(
             out,

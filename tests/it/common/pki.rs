@@ -126,3 +126,38 @@ pub fn cert_toml(name: &str, leaf: &Leaf) -> String {
 pub fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
+
+/// A PKCS#12 file of `leaf` (with its key, PKCS#8 DER) and `others`, written
+/// by p12-keystore (AES-256, PBKDF2) with `password`. The `others` come
+/// first in the file's bag order, before the leaf: a PFX's order is not the
+/// chain's, and the loader must not rely on it.
+pub fn pfx_with_others_first(
+    leaf: &CertificateDer<'_>,
+    key_pkcs8: &[u8],
+    others: &[CertificateDer<'_>],
+    password: &str,
+) -> Vec<u8> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    let mut store = KeyStore::new();
+    // The writer puts lone certificates before the key's chain.
+    for (i, c) in others.iter().enumerate() {
+        let cert = Certificate::from_der(c.as_ref()).unwrap();
+        store.add_entry(&format!("other{i}"), KeyStoreEntry::Certificate(cert));
+    }
+    let chain = PrivateKeyChain::new(
+        b"leaf".as_slice(),
+        PrivateKey::from_der(key_pkcs8).unwrap(),
+        [Certificate::from_der(leaf.as_ref()).unwrap()],
+    );
+    store.add_entry("leaf", KeyStoreEntry::PrivateKeyChain(chain));
+    store.writer(password).write().unwrap()
+}
+
+/// `leaf`'s private key as PKCS#8 DER.
+pub fn pkcs8_of(leaf: &Leaf) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(&leaf.key)
+        .unwrap()
+        .secret_pkcs8_der()
+        .to_vec()
+}

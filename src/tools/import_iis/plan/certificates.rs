@@ -73,7 +73,7 @@ impl Builder<'_> {
                             Severity::NotImported,
                             format!(
                                 "certificate for {host}:{port} comes from the IIS Centralized Certificate Store: \
-                                 convert its {host}.pfx to PEM and uncomment the [[certificate]] written for it"
+                                 copy its {host}.pfx and the store's password to the files the [[certificate]] written for it names, and uncomment it"
                             ),
                         );
                         let index = self.certs.len();

@@ -82,7 +82,7 @@ pub struct Plan {
 /// A `[[certificate]]`.
 #[derive(Debug, Clone)]
 pub struct Certificate {
-    /// Its name, also the stem of its files (`certs/NAME.crt`, `.key`).
+    /// Its name, also the stem of its files (`certs/NAME.pfx`, `.pass`).
     pub name: String,
     /// The thumbprint, when HTTP.sys told it.
     pub hash: Option<String>,
