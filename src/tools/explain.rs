@@ -17,8 +17,9 @@
 //! log. An https listener that serves the hello also lists where the requests for
 //! its SNI host go, path by path, as the listener's route table
 //! ([`crate::route::RouteTable::route`]) answers (`--path` asks it for one path).
-//! Passthrough listeners show the upstream the SNI routes to. Nothing is bound and no file is written: the state is
-//! built with the handshake and access logs and the admin endpoint cleared.
+//! Passthrough listeners show the upstream the SNI routes to. Nothing is bound and
+//! no file is written: the state is built with the handshake and access logs and the
+//! admin endpoint cleared.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -46,6 +47,7 @@ const MAX_FILE: u64 = 256 * 1024;
 /// Decodes the ClientHello in `hello` and explains it against `config` (or, when
 /// `None`, [`DEFAULT_CONFIG`] if that file exists; else the decode alone). Writes
 /// text, or one JSON object with `json`.
+///
 /// With `path` (`--path /owa/x`), each https listener also names the route
 /// a request for that path takes.
 pub fn run(
