@@ -60,6 +60,9 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also show the route a request for this path (and the SNI host) takes.
+        #[arg(long)]
+        path: Option<String>,
     },
     /// Compatibility report from handshake and access logs (JSON lines).
     Report {
@@ -120,7 +123,8 @@ fn main() -> ExitCode {
             hello,
             config,
             json,
-        } => explain(&hello, config.as_deref(), json),
+            path,
+        } => explain(&hello, config.as_deref(), path.as_deref(), json),
         Command::Report {
             logs,
             json,
@@ -304,9 +308,9 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
     ExitCode::SUCCESS
 }
 
-fn explain(hello: &Path, config: Option<&Path>, json: bool) -> ExitCode {
+fn explain(hello: &Path, config: Option<&Path>, path: Option<&str>, json: bool) -> ExitCode {
     let stdout = std::io::stdout();
-    match snigate::tools::explain::run(hello, config, json, &mut stdout.lock()) {
+    match snigate::tools::explain::run(hello, config, path, json, &mut stdout.lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("snigate explain: {e:#}");

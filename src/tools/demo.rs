@@ -26,8 +26,40 @@ pub const DEMO_NAMES: [&str; 3] = [
     "mysites.contoso.test",
 ];
 
+/// What [`prepare`] set up: the demo's files, its sample applications and
+/// its parsed configuration, ready for [`Proxy::start`].
+pub struct Prepared {
+    /// The lab CA's certificate (`DIR/ca.crt`).
+    pub ca_cert: PathBuf,
+    /// The configuration file written (`DIR/snigate-demo.toml`).
+    pub config_path: PathBuf,
+    /// That configuration, parsed.
+    pub settings: Settings,
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(dir: &Path) -> Result<(), String> {
+    let prepared = prepare(dir).await?;
+    let proxy = Proxy::start(prepared.settings).await.map_err(|e| {
+        format!("{e}\n(is another snigate demo running? 127.0.0.2 must be usable on loopback, as it is on Linux)")
+    })?;
+    let text = instructions(
+        &this_binary(),
+        &prepared.ca_cert,
+        &prepared.config_path,
+        dir,
+    );
+    println!("{text}");
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// Everything but the proxy: lab certificates in `dir`, the two sample
+/// applications (on ports the system chooses), the configuration written
+/// to `dir/snigate-demo.toml` and parsed.
+pub async fn prepare(dir: &Path) -> Result<Prepared, String> {
     let names: Vec<String> = DEMO_NAMES.iter().map(|s| s.to_string()).collect();
     let certs = generate(dir, &names, KeyAlgorithm::Ecdsa)
         .map_err(|e| format!("cannot create lab certificates in {}: {e}", dir.display()))?;
@@ -38,14 +70,11 @@ pub async fn run(dir: &Path) -> Result<(), String> {
     std::fs::write(&config_path, &text)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let settings = Settings::parse(&config_path, &text).map_err(|e| e.to_string())?;
-    let proxy = Proxy::start(settings).await.map_err(|e| {
-        format!("{e}\n(is another snigate demo running? 127.0.0.2 must be usable on loopback, as it is on Linux)")
-    })?;
-    print_instructions(&certs.ca_cert, &config_path, dir);
-    let _ = tokio::signal::ctrl_c().await;
-    println!("stopping");
-    proxy.shutdown().await;
-    Ok(())
+    Ok(Prepared {
+        ca_cert: certs.ca_cert,
+        config_path,
+        settings,
+    })
 }
 
 /// The demo's configuration, as a file an operator can read and reuse.
@@ -95,10 +124,12 @@ default_upstream = "mysites"
 
 [[route]]
 hosts = ["portal.contoso.test", "*.apps.contoso.test"]
+listeners = ["main"]     # only where the fallback certificate "farm" covers these names:
+                         # on mysites-ip a client without SNI gets the mysites certificate
 upstream = "portal"
 
 [[route]]
-hosts = ["mysites.contoso.test"]
+hosts = ["mysites.contoso.test"]    # every listener: both fallbacks cover it
 upstream = "mysites"
 
 [[upstream]]
@@ -112,10 +143,63 @@ servers = ["{mysites}"]
     )
 }
 
-fn print_instructions(ca: &Path, config: &Path, dir: &Path) {
-    let ca = ca.display();
+/// The capture the demo's `explain` command uses, relative to the
+/// repository root.
+pub const DEMO_HELLO: &str = "tests/data/hellos/win7_ie11_schannel_tls12.hex";
+
+/// How to run this very binary from the current folder: its path relative
+/// to the current folder when it is below it (`target/release/snigate`
+/// after `cargo run --release -- demo` in the repository), else absolute.
+fn this_binary() -> String {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    match (exe, cwd) {
+        (Some(exe), Some(cwd)) => command_path(&exe, &cwd),
+        _ => "cargo run --release --".into(),
+    }
+}
+
+/// `exe` as a command typed in `cwd`: relative (`target/release/snigate`,
+/// `./snigate`) when below `cwd`, else as given; quoted for a POSIX shell
+/// when needed. Never a bare name, which the shell would look up in PATH.
+pub fn command_path(exe: &Path, cwd: &Path) -> String {
+    match exe.strip_prefix(cwd) {
+        Ok(rel) if rel.components().count() > 1 => shell_word(&rel.display().to_string()),
+        Ok(rel) if !rel.as_os_str().is_empty() => shell_word(&format!("./{}", rel.display())),
+        _ => shell_word(&exe.display().to_string()),
+    }
+}
+
+/// `s` as one word of a POSIX shell: as it is when it holds nothing the
+/// shell would read, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What the demo prints once it runs: commands to try, each of which runs
+/// as printed from the folder the demo was started in. `snigate` is how to
+/// run this binary there (see [`command_path`]); `ca`, `config` and `dir`
+/// are the demo's files as the demo was given them (relative to that
+/// folder, or absolute).
+pub fn instructions(snigate: &str, ca: &Path, config: &Path, dir: &Path) -> String {
+    let ca = shell_word(&ca.display().to_string());
+    let config_arg = shell_word(&config.display().to_string());
     let logs: PathBuf = dir.join("logs");
-    println!(
+    let handshakes = shell_word(&logs.join("handshakes.jsonl").display().to_string());
+    let access = shell_word(&logs.join("access.jsonl").display().to_string());
+    let explain = if Path::new(DEMO_HELLO).is_file() {
+        format!("  {snigate} explain {DEMO_HELLO} -c {config_arg}")
+    } else {
+        format!(
+            "  {snigate} explain HELLO -c {config_arg}\n  (where HELLO is a captured ClientHello in hex, such as the repository's {DEMO_HELLO})"
+        )
+    };
+    format!(
         r#"
 snigate demo is running (Ctrl-C stops it). Configuration: {config}
 
@@ -136,18 +220,20 @@ Without SNI on the IP/port-mapped listener (its own fallback certificate, straig
 Misdirected (SNI portal, Host of another certificate): 421
   curl -k --resolve portal.contoso.test:8443:127.0.0.1 -H 'Host: mysites.contoso.test' https://portal.contoso.test:8443/
 
-Compatibility report (which clients send no SNI, which fail and why):
-  open http://127.0.0.1:9900/report.html    (JSON: curl http://127.0.0.1:9900/report)
-  snigate report {logs}/handshakes.jsonl {logs}/access.jsonl
-What this configuration does with a captured ClientHello:
-  snigate explain tests/data/hellos/win7_ie11_schannel_tls12.hex -c {config}
+Compatibility report (which clients send no SNI, which fail and why), in a browser: http://127.0.0.1:9900/report.html
+  curl http://127.0.0.1:9900/report
+  {snigate} report {handshakes} {access}
 
-Health: curl http://127.0.0.1:9900/healthz    Metrics: curl http://127.0.0.1:9900/metrics
-Logs:   tail -f {logs}/handshakes.jsonl {logs}/access.jsonl
+What this configuration does with a captured ClientHello:
+{explain}
+
+Health, metrics and logs:
+  curl http://127.0.0.1:9900/healthz
+  curl http://127.0.0.1:9900/metrics
+  tail -f {handshakes} {access}
 "#,
         config = config.display(),
-        logs = logs.display()
-    );
+    )
 }
 
 /// A sample web application: answers every method with who it is and what

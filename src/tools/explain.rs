@@ -14,9 +14,12 @@
 //! path), then the real TLS server of that listener and certificate, run in memory on
 //! the hello's bytes (rustls, or OpenSSL for `legacy_tls`); its ServerHello gives the
 //! version and suite, its error the same plain-words reason and hint as the handshake
-//! log. Passthrough listeners show the
-//! upstream the SNI routes to. Nothing is bound and no file is written: the state is
-//! built with the handshake and access logs and the admin endpoint cleared.
+//! log. An https listener that serves the hello also lists where the requests for
+//! its SNI host go, path by path, as the listener's route table
+//! ([`crate::route::RouteTable::route`]) answers (`--path` asks it for one path).
+//! Passthrough listeners show the upstream the SNI routes to. Nothing is bound and
+//! no file is written: the state is built with the handshake and access logs and the
+//! admin endpoint cleared.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -26,7 +29,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
-use crate::config::{ListenerMode, Settings};
+use crate::config::{ListenerMode, RouteSettings, Settings};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
@@ -44,12 +47,19 @@ const MAX_FILE: u64 = 256 * 1024;
 /// Decodes the ClientHello in `hello` and explains it against `config` (or, when
 /// `None`, [`DEFAULT_CONFIG`] if that file exists; else the decode alone). Writes
 /// text, or one JSON object with `json`.
+///
+/// With `path` (`--path /owa/x`), each https listener also names the route
+/// a request for that path takes.
 pub fn run(
     hello: &Path,
     config: Option<&Path>,
+    path: Option<&str>,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    if let Some(p) = path.filter(|p| !p.starts_with('/')) {
+        bail!("--path {p:?}: a request path starts with /");
+    }
     let raw = read_hello_file(hello)?;
     let decoded = decode_file(&raw, hello)?;
 
@@ -61,7 +71,8 @@ pub fn run(
         Some(path) => Some(load_config(path)?),
         None => None,
     };
-    let text = render(hello, &decoded, config.as_deref().zip(state.as_ref()), json)?;
+    let config = config.as_deref().zip(state.as_ref());
+    let text = render(hello, &decoded, config, path, json)?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
@@ -78,7 +89,7 @@ pub fn explain_hello(
     json: bool,
 ) -> anyhow::Result<String> {
     let decoded = decode_file(raw, file)?;
-    render(file, &decoded, config, json)
+    render(file, &decoded, config, None, json)
 }
 
 /// The report on `decoded` as text, or as one JSON object with `json`.
@@ -86,10 +97,11 @@ fn render(
     file: &Path,
     decoded: &Decoded,
     config: Option<(&Path, &State)>,
+    path: Option<&str>,
     json: bool,
 ) -> anyhow::Result<String> {
     let listeners =
-        config.map(|(_, state)| explain_listeners(state, decoded.hello(), &decoded.info));
+        config.map(|(_, state)| explain_listeners(state, decoded.hello(), &decoded.info, path));
     let report = Report::new(file, decoded, config.map(|(path, _)| path), listeners);
     if json {
         let mut text = serde_json::to_string_pretty(&report)?;
@@ -247,6 +259,34 @@ struct ListenerOutcome {
     engine: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
+    /// https, when the handshake succeeds and the hello has SNI: where the
+    /// requests for that host go, by path (see [`RouteView`]).
+    routes: Vec<RouteView>,
+    /// With `--path`: the route a request for that path (and the SNI host)
+    /// takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<PathView>,
+}
+
+/// Where requests for the SNI host go on a listener: one entry per route
+/// that holds some of its paths (`paths`: the prefixes it holds there), and
+/// last the taker of every other path (`paths` empty): a route without
+/// `paths`, or the listener's `default_upstream` (`name` null), or nothing
+/// (`upstream` null too: snigate answers 404).
+#[derive(Debug, Serialize)]
+struct RouteView {
+    name: Option<String>,
+    paths: Vec<String>,
+    upstream: Option<String>,
+}
+
+/// `--path`: the route one request path takes (`route` null: the
+/// listener's `default_upstream`; `upstream` null too: 404).
+#[derive(Debug, Serialize)]
+struct PathView {
+    path: String,
+    route: Option<String>,
+    upstream: Option<String>,
 }
 
 /// What a listener would do with the hello: the handshake log's outcomes
@@ -293,6 +333,8 @@ impl ListenerOutcome {
             upstream: None,
             engine: None,
             note: None,
+            routes: Vec::new(),
+            path: None,
         }
     }
 }
@@ -313,12 +355,26 @@ pub fn load_config(path: &Path) -> anyhow::Result<State> {
     })
 }
 
-/// Runs the hello through every TLS listener of `state`.
-fn explain_listeners(state: &State, hello: &[u8], info: &ClientHelloInfo) -> Vec<ListenerOutcome> {
+/// Runs the hello through every TLS listener of `state`; `path` as in [`run`].
+fn explain_listeners(
+    state: &State,
+    hello: &[u8],
+    info: &ClientHelloInfo,
+    path: Option<&str>,
+) -> Vec<ListenerOutcome> {
     let mut outcomes = Vec::new();
     for l in &state.listeners {
         match l.settings.mode {
-            ListenerMode::Https => outcomes.push(explain_https(state, l, hello, info)),
+            ListenerMode::Https => {
+                let mut o = explain_https(state, l, hello, info);
+                if o.outcome == Prediction::Ok {
+                    if let Some(host) = info.server_name() {
+                        o.routes = routes_for_host(state, l, &host);
+                        o.path = path.map(|p| path_view(state, l, &host, p));
+                    }
+                }
+                outcomes.push(o);
+            }
             ListenerMode::Passthrough => outcomes.push(explain_passthrough(state, l, info)),
             ListenerMode::Http => {}
         }
@@ -475,6 +531,66 @@ fn explain_passthrough(
         }
     }
     o
+}
+
+/// The names of what the route table chose: route and upstream (`None`,
+/// `None` when nothing takes the request).
+fn route_names(state: &State, m: Option<RouteMatch>) -> (Option<String>, Option<String>) {
+    let route = m
+        .and_then(RouteMatch::route)
+        .and_then(|id| state.settings.routes.get(id.index()))
+        .map(|r| r.name.clone());
+    let upstream = m
+        .and_then(|m| state.upstreams.get(m.upstream().index()))
+        .map(|u| u.name.clone());
+    (route, upstream)
+}
+
+/// Where the requests for `host` go on listener `l`, by path: asked of the
+/// listener's own route table ([`crate::route::RouteTable::route`]), route
+/// by route and prefix by prefix, so that only what the proxy would really
+/// pick is listed (a less specific host's routes, or a prefix another route
+/// claimed first, are not).
+fn routes_for_host(state: &State, l: &ListenerState, host: &str) -> Vec<RouteView> {
+    let mut views = Vec::new();
+    let applies = |(_, r): &(usize, &RouteSettings)| r.applies_to(&l.settings.name);
+    for (index, r) in state.settings.routes.iter().enumerate().filter(applies) {
+        let held: Vec<String> = r
+            .paths
+            .iter()
+            .filter(|p| {
+                l.routes
+                    .route(Some(host), Some(p))
+                    .and_then(RouteMatch::route)
+                    .is_some_and(|id| id.index() == index)
+            })
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            views.push(RouteView {
+                name: Some(r.name.clone()),
+                paths: held,
+                upstream: Some(r.upstream.clone()),
+            });
+        }
+    }
+    let (name, upstream) = route_names(state, l.routes.route(Some(host), None));
+    views.push(RouteView {
+        name,
+        paths: Vec::new(),
+        upstream,
+    });
+    views
+}
+
+/// `--path`: the route a request for `path` on `host` takes on `l`.
+fn path_view(state: &State, l: &ListenerState, host: &str, path: &str) -> PathView {
+    let (route, upstream) = route_names(state, l.routes.route(Some(host), Some(path)));
+    PathView {
+        path: path.to_string(),
+        route,
+        upstream,
+    }
 }
 
 /// What the in-memory handshake came to.
@@ -902,8 +1018,47 @@ impl Report {
             if let Some(n) = &l.note {
                 let _ = writeln!(s, "  {:<13}{n}", "note");
             }
+            if let (Some(host), Some((rest, by_path))) = (&self.sni, l.routes.split_last()) {
+                let _ = writeln!(s, "  {:<13}requests for {host}:", "routes");
+                for r in by_path {
+                    let _ = writeln!(s, "{:<17}{} -> {}", "", r.paths.join(", "), r.target());
+                }
+                let rest_label = if by_path.is_empty() {
+                    "every path"
+                } else {
+                    "other paths"
+                };
+                let _ = writeln!(s, "{:<17}{rest_label} -> {}", "", rest.target());
+            }
+            if l.mode == "https" && l.outcome == Prediction::Ok && self.sni.is_none() {
+                let _ = writeln!(
+                    s,
+                    "  {:<13}no SNI: each request is routed by its Host header",
+                    "routes"
+                );
+            }
+            if let Some(p) = &l.path {
+                let target = target(p.route.as_deref(), p.upstream.as_deref());
+                let _ = writeln!(s, "  {:<13}{} -> {target}", "path", p.path);
+            }
         }
         s
+    }
+}
+
+impl RouteView {
+    /// Where it sends requests, in words.
+    fn target(&self) -> String {
+        target(self.name.as_deref(), self.upstream.as_deref())
+    }
+}
+
+/// Where a route (`None`: the default upstream) sends requests, in words.
+fn target(route: Option<&str>, upstream: Option<&str>) -> String {
+    match (route, upstream) {
+        (Some(route), Some(u)) => format!("upstream {u} (route {route})"),
+        (None, Some(u)) => format!("upstream {u} (the listener's default_upstream)"),
+        _ => "404 Not Found (no route, no default_upstream)".into(),
     }
 }
 

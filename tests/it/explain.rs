@@ -373,6 +373,7 @@ fn json_has_the_decode_and_the_fingerprints() {
             "reason",
             "hint",
             "upstream",
+            "routes",
         ] {
             assert!(l.get(field).is_some(), "{field} missing in {l:#}");
         }
@@ -569,4 +570,276 @@ fn a_listener_with_legacy_upstream_forwards_what_rustls_cannot_serve() {
             assert_eq!(listener(&doc, "main")["outcome"], "failed", "{hello}");
         }
     }
+}
+
+/// Exchange on one host name, by virtual directory: `/owa` and `/ecp` to
+/// one upstream, ActiveSync to another, the rest of the host to a third
+/// (on listener `main` only), and a wildcard route for `/rpc` that the exact
+/// host's routes hide. `main` has a default upstream, `other` none.
+fn path_routes_config(dir: &Path) -> PathBuf {
+    let set = generate(
+        &dir.join("certs"),
+        &["mail.contoso.test".to_string()],
+        KeyAlgorithm::Ecdsa,
+    )
+    .expect("certificates");
+    let (_, chain, key) = &set.leaves[0];
+    let text = format!(
+        r#"
+[[certificate]]
+name = "mail"
+chain = {chain}
+key = {key}
+
+[[listener]]
+name = "main"
+bind = ["127.0.0.1:18443"]
+fallback_certificate = "mail"
+default_upstream = "web"
+
+[[listener]]
+name = "other"
+bind = ["127.0.0.1:18444"]
+fallback_certificate = "mail"
+
+[[route]]
+hosts = ["mail.contoso.test"]
+paths = ["/owa", "/ecp"]
+upstream = "exchange-owa"
+
+[[route]]
+name = "eas"
+hosts = ["mail.contoso.test"]
+paths = ["/Microsoft-Server-ActiveSync"]
+upstream = "exchange-eas"
+
+[[route]]
+hosts = ["mail.contoso.test"]
+listeners = ["main"]
+upstream = "exchange"
+
+[[route]]
+hosts = ["*.contoso.test"]
+paths = ["/rpc"]
+upstream = "rpc"
+
+[[upstream]]
+name = "web"
+servers = ["127.0.0.1:9"]
+
+[[upstream]]
+name = "exchange"
+servers = ["127.0.0.1:9"]
+
+[[upstream]]
+name = "exchange-owa"
+servers = ["127.0.0.1:9"]
+
+[[upstream]]
+name = "exchange-eas"
+servers = ["127.0.0.1:9"]
+
+[[upstream]]
+name = "rpc"
+servers = ["127.0.0.1:9"]
+"#,
+        chain = toml_path(chain),
+        key = toml_path(key),
+    );
+    let path = dir.join("snigate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A TLS 1.2 hello offering `suites` (ECDHE with P-256), with `sni`, written
+/// to `dir/name`.
+fn hello_file(dir: &Path, name: &str, suites: &[u16], sni: Option<&str>) -> String {
+    let hello = crate::common::client_hello(0x0303, suites, sni, Some(&[0x0403, 0x0804]));
+    std::fs::write(dir.join(name), hello).expect("write hello");
+    name.to_string()
+}
+
+const ECDHE_ECDSA_AES128_GCM: u16 = 0xc02b;
+const ECDHE_RSA_AES128_GCM: u16 = 0xc02f;
+
+#[test]
+fn path_routes_of_the_sni_host_are_listed_per_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = path_routes_config(dir.path());
+    let c = cfg.display().to_string();
+    let mail = hello_file(
+        dir.path(),
+        "mail.bin",
+        &[ECDHE_ECDSA_AES128_GCM],
+        Some("mail.contoso.test"),
+    );
+    let doc = json(&explain(dir.path(), &[&mail, "-c", &c, "--json"]));
+    let main = listener(&doc, "main");
+    assert_eq!(main["outcome"], "ok", "{main:#}");
+    assert_eq!(
+        main["routes"],
+        serde_json::json!([
+            {"name": "mail.contoso.test/owa", "paths": ["/owa", "/ecp"], "upstream": "exchange-owa"},
+            {"name": "eas", "paths": ["/Microsoft-Server-ActiveSync"], "upstream": "exchange-eas"},
+            {"name": "mail.contoso.test", "paths": [], "upstream": "exchange"},
+        ]),
+        "the wildcard's /rpc is hidden by the exact host: {main:#}"
+    );
+    // As in the handshake log: an https listener's `upstream` stays null.
+    assert!(main["upstream"].is_null(), "{main:#}");
+    assert!(main.get("path").is_none(), "only with --path: {main:#}");
+    // On `other` the catch-all route does not apply and there is no
+    // default upstream: other paths get 404.
+    let other = listener(&doc, "other");
+    let routes = other["routes"].as_array().expect("routes");
+    assert_eq!(routes.len(), 3, "{other:#}");
+    assert_eq!(
+        routes[2],
+        serde_json::json!({"name": null, "paths": [], "upstream": null})
+    );
+
+    let out = ok(&explain(dir.path(), &[&mail, "-c", &c]));
+    for line in [
+        "  routes       requests for mail.contoso.test:",
+        "                 /owa, /ecp -> upstream exchange-owa (route mail.contoso.test/owa)",
+        "                 /Microsoft-Server-ActiveSync -> upstream exchange-eas (route eas)",
+        "                 other paths -> upstream exchange (route mail.contoso.test)",
+        "                 other paths -> 404 Not Found (no route, no default_upstream)",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
+    }
+    assert!(!out.contains("upstream rpc"), "{out}");
+
+    // A host below the wildcard: its /rpc, and the default upstream for
+    // the rest (main) or 404 (other).
+    let portal = hello_file(
+        dir.path(),
+        "portal.bin",
+        &[ECDHE_ECDSA_AES128_GCM],
+        Some("portal.contoso.test"),
+    );
+    let doc = json(&explain(dir.path(), &[&portal, "-c", &c, "--json"]));
+    assert_eq!(
+        listener(&doc, "main")["routes"],
+        serde_json::json!([
+            {"name": "*.contoso.test/rpc", "paths": ["/rpc"], "upstream": "rpc"},
+            {"name": null, "paths": [], "upstream": "web"},
+        ])
+    );
+    let out = ok(&explain(dir.path(), &[&portal, "-c", &c]));
+    assert!(
+        out.contains("other paths -> upstream web (the listener's default_upstream)"),
+        "{out}"
+    );
+    // A host no route names: every path to the default upstream.
+    let intranet = hello_file(
+        dir.path(),
+        "intranet.bin",
+        &[ECDHE_ECDSA_AES128_GCM],
+        Some("intranet.test"),
+    );
+    let doc = json(&explain(dir.path(), &[&intranet, "-c", &c, "--json"]));
+    assert_eq!(
+        listener(&doc, "main")["routes"],
+        serde_json::json!([{"name": null, "paths": [], "upstream": "web"}])
+    );
+    let out = ok(&explain(dir.path(), &[&intranet, "-c", &c]));
+    assert!(
+        out.contains("every path -> upstream web (the listener's default_upstream)"),
+        "{out}"
+    );
+
+    // No SNI: requests are routed by their Host, which the hello cannot tell.
+    let nosni = hello_file(dir.path(), "nosni.bin", &[ECDHE_ECDSA_AES128_GCM], None);
+    let doc = json(&explain(dir.path(), &[&nosni, "-c", &c, "--json"]));
+    assert_eq!(listener(&doc, "main")["outcome"], "ok");
+    assert_eq!(listener(&doc, "main")["routes"], serde_json::json!([]));
+    let out = ok(&explain(dir.path(), &[&nosni, "-c", &c]));
+    assert!(
+        out.contains("routes       no SNI: each request is routed by its Host header"),
+        "{out}"
+    );
+
+    // A handshake that fails carries no request: no routes.
+    let rsa_only = hello_file(
+        dir.path(),
+        "rsa_only.bin",
+        &[ECDHE_RSA_AES128_GCM],
+        Some("mail.contoso.test"),
+    );
+    let doc = json(&explain(dir.path(), &[&rsa_only, "-c", &c, "--json"]));
+    let main = listener(&doc, "main");
+    assert_eq!(main["outcome"], "failed", "{main:#}");
+    assert_eq!(main["routes"], serde_json::json!([]));
+}
+
+#[test]
+fn path_option_names_the_route_one_request_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = path_routes_config(dir.path());
+    let c = cfg.display().to_string();
+    let mail = hello_file(
+        dir.path(),
+        "mail.bin",
+        &[ECDHE_ECDSA_AES128_GCM],
+        Some("mail.contoso.test"),
+    );
+    // (path, main's route and upstream, other's route and upstream)
+    let cases = [
+        // Segment boundaries, ASCII case ignored.
+        (
+            "/OWA/x?a=1",
+            ("mail.contoso.test/owa", "exchange-owa"),
+            (
+                Value::from("mail.contoso.test/owa"),
+                Value::from("exchange-owa"),
+            ),
+        ),
+        (
+            "/microsoft-server-activesync",
+            ("eas", "exchange-eas"),
+            (Value::from("eas"), Value::from("exchange-eas")),
+        ),
+        (
+            "/owax",
+            ("mail.contoso.test", "exchange"),
+            (Value::Null, Value::Null),
+        ),
+        // The wildcard's /rpc is not tried for a host with routes of its own.
+        (
+            "/rpc",
+            ("mail.contoso.test", "exchange"),
+            (Value::Null, Value::Null),
+        ),
+    ];
+    for (path, (route, upstream), (other_route, other_upstream)) in cases {
+        let doc = json(&explain(
+            dir.path(),
+            &[&mail, "-c", &c, "--json", "--path", path],
+        ));
+        assert_eq!(
+            listener(&doc, "main")["path"],
+            serde_json::json!({"path": path, "route": route, "upstream": upstream}),
+            "{path}"
+        );
+        assert_eq!(
+            listener(&doc, "other")["path"],
+            serde_json::json!({"path": path, "route": other_route, "upstream": other_upstream}),
+            "{path}"
+        );
+    }
+    let out = ok(&explain(dir.path(), &[&mail, "-c", &c, "--path", "/ecp/"]));
+    assert!(
+        out.contains("  path         /ecp/ -> upstream exchange-owa (route mail.contoso.test/owa)"),
+        "{out}"
+    );
+    let out = ok(&explain(dir.path(), &[&mail, "-c", &c, "--path", "/x"]));
+    assert!(
+        out.contains("  path         /x -> 404 Not Found (no route, no default_upstream)"),
+        "{out}"
+    );
+    // Not a path.
+    let o = explain(dir.path(), &[&mail, "-c", &c, "--path", "owa"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("--path"), "{}", err(&o));
 }

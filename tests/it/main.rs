@@ -14,6 +14,7 @@ mod config_examples;
 mod connection_limits;
 mod deadlines;
 mod decision;
+mod demo;
 mod deploy;
 mod diagnosis;
 mod explain;
