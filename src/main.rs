@@ -109,6 +109,30 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write a commented starting configuration for an Exchange, SharePoint
+    /// or IIS farm.
+    Init {
+        /// exchange, sharepoint or iis.
+        #[arg(long)]
+        profile: snigate::tools::init::Profile,
+        /// The names clients use, comma-separated or repeated (exchange: the
+        /// namespace first, e.g. mail.contoso.com,autodiscover.contoso.com).
+        #[arg(long, value_name = "NAME", value_delimiter = ',', required = true)]
+        host: Vec<String>,
+        /// The servers, HOST:PORT, comma-separated or repeated.
+        #[arg(long, value_name = "HOST:PORT", value_delimiter = ',', required = true)]
+        backend: Vec<String>,
+        /// Reach the servers over TLS (HTTPS backends).
+        #[arg(long)]
+        tls_backend: bool,
+        /// Write the configuration here instead of stdout; an existing file
+        /// is kept unless --force.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace an existing -o FILE.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -146,6 +170,21 @@ fn main() -> ExitCode {
             site_config: config,
             backends: backend,
             output,
+        }),
+        Command::Init {
+            profile,
+            host,
+            backend,
+            tls_backend,
+            output,
+            force,
+        } => init(snigate::tools::init::Options {
+            profile,
+            hosts: host,
+            backends: backend,
+            tls_backend,
+            output,
+            force,
         }),
     }
 }
@@ -396,6 +435,24 @@ fn import_iis(options: snigate::tools::import_iis::Options) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("snigate import-iis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(options: snigate::tools::init::Options) -> ExitCode {
+    let result = snigate::tools::init::run(
+        &options,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every bad input, one line each.
+            for line in e.lines() {
+                eprintln!("snigate init: {line}");
+            }
             ExitCode::FAILURE
         }
     }

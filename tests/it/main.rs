@@ -29,6 +29,7 @@ mod hello_captures;
 mod http_proxy;
 mod hygiene;
 mod import_iis;
+mod init;
 mod layers;
 mod legacy;
 #[cfg(feature = "legacy-tls")]
