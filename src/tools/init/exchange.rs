@@ -125,18 +125,7 @@ fn certificate_and_listener(doc: &mut Doc, plan: &Plan) {
     doc.comment("Every address, port 443. Clients with SNI get the certificate by name;")
         .comment("clients without (old ActiveSync devices, old Java, scripts) get the")
         .comment("fallback, which names every --host too.")
-        .line("[[listener]]")
-        .key("name", &quote("exchange"))
-        .key_noted(
-            "bind",
-            &list(&["0.0.0.0:443"]),
-            "add \"[::]:443\" for IPv6 clients",
-        )
-        .key_noted(
-            "fallback_certificate",
-            &quote("exchange"),
-            "for ClientHellos without SNI",
-        )
+        .shared_listener("exchange", "exchange")
         .comment("Outlook, EWS and MAPI authenticate with NTLM or Negotiate, which bind to")
         .comment("one HTTP/1.1 connection: an h2 request carrying them is refused and retried")
         .comment("over HTTP/1.1. Offering HTTP/1.1 alone saves that round trip.")

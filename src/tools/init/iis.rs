@@ -75,18 +75,7 @@ fn certificates(doc: &mut Doc, plan: &Plan) {
 
 fn listeners(doc: &mut Doc, plan: &Plan) {
     doc.comment("Workaround 1: every address, port 443. A Host that names no site gets 404.")
-        .line("[[listener]]")
-        .key("name", &quote(SHARED))
-        .key_noted(
-            "bind",
-            &list(&["0.0.0.0:443"]),
-            "add \"[::]:443\" for IPv6 clients",
-        )
-        .key_noted(
-            "fallback_certificate",
-            &quote(SAN),
-            "for ClientHellos without SNI",
-        )
+        .shared_listener(SHARED, SAN)
         .comment("Sites with Windows authentication: alpn = [\"http/1.1\"] saves clients the")
         .comment("retry over HTTP/1.1 that NTLM and Negotiate need after an h2 attempt.")
         .blank();

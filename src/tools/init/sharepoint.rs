@@ -87,18 +87,7 @@ fn certificate_and_listener(doc: &mut Doc, plan: &Plan) {
             "gets 404; add default_upstream = \"{}\" to send it to the first.",
             plan.hosts[0]
         ))
-        .line("[[listener]]")
-        .key("name", &quote("sharepoint"))
-        .key_noted(
-            "bind",
-            &list(&["0.0.0.0:443"]),
-            "add \"[::]:443\" for IPv6 clients",
-        )
-        .key_noted(
-            "fallback_certificate",
-            &quote("sharepoint"),
-            "for ClientHellos without SNI",
-        )
+        .shared_listener("sharepoint", "sharepoint")
         .comment("Windows authentication binds to one HTTP/1.1 connection: an h2 request that")
         .comment("carries it is refused and retried over HTTP/1.1. Offering HTTP/1.1 alone")
         .comment("saves that round trip.")

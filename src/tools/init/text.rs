@@ -56,6 +56,23 @@ impl Doc {
         self.line(&format!("{head:<33} # {note}"))
     }
 
+    /// A `[[listener]]` on port 443 of every address, named `name`, whose
+    /// fallback certificate is `certificate`.
+    pub fn shared_listener(&mut self, name: &str, certificate: &str) -> &mut Doc {
+        self.line("[[listener]]")
+            .key("name", &quote(name))
+            .key_noted(
+                "bind",
+                &list(&["0.0.0.0:443"]),
+                "add \"[::]:443\" for IPv6 clients",
+            )
+            .key_noted(
+                "fallback_certificate",
+                &quote(certificate),
+                "for ClientHellos without SNI",
+            )
+    }
+
     pub fn blank(&mut self) -> &mut Doc {
         self.text.push('\n');
         self
