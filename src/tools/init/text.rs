@@ -118,13 +118,12 @@ pub fn header(doc: &mut Doc, plan: &Plan, what: &str) {
         .comment(&format!(
             "then\n\
              \x20 {}\n\
-             In production put the farm's certificate there instead, as PEM: the chain\n\
-             (server certificate first, then the intermediates) and its key, converted\n\
-             from the .pfx Windows exports:\n\
-             \x20 openssl pkcs12 -in site.pfx -nokeys -out fallback.crt\n\
-             \x20 openssl pkcs12 -in site.pfx -nocerts -nodes -out fallback.key\n\
-             or name the .pfx itself: pfx = \"site.pfx\" and\n\
-             pfx_password_file = \"site.pfx.password\" in place of chain and key.",
+             In production use the farm's certificate as Windows exports it\n\
+             (Export-PfxCertificate, or the IIS Manager's Export): in its\n\
+             [[certificate]], write pfx = \"site.pfx\" and\n\
+             pfx_password_file = \"site.pass\" (the password on one line, readable\n\
+             by snigate alone) in place of chain and key. PEM files work too: the\n\
+             chain (server certificate first, then the intermediates) and its key.",
             plan.check_command()
         ))
         .blank();
