@@ -242,12 +242,21 @@ fn finish_list(mut items: String, more: u64) -> String {
     format!("<ul>{items}</ul>")
 }
 
+/// `list`, or a muted "none" for an empty one (a labelled list must
+/// not vanish: "negotiated" with nothing under it says the handshake failed).
+fn list_or_none(l: &Listed<Counted>) -> String {
+    match list(l) {
+        empty if empty.is_empty() => "<ul><li class=\"muted\">none</li></ul>".to_string(),
+        items => items,
+    }
+}
+
 fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
     if clients.is_empty() {
         h.push_str("<p class=\"muted\">None.</p>\n");
         return;
     }
-    h.push_str("<table><tr><th>Client (IP, JA4)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS offered / negotiated</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
+    h.push_str("<table><tr><th>Client (IP, JA4)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS versions</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
     if failures {
         h.push_str("<th>Failures and fixes</th>");
     }
@@ -269,9 +278,9 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
         );
         let _ = write!(
             h,
-            "<td>{}{}</td><td>{}</td>",
-            list(&c.offered_versions),
-            list(&c.versions),
+            "<td><span class=\"muted\">offered</span>{}<span class=\"muted\">negotiated</span>{}</td><td>{}</td>",
+            list_or_none(&c.offered_versions),
+            list_or_none(&c.versions),
             list(&c.listeners)
         );
         let mut certs = String::new();

@@ -172,6 +172,15 @@ fn failed_client_listed_with_reason_and_hint() {
     assert!(text.contains("ECDSA certificate"), "{text}");
     let html = render_html(&s);
     assert!(html.contains("fix: an ECDSA certificate"), "{html}");
+    // Offered and negotiated versions are two labelled lists; a failed
+    // handshake negotiated none, which says so.
+    let cell = html
+        .split("<td>")
+        .find(|c| c.contains(">offered<"))
+        .expect("a labelled versions cell");
+    let (offered, negotiated) = cell.split_once(">negotiated<").expect("{cell}");
+    assert!(offered.contains("1.2"), "{cell}");
+    assert!(negotiated.contains("none"), "{cell}");
 }
 
 #[test]
