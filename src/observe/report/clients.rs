@@ -270,7 +270,8 @@ impl Client {
         self.requests += 1;
         self.seen(ts);
         if let Some(ua) = ev.user_agent {
-            self.user_agents.add(limit, ua);
+            self.user_agents
+                .add(limit, &super::user_agent::normalise(ua));
         }
         if let Some(host) = ev.host {
             let host: Cow<'_, str> = clip(host, MAX_VALUE_BYTES);

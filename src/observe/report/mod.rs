@@ -20,6 +20,7 @@ mod logs;
 mod snapshot;
 mod text;
 mod timeline;
+mod user_agent;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
