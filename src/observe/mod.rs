@@ -1,6 +1,7 @@
 //! What snigate tells an operator: the human and JSON-lines logs, metrics,
 //! the compatibility report, and rate-limited refusal summaries.
 
+pub mod catalogue;
 pub mod metrics;
 pub mod outcome;
 pub mod refusal_log;

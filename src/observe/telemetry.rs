@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::config::LogFormat;
+use crate::observe::catalogue::{self, ClientKind};
 use crate::observe::outcome::HandshakeOutcome;
 
 /// Bytes of JSON lines that may wait for one writer thread (one log file, or
@@ -221,7 +223,12 @@ fn write_lines(out: impl Write, rx: Receiver<Vec<u8>>, queued: &AtomicUsize) {
 
 /// One line of the handshake log: a public contract, in the README's
 /// "Handshake log" (fields in this order; a change here is a change there).
-#[derive(Debug, Clone, Serialize)]
+///
+/// The line also has `client`, after `ja4`: the client software the
+/// [catalogue](crate::observe::catalogue) names from `ja4`, or null
+/// ([`HandshakeRecord::client`]). It is not a field: it follows from `ja4`,
+/// is looked up only when a line is written, and cannot disagree with it.
+#[derive(Debug, Clone)]
 pub struct HandshakeRecord {
     /// RFC 3339 UTC time with milliseconds.
     pub ts: String,
@@ -274,23 +281,101 @@ pub struct HandshakeRecord {
     pub ms: f64,
     /// `true` when the client resumed an earlier session (TLS 1.3 ticket,
     /// TLS 1.2 session id or ticket); absent for full handshakes.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
     /// Why the handshake did not complete, or (`legacy_passthrough`) why
     /// rustls cannot serve the client, in plain words. Absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// A fix, where snigate knows one. Absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// Passthrough: the upstream chosen; https: the `legacy_upstream` (on
     /// `legacy_passthrough`, or `failed` when it could not be reached).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// The TLS engine when it is not rustls: `"openssl"` for a client the
     /// `legacy_tls` engine served (or failed). Absent for rustls.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<&'static str>,
+}
+
+impl HandshakeRecord {
+    /// The client software the catalogue names from this line's `ja4`;
+    /// `None` when it does not know it (or no hello was read).
+    pub fn client(&self) -> Option<&'static ClientKind> {
+        catalogue::identify(&self.ja4)
+    }
+}
+
+/// By hand, for `client` (from `ja4`, written after it). `resumed` is
+/// written only when `true`; `reason`, `hint`, `upstream` and `engine`
+/// only when set.
+impl Serialize for HandshakeRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Every field by name: a new one does not compile until it is
+        // written here too.
+        let HandshakeRecord {
+            ts,
+            event,
+            conn,
+            listener,
+            local,
+            peer,
+            sni,
+            fallback,
+            certificate,
+            offered_versions,
+            offered_suites,
+            offered_alpn,
+            ja3,
+            ja4,
+            outcome,
+            version,
+            suite,
+            group,
+            alpn,
+            ms,
+            resumed,
+            reason,
+            hint,
+            upstream,
+            engine,
+        } = self;
+        let mut line = serializer.serialize_struct("HandshakeRecord", 26)?;
+        line.serialize_field("ts", ts)?;
+        line.serialize_field("event", event)?;
+        line.serialize_field("conn", conn)?;
+        line.serialize_field("listener", listener)?;
+        line.serialize_field("local", local)?;
+        line.serialize_field("peer", peer)?;
+        line.serialize_field("sni", sni)?;
+        line.serialize_field("fallback", fallback)?;
+        line.serialize_field("certificate", certificate)?;
+        line.serialize_field("offered_versions", offered_versions)?;
+        line.serialize_field("offered_suites", offered_suites)?;
+        line.serialize_field("offered_alpn", offered_alpn)?;
+        line.serialize_field("ja3", ja3)?;
+        line.serialize_field("ja4", ja4)?;
+        line.serialize_field("client", &self.client().map(|c| c.name.as_str()))?;
+        line.serialize_field("outcome", outcome)?;
+        line.serialize_field("version", version)?;
+        line.serialize_field("suite", suite)?;
+        line.serialize_field("group", group)?;
+        line.serialize_field("alpn", alpn)?;
+        line.serialize_field("ms", ms)?;
+        if *resumed {
+            line.serialize_field("resumed", resumed)?;
+        } else {
+            line.skip_field("resumed")?;
+        }
+        for (key, value) in [("reason", reason), ("hint", hint), ("upstream", upstream)] {
+            match value {
+                Some(v) => line.serialize_field(key, v)?,
+                None => line.skip_field(key)?,
+            }
+        }
+        match engine {
+            Some(e) => line.serialize_field("engine", e)?,
+            None => line.skip_field("engine")?,
+        }
+        line.end()
+    }
 }
 
 /// One line of the access log: a public contract, in the README's "Access

@@ -8,7 +8,9 @@
 //! a record as a client would send it.
 //!
 //! The decode shows SNI, versions, suites, ALPN, signature algorithms, groups and
-//! the JA3/JA4 fingerprints. Then, per listener of the configuration, what snigate
+//! the JA3/JA4 fingerprints, and the client software the catalogue
+//! ([`crate::observe::catalogue`]) names from the JA4, as the handshake log's
+//! `client` does. Then, per listener of the configuration, what snigate
 //! would do, decided by the very code and state the proxy uses: the decision
 //! ([`crate::tls::decide::decide`]: certificate, strict refusals, rustls or a legacy
 //! path), then the real TLS server of that listener and certificate, run in memory on
@@ -30,6 +32,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
 use crate::config::{ListenerMode, RouteSettings, Settings};
+use crate::observe::catalogue::{self, ClientKind};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
@@ -757,6 +760,14 @@ struct Report {
     ja3_string: String,
     ja4: String,
     ja4_r: String,
+    /// The client software the catalogue names from `ja4`, as the
+    /// handshake log's `client`; null when it does not know it.
+    client: Option<&'static str>,
+    /// What the catalogue says of that client; null with `client`.
+    client_note: Option<&'static str>,
+    /// The catalogue entry (text: its key too).
+    #[serde(skip)]
+    client_entry: Option<&'static ClientKind>,
     /// The configuration used, or null for the decode alone.
     config: Option<String>,
     listeners: Vec<ListenerOutcome>,
@@ -770,6 +781,8 @@ impl Report {
         listeners: Option<Vec<ListenerOutcome>>,
     ) -> Self {
         let info = &decoded.info;
+        let ja4 = fingerprint::ja4(info);
+        let client = catalogue::identify(&ja4);
         let served: Vec<u16> = crate::tls::crypto_provider()
             .cipher_suites
             .iter()
@@ -822,8 +835,11 @@ impl Report {
             extensions: named(&info.extensions, extension_name),
             ja3: fingerprint::ja3(info),
             ja3_string: fingerprint::ja3_string(info),
-            ja4: fingerprint::ja4(info),
             ja4_r: fingerprint::ja4_raw(info),
+            ja4,
+            client: client.map(|c| c.name.as_str()),
+            client_note: client.map(|c| c.note.as_str()),
+            client_entry: client,
             config: config.map(|p| p.display().to_string()),
             listeners: listeners.unwrap_or_default(),
         }
@@ -942,6 +958,22 @@ impl Report {
         let _ = writeln!(s, "{:<16}{}", "JA3 string", self.ja3_string);
         let _ = writeln!(s, "{:<16}{}", "JA4", self.ja4);
         let _ = writeln!(s, "{:<16}{}", "JA4_r", self.ja4_r);
+        match self.client_entry {
+            Some(entry) => {
+                let _ = writeln!(s, "{:<16}{}", "Client", entry.name);
+                let _ = writeln!(s, "{:<16}(catalogue entry: {})", "", entry.pattern);
+                for line in wrap(&entry.note, 72) {
+                    let _ = writeln!(s, "{:<16}{line}", "");
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "{:<16}unknown (no catalogue entry for this JA4)",
+                    "Client"
+                );
+            }
+        }
         s.push('\n');
         let Some(config) = &self.config else {
             let _ = writeln!(
@@ -1060,6 +1092,26 @@ fn target(route: Option<&str>, upstream: Option<&str>) -> String {
         (None, Some(u)) => format!("upstream {u} (the listener's default_upstream)"),
         _ => "404 Not Found (no route, no default_upstream)".into(),
     }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// `name(v)`, "GREASE" for GREASE values, else the hex value itself.

@@ -159,6 +159,8 @@ servers = ["{legacy}"]
             drop(stream);
             let logged = wait_for_json_line(&log, LOG_WAIT, |v| v["peer"] == peer.as_str()).await;
             compare(file, name, said, answer, &logged);
+            // The client catalogue names the client alike in both.
+            assert_eq!(logged["client"], explained["client"], "{file} on {name}");
             compared.push((file, said.clone()));
         }
     }

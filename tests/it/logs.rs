@@ -103,6 +103,10 @@ fn assert_common_handshake_fields(line: &Value, f: &Farm, peer: SocketAddr) {
         line.get("sni").is_some(),
         "sni must be present (null without SNI): {line}"
     );
+    assert!(
+        line.get("client").is_some(),
+        "client must be present (null when the catalogue does not know the JA4): {line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod common;
 mod admin_security;
 mod auth_binding;
 mod balance;
+mod catalogue;
 mod certs_load;
 mod config_examples;
 mod connection_limits;
