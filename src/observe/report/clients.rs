@@ -290,6 +290,7 @@ impl Client {
         ClientReport {
             ip: self.key.ip.clone(),
             ja4: self.key.ja4.clone(),
+            client: crate::observe::catalogue::identify(&self.key.ja4).map(|k| k.name.clone()),
             handshakes: self.handshakes,
             ok: self.ok,
             failed: self.failed,

@@ -256,7 +256,7 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
         h.push_str("<p class=\"muted\">None.</p>\n");
         return;
     }
-    h.push_str("<table><tr><th>Client (IP, JA4)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS versions</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
+    h.push_str("<table><tr><th>Client (IP, JA4, software)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS versions</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
     if failures {
         h.push_str("<th>Failures and fixes</th>");
     }
@@ -264,9 +264,13 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
     for c in clients {
         let _ = write!(
             h,
-            "<tr><td>{}<br><code>{}</code></td><td class=\"n\">{}<br><span class=\"okc\">{} ok</span><br><span class=\"{}\">{} failed</span><br>{} no SNI</td><td class=\"n\">{}</td><td>{}<br>{}</td>",
+            "<tr><td>{}<br><code>{}</code><br>{}</td><td class=\"n\">{}<br><span class=\"okc\">{} ok</span><br><span class=\"{}\">{} failed</span><br>{} no SNI</td><td class=\"n\">{}</td><td>{}<br>{}</td>",
             esc(&c.ip),
             esc(&c.ja4),
+            match &c.client {
+                Some(name) => esc(name),
+                None => "<span class=\"muted\">unknown client</span>".to_string(),
+            },
             c.handshakes,
             c.ok,
             if c.failed > 0 { "warn" } else { "muted" },

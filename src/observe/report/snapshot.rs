@@ -82,6 +82,10 @@ pub struct ClientReport {
     pub ip: String,
     /// JA4 fingerprint of its ClientHello (empty when not TLS).
     pub ja4: String,
+    /// The client software the [catalogue](crate::observe::catalogue) names
+    /// for that JA4; `null` when it has no entry (never guessed).
+    #[serde(default)]
+    pub client: Option<String>,
     pub handshakes: u64,
     /// Handshakes that succeeded (ok, passthrough, legacy_passthrough).
     pub ok: u64,

@@ -113,9 +113,10 @@ pub fn render_text(s: &ReportSnapshot) -> String {
 fn client(t: &mut String, c: &ClientReport, failures: bool) {
     let _ = writeln!(
         t,
-        "  {}  {}\n    handshakes {} (ok {}, failed {}, no SNI {}), requests {}",
+        "  {}  {}  {}\n    handshakes {} (ok {}, failed {}, no SNI {}), requests {}",
         safe(&c.ip),
         safe(&c.ja4),
+        safe(c.client.as_deref().unwrap_or("unknown client")),
         c.handshakes,
         c.ok,
         c.failed,
