@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use super::{emit, record, ConnInfo};
+use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
@@ -37,6 +38,14 @@ pub async fn read_hello(
                 | HelloError::TooLarge { .. } => HandshakeOutcome::Rejected,
                 _ => HandshakeOutcome::Failed,
             };
+            let reason = match &e {
+                HelloError::Timeout { .. } => FailureReason::HelloTimeout,
+                HelloError::Closed { .. } | HelloError::Io(_) => FailureReason::HelloClosed,
+                HelloError::NotTls { .. } => FailureReason::NotTls,
+                HelloError::Malformed(_) | HelloError::TooLarge { .. } => FailureReason::BadHello,
+                HelloError::Sslv2 { .. } => FailureReason::Sslv2,
+            };
+            state.listener(info.listener).metrics.failure(reason);
             let mut rec = record(state, info, None);
             rec.outcome = outcome;
             rec.reason = Some(e.reason());

@@ -309,6 +309,8 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
         }
         Err(reason) => {
             warn_rate_limited(&settings.name, info.peer, &reason);
+            let metrics = &state.listener(info.listener).metrics;
+            metrics.failure(crate::observe::metrics::FailureReason::ProxyHeader);
             let mut rec = crate::conn::record(state, info, None);
             rec.outcome = HandshakeOutcome::Rejected;
             rec.reason = Some(reason);

@@ -15,10 +15,12 @@ use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::{ListenerId, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind, Served};
+use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHello;
 use crate::tls::{self, ALERT_UNRECOGNIZED_NAME};
 
@@ -113,6 +115,11 @@ async fn serve_https(
     let served = match decide(listener.tls(), &hello.info, &state.certificates) {
         Decision::Serve(served) => served,
         Decision::Refuse(refusal) => {
+            listener.metrics.failure(match refusal.kind {
+                RefusalKind::Sslv2 => FailureReason::Sslv2,
+                RefusalKind::NoCertificate => FailureReason::UnknownName,
+                RefusalKind::NoConfiguration => FailureReason::Internal,
+            });
             rec.reason = Some(refusal.reason);
             rec.hint = refusal.hint;
             rec.ms = millis(start.elapsed());
@@ -149,6 +156,7 @@ async fn serve_https(
     let (tls_stream, negotiated) = match handshake {
         Ok(done) => done,
         Err(reason) => {
+            listener.metrics.failure(failure_reason(&reason));
             let (reason, hint) = handshake_failure(&hello, &served, &state.certificates, &reason);
             rec.hint = hint;
             rec.reason = Some(reason);
@@ -163,6 +171,9 @@ async fn serve_https(
     rec.group = negotiated.group;
     rec.alpn = negotiated.alpn.clone();
     rec.resumed = negotiated.resumed;
+    if negotiated.resumed {
+        listener.metrics.resumed();
+    }
     rec.ms = millis(start.elapsed());
     info.report = emit(&state, &info, &rec);
     established(&mut info, &hello, served.certificate);
@@ -218,9 +229,33 @@ async fn serve_legacy(pending: Box<Pending>, served: Served) {
                 start,
                 ..
             } = *pending;
+            let metrics = &state.listener(info.listener).metrics;
+            metrics.failure(FailureReason::Internal);
             rec.reason = Some(format!("{reason}; this build has no legacy-tls engine"));
             rec.ms = millis(start.elapsed());
             emit(&state, &info, &rec);
         }
+    }
+}
+
+/// The `reason` label a failed rustls handshake counts under.
+fn failure_reason(failure: &HandshakeFailure) -> FailureReason {
+    match failure {
+        HandshakeFailure::Timeout => FailureReason::HandshakeTimeout,
+        HandshakeFailure::ClientClosed
+        | HandshakeFailure::ClientReset
+        | HandshakeFailure::Io(_) => FailureReason::ClientClosed,
+        HandshakeFailure::AlertReceived(_) => FailureReason::ClientAlert,
+        HandshakeFailure::NoVersion => FailureReason::NoVersion,
+        HandshakeFailure::NoCipherSuite => FailureReason::NoCipherSuite,
+        HandshakeFailure::NoSignatureAlgorithms | HandshakeFailure::NoSignatureScheme => {
+            FailureReason::NoSignatureScheme
+        }
+        HandshakeFailure::NoKeyExchangeGroup | HandshakeFailure::Incompatible(_) => {
+            FailureReason::Incompatible
+        }
+        HandshakeFailure::Misbehaved(_)
+        | HandshakeFailure::Malformed(_)
+        | HandshakeFailure::Other(_) => FailureReason::ProtocolError,
     }
 }

@@ -20,6 +20,7 @@ use tokio_openssl::SslStream;
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::io::replay::PrefixedStream;
+use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::tls::hello::ClientHello;
@@ -49,6 +50,7 @@ pub(crate) async fn serve(
     let listener = state.listener(info.listener);
     let Some(context) = listener.legacy_tls_context(certificate) else {
         // State::build makes one per certificate; be safe anyway.
+        listener.metrics.failure(FailureReason::Internal);
         rec.reason = Some(format!(
             "no OpenSSL context for this certificate (rustls cannot serve this client: {rustls_reason})"
         ));
@@ -61,6 +63,7 @@ pub(crate) async fn serve(
     let mut tls = match Ssl::new(context).and_then(|ssl| SslStream::new(ssl, replay)) {
         Ok(s) => s,
         Err(e) => {
+            listener.metrics.failure(FailureReason::Internal);
             rec.reason = Some(format!("cannot start OpenSSL: {}", openssl_words(&e)));
             rec.ms = millis(start.elapsed());
             crate::conn::emit(&state, &info, &rec);
@@ -74,6 +77,7 @@ pub(crate) async fn serve(
         Ok(Ok(())) => Ok(()),
     };
     if let Err(reason) = outcome {
+        listener.metrics.failure(FailureReason::LegacyTls);
         rec.reason = Some(format!(
             "{reason} (rustls cannot serve this client: {rustls_reason})"
         ));
@@ -92,6 +96,10 @@ pub(crate) async fn serve(
     // against OpenSSL 1.1 as well. Counted as "none" in the metrics.
     rec.alpn = negotiated.alpn;
     rec.resumed = tls.ssl().session_reused();
+    listener.metrics.legacy_tls();
+    if rec.resumed {
+        listener.metrics.resumed();
+    }
     rec.ms = millis(start.elapsed());
     info.report = crate::conn::emit(&state, &info, &rec);
     crate::conn::established(&mut info, &hello, certificate);

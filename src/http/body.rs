@@ -74,7 +74,7 @@ impl Drop for Exchange {
         let metrics = &self.state.listener(self.listener).metrics;
         metrics.request(self.upstream.map(UpstreamId::index), self.status, elapsed);
         if let Some(route) = self.route {
-            metrics.route_request(route.index(), self.status);
+            metrics.route_request(route.index(), self.status, elapsed);
         }
         let Some(line) = &mut self.line else {
             return;

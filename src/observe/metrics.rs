@@ -35,6 +35,102 @@ pub const KEY_EXCHANGE_GROUPS: [&str; 5] = [
 /// The `group` label of a completed handshake without a known group.
 pub const NO_GROUP: &str = "none";
 
+/// Why a ClientHello did not become a served connection: the `reason`
+/// label of `snigate_handshake_failures_total`. Every handshake-log record
+/// with outcome `failed` or `rejected` counts one, so the reasons of a
+/// listener add up to those two outcomes. A closed set (the log's `reason`
+/// has the words): the series are made at start, at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No complete ClientHello within the `client_hello` timeout.
+    HelloTimeout,
+    /// The client closed or reset the connection before a complete hello.
+    HelloClosed,
+    /// The first bytes were not a TLS handshake record.
+    NotTls,
+    /// A malformed or oversized ClientHello.
+    BadHello,
+    /// A PROXY header missing, malformed or from an untrusted source.
+    ProxyHeader,
+    /// An SSLv2-format hello on a listener without a legacy path.
+    Sslv2,
+    /// No SNI, or one without a certificate (strict_sni) or route
+    /// (passthrough), refused.
+    UnknownName,
+    /// The TLS handshake did not complete within the `handshake` timeout.
+    HandshakeTimeout,
+    /// The client closed or reset the connection during the handshake
+    /// (often: it did not accept the certificate, without saying so).
+    ClientClosed,
+    /// The client ended the handshake with an alert after the server's
+    /// flight (it rejected the certificate or the parameters).
+    ClientAlert,
+    /// No TLS version in common.
+    NoVersion,
+    /// No cipher suite in common.
+    NoCipherSuite,
+    /// No signature scheme in common (or none offered).
+    NoSignatureScheme,
+    /// Another incompatibility (key exchange groups, compression, ...).
+    Incompatible,
+    /// A malformed or misplaced TLS message, or another TLS or I/O error.
+    ProtocolError,
+    /// The OpenSSL engine (`legacy_tls`) did not complete the handshake.
+    LegacyTls,
+    /// A passthrough or `legacy_upstream` upstream could not be reached.
+    UpstreamUnreachable,
+    /// snigate lacked what the decision needed (never expected).
+    Internal,
+}
+
+impl FailureReason {
+    /// Every reason, in declaration order (so `reason as usize` indexes it).
+    pub const ALL: [FailureReason; 18] = [
+        FailureReason::HelloTimeout,
+        FailureReason::HelloClosed,
+        FailureReason::NotTls,
+        FailureReason::BadHello,
+        FailureReason::ProxyHeader,
+        FailureReason::Sslv2,
+        FailureReason::UnknownName,
+        FailureReason::HandshakeTimeout,
+        FailureReason::ClientClosed,
+        FailureReason::ClientAlert,
+        FailureReason::NoVersion,
+        FailureReason::NoCipherSuite,
+        FailureReason::NoSignatureScheme,
+        FailureReason::Incompatible,
+        FailureReason::ProtocolError,
+        FailureReason::LegacyTls,
+        FailureReason::UpstreamUnreachable,
+        FailureReason::Internal,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::HelloTimeout => "hello_timeout",
+            FailureReason::HelloClosed => "hello_closed",
+            FailureReason::NotTls => "not_tls",
+            FailureReason::BadHello => "bad_hello",
+            FailureReason::ProxyHeader => "proxy_header",
+            FailureReason::Sslv2 => "sslv2",
+            FailureReason::UnknownName => "unknown_name",
+            FailureReason::HandshakeTimeout => "handshake_timeout",
+            FailureReason::ClientClosed => "client_closed",
+            FailureReason::ClientAlert => "client_alert",
+            FailureReason::NoVersion => "no_version",
+            FailureReason::NoCipherSuite => "no_cipher_suite",
+            FailureReason::NoSignatureScheme => "no_signature_scheme",
+            FailureReason::Incompatible => "incompatible",
+            FailureReason::ProtocolError => "protocol_error",
+            FailureReason::LegacyTls => "legacy_tls",
+            FailureReason::UpstreamUnreachable => "upstream_unreachable",
+            FailureReason::Internal => "internal",
+        }
+    }
+}
+
 /// Request duration buckets, in seconds: 1 ms to about 2 minutes.
 const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
@@ -45,6 +141,18 @@ struct HandshakeLabels {
     listener: String,
     sni: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteDurationLabels {
+    listener: String,
+    route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,11 +220,15 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     handshakes: Family<HandshakeLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    resumed: Family<ListenerLabels, Counter>,
+    legacy_tls: Family<ListenerLabels, Counter>,
     key_exchange: Family<KeyExchangeLabels, Counter>,
     fallback: Family<FallbackLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     route_requests: Family<RouteLabels, Counter>,
     duration: Family<ListenerLabels, Histogram, fn() -> Histogram>,
+    route_duration: Family<RouteDurationLabels, Histogram, fn() -> Histogram>,
     active: Family<ListenerLabels, Gauge>,
     refused: Family<RefusedLabels, Counter>,
     limit_reached: Family<ListenerLabels, Counter>,
@@ -154,6 +266,24 @@ impl Metrics {
             "ClientHellos read, by listener, SNI present or absent, and outcome",
             handshakes.clone(),
         );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "handshake_failures",
+            "ClientHellos (or connections) that did not become a served connection, by listener and reason: one per handshake of outcome failed or rejected",
+            failures.clone(),
+        );
+        let resumed = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "handshakes_resumed",
+            "Completed TLS handshakes that resumed an earlier session (TLS 1.3 ticket, TLS 1.2 ticket or session id), by listener; part of snigate_handshakes_total{outcome=\"ok\"}",
+            resumed.clone(),
+        );
+        let legacy_tls = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "legacy_tls_handshakes",
+            "TLS handshakes completed by the OpenSSL engine (legacy_tls), by listener; part of snigate_handshakes_total{outcome=\"ok\"}",
+            legacy_tls.clone(),
+        );
         let key_exchange = Family::<KeyExchangeLabels, Counter>::default();
         registry.register(
             "tls_key_exchange",
@@ -185,6 +315,15 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request head to the end of the response body",
             duration.clone(),
+        );
+        let route_duration =
+            Family::<RouteDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "route_request_duration_seconds",
+            "Time from request head to the end of the response body, by listener and [[route]] (from its first request on)",
+            route_duration.clone(),
         );
         let active = Family::<ListenerLabels, Gauge>::default();
         registry.register(
@@ -256,11 +395,15 @@ impl Metrics {
         Self {
             registry,
             handshakes,
+            failures,
+            resumed,
+            legacy_tls,
             key_exchange,
             fallback,
             requests,
             route_requests,
             duration,
+            route_duration,
             active,
             refused,
             limit_reached,
@@ -307,6 +450,14 @@ impl Metrics {
         };
         ListenerMetrics {
             handshakes: [handshakes("present"), handshakes("absent")],
+            failures: FailureReason::ALL.map(|reason| {
+                self.failures.get_or_create_owned(&FailureLabels {
+                    listener: name.to_string(),
+                    reason: reason.as_str(),
+                })
+            }),
+            resumed: self.resumed.get_or_create_owned(&labels),
+            legacy_tls: self.legacy_tls.get_or_create_owned(&labels),
             key_exchange: KEY_EXCHANGE_GROUPS.map(|group| {
                 (
                     group,
@@ -336,6 +487,7 @@ impl Metrics {
                 names: routes.to_vec(),
                 rows: routes.iter().map(|_| OnceLock::new()).collect(),
                 family: self.route_requests.clone(),
+                durations: self.route_duration.clone(),
             },
             duration: self.duration.get_or_create_owned(&labels),
             active: self.active.get_or_create_owned(&labels),
@@ -417,6 +569,10 @@ impl Metrics {
 pub struct ListenerMetrics {
     /// [SNI present, absent] x [`HandshakeOutcome::ALL`].
     handshakes: [[Counter; 5]; 2],
+    /// Per [`FailureReason::ALL`].
+    failures: [Counter; 18],
+    resumed: Counter,
+    legacy_tls: Counter,
     /// Per [`KEY_EXCHANGE_GROUPS`] entry.
     key_exchange: [(&'static str, Counter); 5],
     /// Groups not in [`KEY_EXCHANGE_GROUPS`].
@@ -439,14 +595,37 @@ pub struct RouteCounters {
     listener: String,
     /// Every route's name, by route index.
     names: Vec<String>,
-    rows: Vec<OnceLock<[Counter; 5]>>,
+    rows: Vec<OnceLock<RouteRow>>,
     family: Family<RouteLabels, Counter>,
+    durations: Family<RouteDurationLabels, Histogram, fn() -> Histogram>,
+}
+
+/// One route's counters (per status class) and duration histogram.
+#[derive(Debug)]
+struct RouteRow {
+    classes: [Counter; 5],
+    duration: Histogram,
 }
 
 impl ListenerMetrics {
     /// Counts one handshake-log line.
     pub fn handshake(&self, sni: bool, outcome: HandshakeOutcome) {
         self.handshakes[usize::from(!sni)][outcome as usize].inc();
+    }
+
+    /// Counts a handshake of outcome `failed` or `rejected` by its reason.
+    pub fn failure(&self, reason: FailureReason) {
+        self.failures[reason as usize].inc();
+    }
+
+    /// Counts a completed handshake that resumed an earlier session.
+    pub fn resumed(&self) {
+        self.resumed.inc();
+    }
+
+    /// Counts a handshake the OpenSSL engine completed.
+    pub fn legacy_tls(&self) {
+        self.legacy_tls.inc();
     }
 
     /// Counts a completed handshake by its key exchange group (`None`:
@@ -486,22 +665,28 @@ impl ListenerMetrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts one finished request that a `[[route]]` (its index) matched.
-    pub fn route_request(&self, route: usize, status: u16) {
+    /// Counts one finished request that a `[[route]]` (its index) matched,
+    /// and its duration.
+    pub fn route_request(&self, route: usize, status: u16, elapsed: Duration) {
         let r = &self.routes;
         let (Some(row), Some(name)) = (r.rows.get(route), r.names.get(route)) else {
             return;
         };
-        let row = row.get_or_init(|| {
-            CLASSES.map(|class| {
+        let row = row.get_or_init(|| RouteRow {
+            classes: CLASSES.map(|class| {
                 r.family.get_or_create_owned(&RouteLabels {
                     listener: r.listener.clone(),
                     route: name.clone(),
                     class,
                 })
-            })
+            }),
+            duration: r.durations.get_or_create_owned(&RouteDurationLabels {
+                listener: r.listener.clone(),
+                route: name.clone(),
+            }),
         });
-        row[usize::from(status / 100).clamp(1, 5) - 1].inc();
+        row.classes[usize::from(status / 100).clamp(1, 5) - 1].inc();
+        row.duration.observe(elapsed.as_secs_f64());
     }
 
     /// Counts a connection refused by `max_connections_per_ip`.
@@ -542,5 +727,45 @@ pub struct ActiveConnection(Gauge);
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons_index_their_counters_and_have_distinct_labels() {
+        let mut names: Vec<&str> = FailureReason::ALL.iter().map(|r| r.as_str()).collect();
+        for (i, r) in FailureReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FailureReason::ALL.len());
+    }
+
+    #[test]
+    fn new_series_exist_at_start_and_route_durations_from_the_first_request() {
+        let m = Metrics::new();
+        let l = m.listener("main", &["a".into()], &["r".into()], None);
+        let text = m.encode();
+        assert!(text.contains("snigate_handshakes_resumed_total{listener=\"main\"} 0"));
+        assert!(text.contains("snigate_legacy_tls_handshakes_total{listener=\"main\"} 0"));
+        assert!(text.contains(
+            "snigate_handshake_failures_total{listener=\"main\",reason=\"hello_timeout\"} 0"
+        ));
+        assert!(!text.contains("snigate_route_request_duration_seconds_count"));
+        l.route_request(0, 200, Duration::from_millis(3));
+        l.failure(FailureReason::NoCipherSuite);
+        l.resumed();
+        let text = m.encode();
+        assert!(text.contains(
+            "snigate_route_request_duration_seconds_count{listener=\"main\",route=\"r\"} 1"
+        ));
+        assert!(text.contains(
+            "snigate_handshake_failures_total{listener=\"main\",reason=\"no_cipher_suite\"} 1"
+        ));
+        assert!(text.contains("snigate_handshakes_resumed_total{listener=\"main\"} 1"));
     }
 }

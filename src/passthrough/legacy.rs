@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
+use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{millis, HandshakeRecord};
 use crate::state::State;
@@ -58,11 +59,13 @@ pub(crate) async fn forward(
     let reason = rec.reason.take().unwrap_or_default();
     rec.hint = None;
     rec.upstream = Some(upstream_name.to_string());
+    let metrics = &state.listener(info.listener).metrics;
     // Nothing of snigate's was served: the upstream does the handshake.
     rec.certificate = None;
     rec.fallback = false;
     let Some(upstream) = state.upstreams.iter().find(|u| u.name == upstream_name) else {
         // Validation makes legacy_upstream name an upstream; be safe anyway.
+        metrics.failure(FailureReason::Internal);
         rec.reason = Some(format!(
             "{reason}; legacy_upstream \"{upstream_name}\" names no upstream"
         ));
@@ -77,6 +80,7 @@ pub(crate) async fn forward(
             backend
         }
         Err(e) => {
+            metrics.failure(FailureReason::UpstreamUnreachable);
             rec.reason = Some(format!(
                 "cannot reach legacy_upstream \"{upstream_name}\": {e} (rustls cannot serve this client: {reason})"
             ));

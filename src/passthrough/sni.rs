@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::conn::hello::read_hello;
 use crate::conn::{emit, record, ConnInfo};
+use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
 use crate::state::State;
@@ -28,6 +29,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     let route = match listener.routes.route_sni(sni, listener.settings.strict_sni) {
         Ok(route) => route,
         Err(reason) => {
+            listener.metrics.failure(FailureReason::UnknownName);
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
             emit(&state, &info, &rec);
@@ -44,6 +46,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
             b
         }
         Err(e) => {
+            listener.metrics.failure(FailureReason::UpstreamUnreachable);
             rec.reason = Some(e.to_string());
             rec.ms = millis(start.elapsed());
             emit(&state, &info, &rec);

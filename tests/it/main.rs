@@ -25,6 +25,7 @@ mod farm_safety;
 mod fd_exhaustion;
 mod fingerprint;
 mod fuzz_corpus;
+mod grafana;
 mod header_case;
 mod hello_captures;
 mod http_proxy;
