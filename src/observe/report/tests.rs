@@ -489,3 +489,35 @@ fn a_log_line_with_an_outcome_snigate_does_not_write_is_counted_under_its_name()
     assert_eq!(s.summary.with_sni.outcomes["passthrough"], 1);
     assert_eq!(s.summary.with_sni.outcomes["ok"], 0);
 }
+
+#[test]
+fn listed_clients_are_named_by_the_catalogue_or_unknown() {
+    let report = Report::new(ReportLimits::default());
+    // Windows 7 SChannel without SNI (the catalogue matches its b and c
+    // parts), and a fingerprint no entry knows.
+    let mut win7 = handshake(1, "192.0.2.7:1", None, "ok");
+    win7.ja4 = "t12i1709h2_9295eb73ea51_71440d09e7ee".into();
+    report.handshake(&win7);
+    let mut odd = handshake(2, "192.0.2.8:1", None, "ok");
+    odd.ja4 = "t12i0101h2_000000000000_000000000000".into();
+    report.handshake(&odd);
+    let s = report.snapshot();
+    let name = |ip: &str| {
+        s.clients
+            .iter()
+            .find(|c| c.ip == ip)
+            .unwrap()
+            .client
+            .clone()
+    };
+    let win7_name = name("192.0.2.7").expect("named");
+    assert!(win7_name.starts_with("Windows 7 SChannel"), "{win7_name}");
+    assert_eq!(name("192.0.2.8"), None);
+    let text = render_text(&s);
+    assert!(
+        text.contains("Windows 7 SChannel") && text.contains("unknown client"),
+        "{text}"
+    );
+    let html = render_html(&s);
+    assert!(html.contains("Windows 7 SChannel") && html.contains("unknown client"));
+}
