@@ -210,6 +210,12 @@ async fn a_client_openssl_cannot_serve_either_fails_with_its_reason() {
         let reason = line["reason"].as_str().unwrap();
         assert!(reason.starts_with("OpenSSL: "), "{line}");
         assert!(reason.contains("no shared cipher"), "{line}");
+        // /metrics counts it under reason="legacy_tls", not as completed.
+        let m = Scrape::parse(&lab.proxy.state().metrics.encode());
+        let main = [("listener", "main")];
+        let failed = [("listener", "main"), ("reason", "legacy_tls")];
+        assert_eq!(m.value("snigate_handshake_failures_total", &failed), 1.0);
+        assert_eq!(m.value("snigate_legacy_tls_handshakes_total", &main), 0.0);
         // A TLS 1.2 client rustls serves is still rustls's.
         let (client, answer) = replay(addr, &capture("win10_ie11_schannel_tls12.hex")).await;
         assert_eq!(server_hello(&answer, "win10"), 0x0303);
@@ -314,6 +320,10 @@ async fn a_real_tls10_client_is_proxied_to_the_backend() {
             "an IANA suite name: {line}"
         );
         assert!(line.get("reason").is_none(), "{line}");
+        // /metrics counts the handshake OpenSSL completed.
+        let m = Scrape::parse(&lab.proxy.state().metrics.encode());
+        let main = [("listener", "main")];
+        assert_eq!(m.value("snigate_legacy_tls_handshakes_total", &main), 1.0);
         let request =
             wait_for_json_line(&lab.access(), LOG_WAIT, |v| v["event"] == "http_request").await;
         assert_eq!(request["conn"], line["conn"], "{request}");
