@@ -16,10 +16,10 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{self, wait_closed, ChannelBody, Ended, TestBody};
+use crate::common::{self, read_response, wait_closed, ChannelBody, Ended, TestBody};
 
 /// How long the backend (or the client) pauses: well over the global
 /// 400 ms, well under the route's 30 s.
@@ -109,30 +109,10 @@ servers = ["{backend}"]
     common::start_proxy(dir, &text).await
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body from `s`:
-/// status and body, or `None` when the connection ends before its end.
+/// One response read off `s`: status and body, or `None` when the
+/// connection ends before its end.
 async fn response(s: &mut TcpStream) -> Option<(u16, String)> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if got.len() >= end + 4 + length {
-                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]);
-                return Some((status, body.into_owned()));
-            }
-        }
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
+    read_response(s).await.map(|r| (r.status, r.body))
 }
 
 async fn ask(addr: SocketAddr, target: &str) -> Option<(u16, String)> {

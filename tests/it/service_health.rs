@@ -9,7 +9,6 @@
 //! `X-SharePointHealthScore` get fewer new requests, and a server at 10
 //! none until its score drops; the scores are on `/metrics` and `/healthz`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,10 +18,10 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{self, admin_get, scrape_until, TestBody};
+use crate::common::{self, admin_get, read_response, scrape_until, RawResponse, TestBody};
 
 /// No score header on the responses.
 const NO_SCORE: u8 = u8::MAX;
@@ -69,48 +68,13 @@ async fn farm_server(name: &'static str, failing: &'static [&'static str]) -> Fa
     Farm { addr, score }
 }
 
-/// One answer on a kept-alive client connection: status, named headers
-/// (lower-case) and body.
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// Sends one request on `s` and reads its answer (bodies are short and
-/// carry a Content-Length).
-async fn exchange(s: &mut TcpStream, path: &str, extra: &str) -> Answer {
+/// Sends one request on `s` and reads its answer.
+async fn exchange(s: &mut TcpStream, path: &str, extra: &str) -> RawResponse {
     let request = format!("GET {path} HTTP/1.1\r\nHost: farm.contoso.test\r\n{extra}\r\n");
     s.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_string();
-            let headers: HashMap<String, String> = head
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            let length: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if got.len() >= end + 4 + length {
-                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]).to_string();
-                return Answer {
-                    status,
-                    headers,
-                    body,
-                };
-            }
-        }
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed before the answer's end");
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_response(s)
+        .await
+        .expect("connection closed before the answer's end")
 }
 
 /// Which server answers each of `n` requests to `path`, each on a

@@ -520,3 +520,48 @@ pub fn reusable_client_config(
 ) -> Arc<ClientConfig> {
     client_config(ca, opts).0
 }
+
+/// One HTTP/1.1 response read off a raw connection, as the bytes said it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body (no length: an
+/// empty body) from `s`, leaving the connection open for the next one;
+/// `None` when the connection ends or fails before the response's end.
+pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Option<RawResponse> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let headers: std::collections::HashMap<String, String> = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]).into_owned();
+                return Some(RawResponse {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
