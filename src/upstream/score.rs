@@ -89,11 +89,6 @@ impl ServerScore {
         crate::sync::lock(&self.throttled_at).is_none_or(|at| now >= at + self.hold)
     }
 
-    /// Whether the server is throttling now (see [`ServerScore::accepts`]).
-    pub fn throttling(&self, now: Instant) -> bool {
-        !self.accepts(now)
-    }
-
     /// The server's share of new requests: 11 at score 0 (and before any
     /// score), down to 1 at 10 (once `hold` is over).
     pub fn weight(&self) -> u32 {

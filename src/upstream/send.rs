@@ -481,7 +481,7 @@ impl Upstream {
         let now = Instant::now();
         self.servers
             .iter()
-            .map(|s| (s.addr.as_str(), s.score.last(), s.score.throttling(now)))
+            .map(|s| (s.addr.as_str(), s.score.last(), !s.score.accepts(now)))
             .collect()
     }
 
