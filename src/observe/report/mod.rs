@@ -15,6 +15,7 @@
 //! and clipped strings.
 
 mod clients;
+mod document;
 mod html;
 mod logs;
 mod snapshot;
@@ -31,11 +32,12 @@ use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
 use crate::sync::lock;
 
+pub use document::{html_document, json_document, DEFAULT_CLIENTS, HTML_MAX_BYTES, JSON_MAX_BYTES};
 pub use html::render_html;
 pub use logs::from_logs;
 pub use snapshot::{
-    Bucket, CertificateSeen, ClientReport, Counted, HostSeen, Listed, LogInput, OtherClients,
-    OutcomeSplit, ReasonSeen, ReportSnapshot, Summary, Timeline,
+    Bucket, CertificateSeen, ClientReport, Counted, HostSeen, KindReport, Listed, LogInput,
+    OtherClients, OtherKinds, OutcomeSplit, ReasonSeen, ReportSnapshot, Summary, Timeline,
 };
 pub use text::render_text;
 
@@ -288,6 +290,9 @@ impl Report {
         ReportSnapshot {
             summary,
             timeline,
+            kinds: Vec::new(),
+            other_kinds: OtherKinds::default(),
+            folded: Vec::new(),
             clients,
             other,
             input: None,

@@ -14,6 +14,18 @@ use serde::{Deserialize, Serialize};
 pub struct ReportSnapshot {
     pub summary: Summary,
     pub timeline: Timeline,
+    /// Every client kind seen (JA4 and User-Agent family), most addresses
+    /// first: the report's first table.
+    #[serde(default)]
+    pub kinds: Vec<KindReport>,
+    /// What the kinds left out of `kinds` (memory bound or document size)
+    /// add up to.
+    #[serde(default)]
+    pub other_kinds: OtherKinds,
+    /// What was left out of this document, and why, in plain words (empty
+    /// when nothing was).
+    #[serde(default)]
+    pub folded: Vec<String>,
     /// Clients without SNI or with handshakes that did not succeed, keyed by
     /// (peer IP, JA4); most handshakes first.
     pub clients: Vec<ClientReport>,
@@ -73,6 +85,65 @@ pub struct Bucket {
     pub no_sni_ok: u64,
     /// Did not succeed (failed, rejected, ...), with or without SNI.
     pub failed: u64,
+}
+
+/// One kind of client: the clients (addresses) whose connections sent the
+/// same ClientHello (JA4) and the same User-Agent family (the first
+/// User-Agent of the connection, normalised).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct KindReport {
+    /// JA4 fingerprint of the ClientHello (empty when not TLS).
+    pub ja4: String,
+    /// The client software the [catalogue](crate::observe::catalogue) names
+    /// for that JA4; `null` when it has no entry (never guessed).
+    pub client: Option<String>,
+    /// The catalogue's note on that software; `null` without an entry.
+    pub client_note: Option<String>,
+    /// The normalised User-Agent of the connections' first request; `""`
+    /// when they sent none (or made no request: failed handshakes).
+    pub user_agent: String,
+    /// Distinct client addresses.
+    pub addresses: u64,
+    /// `false` when `addresses` is a lower bound (the report's memory for
+    /// distinct addresses ran out: "at least").
+    pub addresses_exact: bool,
+    /// Up to 5 of those addresses.
+    pub examples: Vec<String>,
+    pub handshakes: u64,
+    /// Handshakes with and without SNI.
+    pub with_sni: u64,
+    pub without_sni: u64,
+    /// Handshakes by outcome (`ok`, `failed`, `rejected`, `passthrough`,
+    /// `legacy_passthrough`, or another name a log holds); only outcomes
+    /// seen.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Requests on its connections (the first `REQUESTS_PER_CONNECTION` of
+    /// each).
+    pub requests: u64,
+    /// TLS versions offered in the ClientHellos ("1.3", "1.2", ...).
+    pub offered_versions: Listed<Counted>,
+    /// TLS versions negotiated.
+    pub negotiated_versions: Listed<Counted>,
+    pub listeners: Listed<Counted>,
+    pub certificates: Listed<CertificateSeen>,
+    /// Hosts asked for, with whether the certificate served covered them.
+    pub hosts: Listed<HostSeen>,
+    /// Why handshakes failed, with hints.
+    pub reasons: Listed<ReasonSeen>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+/// The kinds not listed, added up.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct OtherKinds {
+    /// Kinds left out.
+    pub kinds: u64,
+    pub handshakes: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub without_sni: u64,
+    pub requests: u64,
 }
 
 /// One client: a peer IP with one ClientHello fingerprint.
