@@ -262,3 +262,82 @@ async fn report_command_on_the_logs_matches_the_live_report() {
     })
     .await
 }
+
+/// One live client from `ip` (an address of 127.0.0.0/8): a handshake with
+/// or without SNI, then one request with `user_agent`.
+async fn live_client(
+    addr: std::net::SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    ip: std::net::Ipv4Addr,
+    sni: bool,
+    user_agent: String,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((ip, 0).into()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let opts = if sni {
+        ClientOpts::sni("portal.contoso.test")
+    } else {
+        ClientOpts::no_sni("fb.test")
+    };
+    let (_, mut h1) = tls_over(tcp, &ca, &opts).await.unwrap().into_h1().await;
+    let mut req = get("portal.contoso.test", "/");
+    req.headers_mut()
+        .insert("user-agent", user_agent.parse().unwrap());
+    assert_eq!(h1.send(req).await.status, 200);
+}
+
+/// 2,000 live clients from 2,000 addresses: 1,500 WebDAV users without
+/// SNI (each User-Agent with its own install token) and 500 browsers with
+/// SNI are two kinds, every address counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_live_clients_are_two_kinds() {
+    bounded_for(Duration::from_secs(120), async {
+        let f = farm().await;
+        let addr = f.proxy.addr("main").unwrap();
+        let mut clients = tokio::task::JoinSet::new();
+        for i in 0..2000u32 {
+            let ip = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+            let webdav = i < 1500;
+            let ua = if webdav {
+                format!(
+                    "{WEBDAV_UA} id={:032x}",
+                    u128::from(i) * 0x9e37_79b9_7f4a_7c15
+                )
+            } else {
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edg/120.0.2210.91".to_string()
+            };
+            clients.spawn(live_client(addr, f.pki.ca_der.clone(), ip, !webdav, ua));
+            if clients.len() >= 16 {
+                clients.join_next().await.unwrap().unwrap();
+            }
+        }
+        while let Some(done) = clients.join_next().await {
+            done.unwrap();
+        }
+        let r = report_until(&f.proxy, |r| {
+            let kinds = r["kinds"].as_array().map_or(0, Vec::len);
+            kinds == 2 && r["summary"]["addresses"] == 2000
+        })
+        .await;
+        let kinds = r["kinds"].as_array().unwrap();
+        let webdav = &kinds[0];
+        assert_eq!(webdav["user_agent"], format!("{WEBDAV_UA} id=…"));
+        assert_eq!(webdav["addresses"], 1500);
+        assert_eq!(webdav["handshakes"], 1500);
+        assert_eq!(webdav["without_sni"], 1500);
+        assert_eq!(webdav["requests"], 1500);
+        assert_eq!(webdav["examples"].as_array().unwrap().len(), 5);
+        let browser = &kinds[1];
+        assert_eq!(browser["addresses"], 500);
+        assert_eq!(browser["with_sni"], 500);
+        assert_eq!(
+            browser["client"],
+            "rustls 0.23 client, default settings (aws-lc-rs)"
+        );
+        assert_eq!(r["summary"]["handshakes"], 2000);
+        let bytes = serde_json::to_vec(&r).unwrap().len();
+        assert!(bytes < snigate::observe::report::JSON_MAX_BYTES, "{bytes}");
+    })
+    .await;
+}

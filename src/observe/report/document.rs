@@ -93,17 +93,12 @@ fn fold_kinds(s: &mut ReportSnapshot, n: usize) {
 }
 
 /// Adds a kind's counts to the kinds not listed.
-pub(crate) fn add_kind(other: &mut OtherKinds, k: &KindReport) {
+fn add_kind(other: &mut OtherKinds, k: &KindReport) {
     let ok = ["ok", "passthrough", "legacy_passthrough"]
         .iter()
         .filter_map(|o| k.outcomes.get(*o))
         .sum::<u64>();
-    other.kinds += 1;
-    other.handshakes += k.handshakes;
-    other.ok += ok;
-    other.failed += k.handshakes.saturating_sub(ok);
-    other.without_sni += k.without_sni;
-    other.requests += k.requests;
+    other.add(k.handshakes, ok, k.without_sni, k.requests);
 }
 
 /// The largest `n` in `0..=high` for which `fits(n)` holds, assuming it

@@ -167,7 +167,9 @@ impl Source {
     }
 }
 
-/// Tracked connections by id, the most recent [`CONNECTIONS_KEPT`].
+/// Connections with a report handle by id, the most recent
+/// [`CONNECTIONS_KEPT`] (a handle let go joins its kind without a
+/// User-Agent if it had no request).
 #[derive(Default)]
 struct Connections {
     by_id: HashMap<u64, (u64, ClientRef)>,
@@ -178,8 +180,8 @@ struct Connections {
 impl Connections {
     fn set(&mut self, conn: u64, client: Option<ClientRef>) {
         let Some(client) = client else {
-            // A later connection with this id that is not tracked: the
-            // earlier mapping must not catch its requests.
+            // A later connection with this id that takes no requests: the
+            // earlier mapping must not catch them.
             self.by_id.remove(&conn);
             return;
         };
@@ -234,6 +236,8 @@ pub fn from_logs(paths: &[PathBuf], limits: ReportLimits) -> anyhow::Result<Repo
             heads[i] = Some(line);
         }
     }
+    // Connections still open at the end of the logs join their kinds now.
+    drop(connections);
     let mut snapshot = report.snapshot();
     snapshot.input = Some(input);
     Ok(snapshot)

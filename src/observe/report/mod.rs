@@ -9,22 +9,25 @@
 //! (`HandshakeEvent`, `RequestEvent`) and drive the same aggregation, so
 //! they give the same [`ReportSnapshot`].
 //!
-//! Memory is bounded whatever the traffic: at most `clients` client entries
-//! (evicted ones are folded into an `other` bucket so totals stay exact), a
-//! ring of `buckets` time buckets, `per_client` values per per-client list
-//! and clipped strings.
+//! Memory is bounded whatever the traffic: at most `kinds` client kinds and
+//! `clients` client entries (evicted ones are folded into `other_kinds` and
+//! `other` so totals stay exact), `addresses` address hashes, a ring of
+//! `buckets` time buckets, `per_client` values per list and clipped strings.
 
 mod clients;
 mod document;
+mod facts;
 mod html;
+mod kinds;
 mod logs;
 mod snapshot;
+mod table;
 mod text;
 mod timeline;
 mod user_agent;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -42,6 +45,8 @@ pub use snapshot::{
 pub use text::render_text;
 
 use clients::ClientTable;
+use kinds::KindTable;
+use table::Place;
 use timeline::Ring;
 
 /// Requests joined per connection: the first ones say what the client is
@@ -58,6 +63,11 @@ const MAX_OUTCOME_NAMES: usize = 16;
 /// How much the report keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportLimits {
+    /// Client kinds kept (the rest are folded into `other_kinds`).
+    pub kinds: usize,
+    /// Distinct addresses counted exactly, over all kinds (beyond it a
+    /// kind's count is a lower bound).
+    pub addresses: usize,
     /// Client entries kept (the rest are folded into `other`).
     pub clients: usize,
     /// Width of one timeline bucket.
@@ -71,6 +81,8 @@ pub struct ReportLimits {
 impl Default for ReportLimits {
     fn default() -> Self {
         Self {
+            kinds: 1000,
+            addresses: 262_144,
             clients: 1000,
             bucket: Duration::from_secs(60),
             buckets: 1440,
@@ -81,13 +93,21 @@ impl Default for ReportLimits {
 
 /// The live report: cheap to feed from many threads at once.
 ///
-/// Two short mutex sections: `totals` (every handshake: a few counters and
-/// one timeline bucket, no allocation) and `clients` (tracked clients only:
-/// one hash lookup and a handful of small bounded lists).
+/// Short mutex sections: `totals` (every handshake: a few counters and one
+/// timeline bucket, no allocation), `kinds` (every connection, once, and
+/// the first requests of each) and `clients` (tracked clients only). Each
+/// is one hash lookup and a handful of small bounded lists.
 pub struct Report {
     limits: ReportLimits,
     totals: Mutex<Totals>,
+    kinds: Arc<Kinds>,
     clients: Mutex<ClientTable>,
+}
+
+/// The kinds table and the connections not yet in it.
+struct Kinds {
+    table: Mutex<KindTable>,
+    pending: AtomicU64,
 }
 
 impl std::fmt::Debug for Report {
@@ -98,14 +118,48 @@ impl std::fmt::Debug for Report {
     }
 }
 
-/// A tracked client, as seen from one of its connections: joins the
-/// connection's requests to the client entry. Cheap to clone (16 bytes);
-/// clones share the connection's request count.
+/// A connection as the report sees it: joins the connection's requests to
+/// its client kind (and, for a tracked client, its client entry). Cheap to
+/// clone (one `Arc`); clones share the connection. When the last clone
+/// goes and the connection made no request, its handshake joins its kind
+/// without a User-Agent.
 #[derive(Clone, Debug)]
 pub struct ClientRef {
-    slot: u32,
-    generation: u32,
-    requests: Arc<AtomicU32>,
+    conn: Arc<Connection>,
+}
+
+struct Connection {
+    /// The tracked client's entry, if the client is tracked.
+    client: Option<Place>,
+    requests: AtomicU32,
+    kind: Mutex<KindJoin>,
+    kinds: Arc<Kinds>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a connection stands with its kind.
+enum KindJoin {
+    /// Waiting for the first request (its User-Agent names the kind).
+    Pending(Box<OwnedHandshake>),
+    /// Counted in the kind at this place.
+    Joined(Place),
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let join = self.kind.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let KindJoin::Pending(h) = join {
+            self.kinds.pending.fetch_sub(1, Ordering::Relaxed);
+            h.join(&self.kinds, None);
+        }
+    }
 }
 
 impl ClientRef {
@@ -113,7 +167,66 @@ impl ClientRef {
     /// (the first [`REQUESTS_PER_CONNECTION`]): callers skip building the
     /// record otherwise.
     pub fn wants_requests(&self) -> bool {
-        self.requests.load(Ordering::Relaxed) < REQUESTS_PER_CONNECTION
+        self.conn.requests.load(Ordering::Relaxed) < REQUESTS_PER_CONNECTION
+    }
+}
+
+/// A handshake kept until its connection's first request: what its kind
+/// counts of it.
+struct OwnedHandshake {
+    ts: Option<u64>,
+    listener: String,
+    peer: String,
+    sni: bool,
+    fallback: bool,
+    certificate: Option<String>,
+    offered_versions: Vec<String>,
+    ja4: String,
+    outcome: HandshakeOutcome,
+    version: Option<String>,
+}
+
+impl OwnedHandshake {
+    /// Only handshakes that succeeded wait for requests: no reason or hint.
+    fn new(ev: &HandshakeEvent<'_>, outcome: HandshakeOutcome, ts: Option<u64>) -> Self {
+        Self {
+            ts,
+            listener: ev.listener.to_string(),
+            peer: ev.peer.to_string(),
+            sni: ev.sni.is_some(),
+            fallback: ev.fallback,
+            certificate: ev.certificate.map(str::to_string),
+            offered_versions: ev.offered_versions.iter().map(|v| v.to_string()).collect(),
+            ja4: ev.ja4.to_string(),
+            outcome,
+            version: ev.version.map(str::to_string),
+        }
+    }
+
+    /// Joins its kind, with the connection's first request if there was
+    /// one.
+    fn join(&self, kinds: &Kinds, request: Option<(&RequestEvent<'_>, Option<u64>)>) -> Place {
+        let offered: Vec<&str> = self.offered_versions.iter().map(String::as_str).collect();
+        lock(&kinds.table).join(&self.event(&offered), self.ts, request)
+    }
+
+    /// The event again. `ts` is already parsed (`self.ts`); the SNI's value
+    /// is not kept (a kind counts only whether there was one).
+    fn event<'a>(&'a self, offered_versions: &'a [&'a str]) -> HandshakeEvent<'a> {
+        HandshakeEvent {
+            ts: "",
+            listener: &self.listener,
+            peer: &self.peer,
+            sni: self.sni.then_some(""),
+            fallback: self.fallback,
+            certificate: self.certificate.as_deref(),
+            offered_versions,
+            ja4: &self.ja4,
+            outcome: EventOutcome::Known(self.outcome),
+            version: self.version.as_deref(),
+            reason: None,
+            hint: None,
+        }
     }
 }
 
@@ -218,27 +331,35 @@ impl Report {
     /// An empty report.
     pub fn new(limits: ReportLimits) -> Self {
         let limits = ReportLimits {
+            kinds: limits.kinds.clamp(1, u32::MAX as usize),
+            addresses: limits.addresses,
             clients: limits.clients.clamp(1, u32::MAX as usize),
             bucket: limits.bucket.max(Duration::from_millis(1)),
             buckets: limits.buckets.max(1),
             per_client: limits.per_client,
         };
+        let kinds = KindTable::new(limits.kinds, limits.per_client, limits.addresses);
         Self {
             totals: Mutex::new(Totals::new(&limits)),
+            kinds: Arc::new(Kinds {
+                table: Mutex::new(kinds),
+                pending: AtomicU64::new(0),
+            }),
             clients: Mutex::new(ClientTable::new(limits.clients, limits.per_client)),
             limits,
         }
     }
 
     /// Called once per handshake-log record (every ClientHello read).
-    /// Returns a handle when this connection belongs to a tracked client (no
-    /// SNI, or a handshake that did not succeed), so the connection's
-    /// requests can be joined to it.
+    /// Returns the connection's handle when its requests are wanted (a
+    /// handshake that succeeded and may carry requests: their User-Agent
+    /// names the client kind) or its client is tracked (no SNI, or a
+    /// handshake that did not succeed). Hold it as long as the connection.
     pub fn handshake(&self, rec: &HandshakeRecord) -> Option<ClientRef> {
         self.handshake_event(&HandshakeEvent::from_record(rec))
     }
 
-    /// Called for requests on a tracked connection. Only the first
+    /// Called for requests on a connection with a handle. Only the first
     /// [`REQUESTS_PER_CONNECTION`] of each connection are joined; later ones
     /// cost one atomic increment.
     pub fn request(&self, client: &ClientRef, rec: &AccessRecord) {
@@ -248,28 +369,54 @@ impl Report {
     pub(crate) fn handshake_event(&self, ev: &HandshakeEvent<'_>) -> Option<ClientRef> {
         let ts = parse_ts(ev.ts);
         lock(&self.totals).add(ev, ts);
-        if !ev.tracked() {
+        let client = ev.tracked().then(|| {
+            let key = clients::ClientKey::new(ev.peer, ev.ja4);
+            lock(&self.clients).handshake(key, ev, ts)
+        });
+        let kind = match ev.outcome {
+            // Requests may follow: the first one's User-Agent names the kind.
+            EventOutcome::Known(o @ HandshakeOutcome::Ok) => {
+                self.kinds.pending.fetch_add(1, Ordering::Relaxed);
+                KindJoin::Pending(Box::new(OwnedHandshake::new(ev, o, ts)))
+            }
+            _ => KindJoin::Joined(lock(&self.kinds.table).join(ev, ts, None)),
+        };
+        if client.is_none() && matches!(kind, KindJoin::Joined(_)) {
             return None;
         }
-        let key = clients::ClientKey::new(ev.peer, ev.ja4);
-        let (slot, generation) = lock(&self.clients).handshake(key, ev, ts);
         Some(ClientRef {
-            slot,
-            generation,
-            requests: Arc::new(AtomicU32::new(0)),
+            conn: Arc::new(Connection {
+                client,
+                requests: AtomicU32::new(0),
+                kind: Mutex::new(kind),
+                kinds: self.kinds.clone(),
+            }),
         })
     }
 
     pub(crate) fn request_event(&self, client: &ClientRef, ev: &RequestEvent<'_>) {
-        if client.requests.fetch_add(1, Ordering::Relaxed) >= REQUESTS_PER_CONNECTION {
+        let conn = &client.conn;
+        if conn.requests.fetch_add(1, Ordering::Relaxed) >= REQUESTS_PER_CONNECTION {
             // Keep the count from wrapping on a connection with 4 billion requests.
-            client
-                .requests
+            conn.requests
                 .store(REQUESTS_PER_CONNECTION, Ordering::Relaxed);
             return;
         }
         let ts = parse_ts(ev.ts);
-        lock(&self.clients).request(client.slot, client.generation, ev, ts);
+        {
+            let mut join = lock(&conn.kind);
+            match &*join {
+                KindJoin::Pending(h) => {
+                    let place = h.join(&conn.kinds, Some((ev, ts)));
+                    conn.kinds.pending.fetch_sub(1, Ordering::Relaxed);
+                    *join = KindJoin::Joined(place);
+                }
+                KindJoin::Joined(place) => lock(&conn.kinds.table).request(*place, ev, ts),
+            }
+        }
+        if let Some(place) = conn.client {
+            lock(&self.clients).request(place, ev, ts);
+        }
     }
 
     /// The report as it stands.
@@ -281,7 +428,16 @@ impl Report {
         };
         let timeline = ring.snapshot();
         let (clients, other, requests_joined) = lock(&self.clients).snapshot();
+        let ((kinds, other_kinds), (addresses, addresses_exact)) = {
+            let table = lock(&self.kinds.table);
+            (table.snapshot(), table.addresses())
+        };
         let summary = Summary {
+            addresses,
+            addresses_exact,
+            kinds_listed: kinds.len() as u64,
+            kinds_limit: self.limits.kinds as u64,
+            kinds_pending: self.kinds.pending.load(Ordering::Relaxed),
             clients_tracked: clients.len() as u64,
             clients_limit: self.limits.clients as u64,
             requests_joined,
@@ -290,8 +446,8 @@ impl Report {
         ReportSnapshot {
             summary,
             timeline,
-            kinds: Vec::new(),
-            other_kinds: OtherKinds::default(),
+            kinds,
+            other_kinds,
             folded: Vec::new(),
             clients,
             other,
@@ -354,6 +510,11 @@ impl Totals {
             last_seen: self.last.map(format_ts),
             clients_tracked: 0,
             clients_limit: 0,
+            kinds_listed: 0,
+            kinds_limit: 0,
+            kinds_pending: 0,
+            addresses: 0,
+            addresses_exact: true,
         }
     }
 }

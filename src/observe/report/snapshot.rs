@@ -54,6 +54,27 @@ pub struct Summary {
     /// Entries in `clients`, and the most that are kept.
     pub clients_tracked: u64,
     pub clients_limit: u64,
+    /// Entries in `kinds`, and the most that are kept.
+    #[serde(default)]
+    pub kinds_listed: u64,
+    #[serde(default)]
+    pub kinds_limit: u64,
+    /// Connections whose handshake succeeded but that have made no request
+    /// yet: their kind is known at their first request (or when they end),
+    /// so they are not in `kinds` yet.
+    #[serde(default)]
+    pub kinds_pending: u64,
+    /// Distinct client addresses over every kind; a lower bound when
+    /// `addresses_exact` is false (the report's memory for addresses ran
+    /// out).
+    #[serde(default)]
+    pub addresses: u64,
+    #[serde(default = "yes")]
+    pub addresses_exact: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Handshakes of one kind (with or without SNI) by outcome.
@@ -144,6 +165,18 @@ pub struct OtherKinds {
     pub failed: u64,
     pub without_sni: u64,
     pub requests: u64,
+}
+
+impl OtherKinds {
+    /// Adds one kind's counts.
+    pub fn add(&mut self, handshakes: u64, ok: u64, without_sni: u64, requests: u64) {
+        self.kinds += 1;
+        self.handshakes += handshakes;
+        self.ok += ok;
+        self.failed += handshakes.saturating_sub(ok);
+        self.without_sni += without_sni;
+        self.requests += requests;
+    }
 }
 
 /// One client: a peer IP with one ClientHello fingerprint.
@@ -248,8 +281,8 @@ pub struct LogInput {
     pub handshakes: u64,
     /// Access lines (`"event":"http_request"`).
     pub requests: u64,
-    /// Access lines whose connection had no tracked handshake (SNI clients
-    /// that succeeded, or the handshake line is not in the files given).
+    /// Access lines whose connection's handshake line is not in the files
+    /// given (or was too far back to keep).
     pub requests_unjoined: u64,
     /// Lines of other kinds, or not parsable: skipped.
     pub skipped: u64,

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
@@ -75,13 +76,13 @@ fn no_sni_client_listed_with_user_agent_and_uncovered_host() {
     report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
     report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
     for conn in 2..5 {
-        let sni = report.handshake(&handshake(
+        // SNI clients that succeed are counted (and kinded), not listed.
+        report.handshake(&handshake(
             conn,
             "198.51.100.1:4000",
             Some("portal.contoso.test"),
             "ok",
         ));
-        assert!(sni.is_none(), "SNI clients that succeed are not tracked");
     }
 
     let s = report.snapshot();
@@ -450,15 +451,13 @@ fn legacy_passthrough_clients_are_listed_with_their_reason() {
         report.handshake(&rec).is_some(),
         "a forwarded client is tracked"
     );
-    // A modern client with SNI is only counted.
-    assert!(report
-        .handshake(&handshake(
-            2,
-            "192.0.2.10:50000",
-            Some("portal.contoso.test"),
-            "ok"
-        ))
-        .is_none());
+    // A modern client with SNI is only counted (and kinded), not listed.
+    report.handshake(&handshake(
+        2,
+        "192.0.2.10:50000",
+        Some("portal.contoso.test"),
+        "ok",
+    ));
     let snap = report.snapshot();
     assert_eq!(snap.summary.with_sni.outcomes["legacy_passthrough"], 1);
     assert_eq!(snap.clients.len(), 1);
@@ -520,4 +519,177 @@ fn listed_clients_are_named_by_the_catalogue_or_unknown() {
     );
     let html = render_html(&s);
     assert!(html.contains("Windows 7 SChannel") && html.contains("unknown client"));
+}
+
+#[test]
+fn clients_are_grouped_into_kinds_by_fingerprint_and_user_agent() {
+    let report = Report::new(ReportLimits::default());
+    // Three WebDAV users without SNI: one kind.
+    for (conn, peer) in [(1, "10.0.0.1:1"), (2, "10.0.0.2:1"), (3, "10.0.0.3:1")] {
+        let c = report
+            .handshake(&handshake(conn, peer, None, "ok"))
+            .unwrap();
+        report.request(&c, &access(conn, "portal.contoso.test", WEBDAV_UA, false));
+        report.request(&c, &access(conn, "portal.contoso.test", "Other/1.0", false));
+    }
+    // The same address again, same kind: not a new address.
+    let again = report
+        .handshake(&handshake(4, "10.0.0.1:2", None, "ok"))
+        .unwrap();
+    report.request(&again, &access(4, "portal.contoso.test", WEBDAV_UA, false));
+    // A browser with SNI: its own kind.
+    let browser = report
+        .handshake(&handshake(
+            5,
+            "10.0.0.9:1",
+            Some("portal.contoso.test"),
+            "ok",
+        ))
+        .unwrap();
+    report.request(
+        &browser,
+        &access(5, "portal.contoso.test", "Mozilla/5.0 Edge/120.0", true),
+    );
+    // A failed handshake: a kind with no User-Agent, with its reason.
+    let mut failed = handshake(6, "10.0.0.4:1", Some("portal.contoso.test"), "failed");
+    failed.reason = Some("no signature algorithm in common".into());
+    failed.hint = Some("serve an RSA certificate".into());
+    assert!(
+        report.handshake(&failed).is_some(),
+        "a failed client is tracked"
+    );
+    let s = report.snapshot();
+    assert_eq!(s.kinds.len(), 3, "{:#?}", s.kinds);
+    let webdav = &s.kinds[0];
+    assert_eq!(webdav.user_agent, WEBDAV_UA);
+    assert_eq!(webdav.ja4, NO_SNI_JA4);
+    assert_eq!(webdav.addresses, 3);
+    assert!(webdav.addresses_exact);
+    assert_eq!(webdav.examples, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(
+        (webdav.handshakes, webdav.without_sni, webdav.with_sni),
+        (4, 4, 0)
+    );
+    assert_eq!(
+        webdav.requests, 7,
+        "every joined request, whatever its own User-Agent"
+    );
+    assert_eq!(webdav.outcomes, BTreeMap::from([("ok".to_string(), 4)]));
+    assert_eq!(webdav.offered_versions.items.len(), 3);
+    assert_eq!(webdav.negotiated_versions.items[0].value, "1.2");
+    assert_eq!(webdav.hosts.items[0].covered, Some(false));
+    assert!(webdav.certificates.items[0].fallback);
+    let failing = s.kinds.iter().find(|k| k.user_agent.is_empty()).unwrap();
+    assert_eq!(
+        failing.outcomes,
+        BTreeMap::from([("failed".to_string(), 1)])
+    );
+    assert_eq!(
+        failing.reasons.items[0].hint.as_deref(),
+        Some("serve an RSA certificate")
+    );
+    let edge = s
+        .kinds
+        .iter()
+        .find(|k| k.user_agent.contains("Edge"))
+        .unwrap();
+    assert_eq!(
+        (edge.with_sni, edge.hosts.items[0].covered),
+        (1, Some(true))
+    );
+    let total: u64 = s.kinds.iter().map(|k| k.handshakes).sum();
+    assert_eq!(
+        total, s.summary.handshakes,
+        "each handshake in exactly one kind"
+    );
+}
+
+#[test]
+fn a_connection_without_requests_joins_its_kind_when_it_ends() {
+    let report = Report::new(ReportLimits::default());
+    let quiet = report
+        .handshake(&handshake(1, "10.0.0.1:1", None, "ok"))
+        .unwrap();
+    let s = report.snapshot();
+    assert!(s.kinds.is_empty());
+    assert_eq!(s.summary.kinds_pending, 1);
+    drop(quiet.clone());
+    assert_eq!(
+        report.snapshot().summary.kinds_pending,
+        1,
+        "a clone is not the end"
+    );
+    drop(quiet);
+    let s = report.snapshot();
+    assert_eq!(s.summary.kinds_pending, 0);
+    assert_eq!(s.kinds.len(), 1);
+    assert_eq!(
+        (s.kinds[0].user_agent.as_str(), s.kinds[0].handshakes),
+        ("", 1)
+    );
+}
+
+#[test]
+fn kind_user_agents_are_normalised() {
+    let report = Report::new(ReportLimits::default());
+    for (conn, token) in [(1, "a1b2c3d4e5f6a7b8c9d0"), (2, "ffee00112233445566778899")] {
+        let c = report
+            .handshake(&handshake(conn, "10.0.0.1:1", None, "ok"))
+            .unwrap();
+        let ua = format!("Outlook/16.0.17126   install={token}");
+        report.request(&c, &access(conn, "mail.contoso.test", &ua, true));
+    }
+    let s = report.snapshot();
+    assert_eq!(s.kinds.len(), 1, "{:#?}", s.kinds);
+    assert_eq!(s.kinds[0].user_agent, "Outlook/16.0.17126 install=…");
+}
+
+#[test]
+fn address_counts_beyond_the_budget_are_a_lower_bound() {
+    let limits = ReportLimits {
+        addresses: 2,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    for conn in 1..=4 {
+        let peer = format!("10.0.0.{conn}:1");
+        let mut rec = handshake(conn, &peer, None, "failed");
+        rec.reason = Some("x".into());
+        report.handshake(&rec);
+    }
+    let s = report.snapshot();
+    assert_eq!(s.kinds.len(), 1);
+    assert_eq!(
+        (s.kinds[0].addresses, s.kinds[0].addresses_exact),
+        (2, false)
+    );
+    assert_eq!(s.kinds[0].handshakes, 4);
+    assert!(render_text(&s).contains("at least 2"));
+}
+
+#[test]
+fn evicted_kinds_are_added_up_in_other_kinds() {
+    let limits = ReportLimits {
+        kinds: 4,
+        ..ReportLimits::default()
+    };
+    let report = Report::new(limits);
+    for conn in 1..=50u64 {
+        let c = report
+            .handshake(&handshake(conn, "10.0.0.1:1", Some("a.test"), "ok"))
+            .unwrap();
+        report.request(
+            &c,
+            &access(conn, "a.test", &format!("Client{conn}/1.0"), true),
+        );
+        report.request(&c, &access(conn, "a.test", "x", true));
+    }
+    let s = report.snapshot();
+    assert_eq!(s.kinds.len(), 4);
+    assert_eq!(s.other_kinds.kinds, 46);
+    let listed: u64 = s.kinds.iter().map(|k| k.handshakes).sum();
+    assert_eq!(listed + s.other_kinds.handshakes, 50);
+    let requests: u64 = s.kinds.iter().map(|k| k.requests).sum();
+    assert_eq!(requests + s.other_kinds.requests, 100);
+    assert_eq!(s.other_kinds.ok, s.other_kinds.handshakes);
 }
