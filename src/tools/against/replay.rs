@@ -118,7 +118,7 @@ fn observed(key: &KindKey, seen: &Observed) -> KindReplay {
         .iter()
         .map(|(name, n)| (name.to_string(), *n))
         .collect();
-    today.sort_by(|a, b| b.1.cmp(&a.1));
+    today.sort_by_key(|t| std::cmp::Reverse(t.1));
     KindReplay {
         client: catalogue::identify(&seen.ja4).map(|c| c.name.clone()),
         ja4: seen.ja4.clone(),
