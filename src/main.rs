@@ -74,6 +74,11 @@ enum Command {
         /// Print the report as a self-contained HTML page (as GET /report.html).
         #[arg(long)]
         html: bool,
+        /// What-if: replay every client kind the handshake logs saw through this
+        /// configuration's decision (no network) and print, per listener, today's
+        /// outcome and the outcome under it.
+        #[arg(long, value_name = "NEW.toml", conflicts_with = "html")]
+        against: Option<PathBuf>,
         /// Configuration whose log files are read when no LOG is given.
         #[arg(short, long, default_value = "config/snigate.toml")]
         config: PathBuf,
@@ -153,8 +158,12 @@ fn main() -> ExitCode {
             logs,
             json,
             html,
+            against,
             config,
-        } => report(logs, json, html, config),
+        } => match against {
+            Some(new) => report_against(&new, logs, json, config),
+            None => report(logs, json, html, config),
+        },
         Command::Health {
             config,
             url,
@@ -299,28 +308,49 @@ fn check(config: PathBuf) -> ExitCode {
     }
 }
 
-fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> ExitCode {
+/// With no LOG named: the handshake_log and access_log files of `config`.
+fn default_logs(logs: &mut Vec<PathBuf>, config: &Path) -> Result<(), ExitCode> {
+    if !logs.is_empty() {
+        return Ok(());
+    }
+    let settings = load(config)?;
+    // Logs written to standard output ("-") are not files to read back.
+    let files = [&settings.log.handshake_log, &settings.log.access_log];
+    logs.extend(
+        files
+            .into_iter()
+            .flatten()
+            .filter(|p| p.as_os_str() != snigate::config::STDOUT)
+            .cloned(),
+    );
     if logs.is_empty() {
-        let settings = match load(&config) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        // Logs written to standard output ("-") are not files to read back.
-        let files = [&settings.log.handshake_log, &settings.log.access_log];
-        logs.extend(
-            files
-                .into_iter()
-                .flatten()
-                .filter(|p| p.as_os_str() != snigate::config::STDOUT)
-                .cloned(),
+        eprintln!(
+            "snigate report: {} sets neither [log] handshake_log nor access_log as a file; name the log files (or save what snigate writes to standard output and name that)",
+            config.display()
         );
-        if logs.is_empty() {
-            eprintln!(
-                "snigate report: {} sets neither [log] handshake_log nor access_log as a file; name the log files (or save what snigate writes to standard output and name that)",
-                config.display()
-            );
-            return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(())
+}
+
+/// `report --against NEW.toml`: the what-if table.
+fn report_against(new: &Path, mut logs: Vec<PathBuf>, json: bool, config: PathBuf) -> ExitCode {
+    if let Err(code) = default_logs(&mut logs, &config) {
+        return code;
+    }
+    let stdout = std::io::stdout();
+    match snigate::tools::against::run(new, &logs, json, &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("snigate report --against: {e:#}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> ExitCode {
+    if let Err(code) = default_logs(&mut logs, &config) {
+        return code;
     }
     let snapshot = match snigate::observe::report::from_logs(&logs, Default::default()) {
         Ok(s) => s,

@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use crate::conn::ConnInfo;
+use crate::observe::handshake_log::{HandshakeLine, LoggedHello};
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{timestamp, HandshakeRecord};
@@ -11,9 +12,9 @@ use crate::state::State;
 use crate::tls::hello::ClientHelloInfo;
 
 /// The handshake-log line for a connection, filled in as it goes.
-pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeRecord {
+pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeLine {
     let logged = hello.filter(|_| state.handshake_log.is_some());
-    HandshakeRecord {
+    let record = HandshakeRecord {
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
         conn: info.conn,
@@ -41,12 +42,18 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         hint: None,
         upstream: None,
         engine: None,
+    };
+    HandshakeLine {
+        record,
+        // What `report --against` replays: only the handshake log has it.
+        hello: logged.map(|h| Box::new(LoggedHello::new(crate::tls::logged_hello::details(h)))),
     }
 }
 
 /// Writes a handshake-log line, counts it, and adds it to the report; the
 /// report's handle when it tracks this client (no SNI, or a failure).
-pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<ClientRef> {
+pub fn emit(state: &State, info: &ConnInfo, line: &HandshakeLine) -> Option<ClientRef> {
+    let rec = &line.record;
     let listener = state.listener(info.listener);
     listener.metrics.handshake(rec.sni.is_some(), rec.outcome);
     if rec.outcome == HandshakeOutcome::Ok {
@@ -69,7 +76,7 @@ pub fn emit(state: &State, info: &ConnInfo, rec: &HandshakeRecord) -> Option<Cli
         }
     }
     if let Some(log) = &state.handshake_log {
-        log.write(rec);
+        log.write(line);
     }
     state.report.handshake(rec)
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
-use crate::observe::telemetry::HandshakeRecord;
+use crate::observe::handshake_log::HandshakeLine;
 use crate::state::State;
 use crate::tls::hello::ClientHello;
 
@@ -23,7 +23,7 @@ pub(crate) struct Pending {
     pub stream: TcpStream,
     pub hello: ClientHello,
     /// Its handshake-log line, certificate and fallback filled in.
-    pub rec: HandshakeRecord,
+    pub rec: HandshakeLine,
     /// When the connection was accepted (the line's `ms`).
     pub start: Instant,
     /// For the HTTP stage after an OpenSSL handshake.

@@ -2,6 +2,8 @@
 //! the compatibility report, and rate-limited refusal summaries.
 
 pub mod catalogue;
+pub mod handshake_log;
+pub mod hello_details;
 pub mod metrics;
 pub mod outcome;
 pub mod refusal_log;

@@ -12,9 +12,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::ConnInfo;
+use crate::observe::handshake_log::HandshakeLine;
 use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
-use crate::observe::telemetry::{millis, HandshakeRecord};
+use crate::observe::telemetry::millis;
 use crate::state::State;
 use crate::upstream::Upstream;
 
@@ -53,7 +54,7 @@ pub(crate) async fn forward(
     mut client: TcpStream,
     hello: Vec<u8>,
     upstream_name: &str,
-    mut rec: HandshakeRecord,
+    mut rec: HandshakeLine,
     start: Instant,
 ) {
     let reason = rec.reason.take().unwrap_or_default();

@@ -13,6 +13,7 @@ use crate::config::{
     CertificateSettings, CertificateSource, ConfigError, ListenerMode, ListenerSettings,
     RequestTimeouts, Settings, UpstreamSettings,
 };
+use crate::observe::handshake_log::HandshakeLog;
 use crate::observe::metrics::{ListenerMetrics, Metrics};
 use crate::observe::report::{Report, ReportLimits};
 use crate::observe::telemetry::JsonLines;
@@ -147,7 +148,7 @@ pub struct State {
     pub certificates: CertificateStore,
     pub upstreams: Vec<Upstream>,
     pub listeners: Vec<ListenerState>,
-    pub handshake_log: Option<JsonLines>,
+    pub handshake_log: Option<HandshakeLog>,
     pub access_log: Option<JsonLines>,
     pub metrics: Arc<Metrics>,
     /// The compatibility report fed by every handshake.
@@ -301,18 +302,19 @@ impl State {
             });
         }
 
-        let open = |path: &Option<std::path::PathBuf>, what: &str, errors: &mut Vec<String>| {
-            path.as_ref()
-                .and_then(|p| match JsonLines::open(p, metrics.log_dropped()) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        errors.push(format!("cannot open {what} {}: {e}", p.display()));
-                        None
-                    }
-                })
+        let mut failed = |what: &str, path: &std::path::Path, e: std::io::Error| {
+            errors.push(format!("cannot open {what} {}: {e}", path.display()));
         };
-        let handshake_log = open(&settings.log.handshake_log, "handshake_log", &mut errors);
-        let access_log = open(&settings.log.access_log, "access_log", &mut errors);
+        let handshake_log = settings.log.handshake_log.as_deref().and_then(|p| {
+            HandshakeLog::open(p, metrics.log_dropped())
+                .map_err(|e| failed("handshake_log", p, e))
+                .ok()
+        });
+        let access_log = settings.log.access_log.as_deref().and_then(|p| {
+            JsonLines::open(p, metrics.log_dropped())
+                .map_err(|e| failed("access_log", p, e))
+                .ok()
+        });
 
         if !errors.is_empty() {
             return Err(errors);

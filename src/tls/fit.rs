@@ -160,12 +160,17 @@ pub fn can_serve(
 
 /// The handshake-log reason for a [`check`] error.
 pub fn reason(hello: &ClientHelloInfo, error: Error) -> String {
+    crate::tls::diagnose::reason(hello, &failure(error))
+}
+
+/// The failed handshake a [`check`] error stands for: the one a rustls
+/// handshake would have ended in.
+pub fn failure(error: Error) -> HandshakeFailure {
     // rustls names this one only in words (`Error::General`).
-    let failure = match error {
+    match error {
         Error::General(m) if m == INCOMPATIBLE_SIGNING_KEY => HandshakeFailure::NoSignatureScheme,
         other => HandshakeFailure::from(other),
-    };
-    crate::tls::diagnose::reason(hello, &failure)
+    }
 }
 
 fn incompatible(why: PeerIncompatible) -> Error {

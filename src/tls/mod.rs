@@ -11,9 +11,11 @@ pub mod fit;
 pub mod groups;
 pub mod hello;
 pub mod hygiene;
+pub mod logged_hello;
 #[cfg(feature = "legacy-tls")]
 pub mod openssl;
 pub mod pfx;
+pub mod predict;
 pub mod store;
 pub mod tickets;
 

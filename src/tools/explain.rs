@@ -11,9 +11,10 @@
 //! the JA3/JA4 fingerprints, and the client software the catalogue
 //! ([`crate::observe::catalogue`]) names from the JA4, as the handshake log's
 //! `client` does. Then, per listener of the configuration, what snigate
-//! would do, decided by the very code and state the proxy uses: the decision
-//! ([`crate::tls::decide::decide`]: certificate, strict refusals, rustls or a legacy
-//! path), then the real TLS server of that listener and certificate, run in memory on
+//! would do, decided by the very code and state the proxy uses: the decision as
+//! [`crate::tls::predict::predict`] foresees it (the proxy's
+//! [`crate::tls::decide::decide`]: certificate, strict refusals, rustls or a legacy
+//! path; the same prediction `snigate report --against` makes), then the real TLS server of that listener and certificate, run in memory on
 //! the hello's bytes (rustls, or OpenSSL for `legacy_tls`); its ServerHello gives the
 //! version and suite, its error the same plain-words reason and hint as the handshake
 //! log. An https listener that serves the hello also lists where the requests for
@@ -35,10 +36,11 @@ use crate::config::{ListenerMode, RouteSettings, Settings};
 use crate::observe::catalogue::{self, ClientKind};
 use crate::route::RouteMatch;
 use crate::state::{ListenerState, State};
-use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind};
+use crate::tls::decide::{handshake_failure, Engine};
 use crate::tls::failure::HandshakeFailure;
 use crate::tls::fingerprint;
 use crate::tls::hello::{is_grease, parse_client_hello, ClientHelloInfo, Parsed};
+use crate::tls::predict::{predict, Outcome};
 
 /// The configuration used when `-c` is not given.
 pub const DEFAULT_CONFIG: &str = "config/snigate.toml";
@@ -250,7 +252,7 @@ struct ListenerOutcome {
     /// The certificate's key type: "ecdsa", "rsa" or "ed25519".
     certificate_key: Option<&'static str>,
     fallback: bool,
-    outcome: Prediction,
+    outcome: Outcome,
     version: Option<&'static str>,
     suite: Option<String>,
     alpn: Option<String>,
@@ -292,32 +294,6 @@ struct PathView {
     upstream: Option<String>,
 }
 
-/// What a listener would do with the hello: the handshake log's outcomes
-/// `explain` can foresee, and `refused` for a hello the listener turns away
-/// before any handshake (strict SNI, no route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Prediction {
-    Ok,
-    Failed,
-    Refused,
-    Passthrough,
-    LegacyPassthrough,
-}
-
-impl Prediction {
-    /// The name in the JSON and text output.
-    fn as_str(self) -> &'static str {
-        match self {
-            Prediction::Ok => "ok",
-            Prediction::Failed => "failed",
-            Prediction::Refused => "refused",
-            Prediction::Passthrough => "passthrough",
-            Prediction::LegacyPassthrough => "legacy_passthrough",
-        }
-    }
-}
-
 impl ListenerOutcome {
     fn new(l: &ListenerState, mode: &'static str) -> Self {
         ListenerOutcome {
@@ -327,7 +303,7 @@ impl ListenerOutcome {
             certificate: None,
             certificate_key: None,
             fallback: false,
-            outcome: Prediction::Failed,
+            outcome: Outcome::Failed,
             version: None,
             suite: None,
             alpn: None,
@@ -370,7 +346,7 @@ fn explain_listeners(
         match l.settings.mode {
             ListenerMode::Https => {
                 let mut o = explain_https(state, l, hello, info);
-                if o.outcome == Prediction::Ok {
+                if o.outcome == Outcome::Ok {
                     if let Some(host) = info.server_name() {
                         o.routes = routes_for_host(state, l, &host);
                         o.path = path.map(|p| path_view(state, l, &host, p));
@@ -385,8 +361,9 @@ fn explain_listeners(
     outcomes
 }
 
-/// An https listener: the proxy's own decision ([`decide`]), then the rustls
-/// handshake in memory for a hello rustls serves.
+/// An https listener: the proxy's own decision, as foreseen by [`predict`],
+/// then for a hello rustls is given the real rustls handshake in memory on
+/// its bytes (which has the last word: version, suite, or the error).
 fn explain_https(
     state: &State,
     l: &ListenerState,
@@ -394,16 +371,12 @@ fn explain_https(
     info: &ClientHelloInfo,
 ) -> ListenerOutcome {
     let mut o = ListenerOutcome::new(l, "https");
-    let served = match decide(l.tls(), info, &state.certificates) {
-        Decision::Serve(served) => served,
-        Decision::Refuse(refusal) => {
-            if refusal.kind == RefusalKind::NoCertificate {
-                o.outcome = Prediction::Refused;
-            }
-            o.reason = Some(refusal.reason);
-            o.hint = refusal.hint;
-            return o;
-        }
+    let predicted = predict(l.tls(), info, &state.certificates);
+    let Some(served) = predicted.served else {
+        o.outcome = predicted.outcome;
+        o.reason = predicted.reason;
+        o.hint = predicted.hint;
+        return o;
     };
     let cert = state.certificates.get(served.certificate);
     o.certificate = Some(cert.name.clone());
@@ -416,7 +389,7 @@ fn explain_https(
             o.certificate = None;
             o.certificate_key = None;
             o.fallback = false;
-            o.outcome = Prediction::LegacyPassthrough;
+            o.outcome = Outcome::LegacyPassthrough;
             o.upstream = Some(upstream.clone());
             o.reason = Some(reason.clone());
             o.note = Some(format!(
@@ -434,7 +407,7 @@ fn explain_https(
     let config = l.server_config(served.certificate).clone();
     match handshake_in_memory(config, hello) {
         Ok(hs) => {
-            o.outcome = Prediction::Ok;
+            o.outcome = Outcome::Ok;
             o.version = Some(hs.version);
             o.suite = Some(hs.suite);
             o.alpn = hs.alpn;
@@ -471,7 +444,7 @@ fn explain_legacy_tls(
     };
     match crate::tls::openssl::handshake_in_memory(context, hello) {
         Ok(negotiated) => {
-            o.outcome = Prediction::Ok;
+            o.outcome = Outcome::Ok;
             o.version = Some(negotiated.version);
             o.suite = Some(negotiated.suite);
             o.alpn = negotiated.alpn;
@@ -513,11 +486,11 @@ fn explain_passthrough(
     let sni = sni.as_deref();
     match l.routes.route_sni(sni, l.settings.strict_sni) {
         Err(reason) => {
-            o.outcome = Prediction::Refused;
+            o.outcome = Outcome::Refused;
             o.reason = Some(reason);
         }
         Ok(route) => {
-            o.outcome = Prediction::Passthrough;
+            o.outcome = Outcome::Passthrough;
             o.fallback = matches!(route, RouteMatch::Default(_));
             o.upstream = state
                 .upstreams
@@ -1008,7 +981,7 @@ impl Report {
                 );
             }
             match l.outcome {
-                Prediction::Ok => {
+                Outcome::Ok => {
                     let _ = writeln!(
                         s,
                         "  {:<13}ok: TLS {} {}{}{}",
@@ -1024,7 +997,7 @@ impl Report {
                             .unwrap_or_default()
                     );
                 }
-                Prediction::Passthrough => {
+                Outcome::Passthrough => {
                     let _ = writeln!(
                         s,
                         "  {:<13}passthrough to upstream \"{}\"",
@@ -1032,9 +1005,7 @@ impl Report {
                         l.upstream.as_deref().unwrap_or("?")
                     );
                 }
-                other @ (Prediction::Failed
-                | Prediction::Refused
-                | Prediction::LegacyPassthrough) => {
+                other @ (Outcome::Failed | Outcome::Refused | Outcome::LegacyPassthrough) => {
                     let _ = writeln!(
                         s,
                         "  {:<13}{}: {}",
@@ -1062,7 +1033,7 @@ impl Report {
                 };
                 let _ = writeln!(s, "{:<17}{rest_label} -> {}", "", rest.target());
             }
-            if l.mode == "https" && l.outcome == Prediction::Ok && self.sni.is_none() {
+            if l.mode == "https" && l.outcome == Outcome::Ok && self.sni.is_none() {
                 let _ = writeln!(
                     s,
                     "  {:<13}no SNI: each request is routed by its Host header",

@@ -1,5 +1,7 @@
-//! Commands besides `run`: explain, probe, gen-certs, demo, import-iis, init.
+//! Commands besides `run`: explain, report --against, probe, gen-certs, demo,
+//! import-iis, init.
 
+pub mod against;
 pub mod demo;
 pub mod explain;
 pub mod gen_certs;

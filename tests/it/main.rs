@@ -7,6 +7,7 @@
 mod common;
 
 mod admin_security;
+mod against;
 mod auth_binding;
 mod balance;
 mod catalogue;
