@@ -1,12 +1,11 @@
 //! The tracked clients: a bounded [`Table`] keyed by (peer IP, JA4); the
 //! clients it evicts are added up in `other`.
 
-use std::net::{IpAddr, SocketAddr};
-
 use super::facts::{Facts, Tally};
 use super::snapshot::{ClientReport, OtherClients};
 use super::table::{Place, Ranked, Table};
 use super::{clip, HandshakeEvent, RequestEvent};
+use crate::observe::log_lines;
 
 /// Who a client is: its IP (without port) and its ClientHello fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -24,17 +23,12 @@ impl ClientKey {
     }
 }
 
-/// The IP of a `peer` field ("192.0.2.1:51234", "[2001:db8::1]:443"); an
-/// IPv4-mapped IPv6 address counts as the IPv4 address.
+/// The IP of a `peer` field ([`log_lines::peer_ip`]) as text; a peer that
+/// is not an address (a hand-edited log) is kept, bounded.
 pub(super) fn peer_ip(peer: &str) -> String {
-    let ip = peer
-        .parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| peer.parse::<IpAddr>());
-    match ip {
-        Ok(ip) => ip.to_canonical().to_string(),
-        // Not an address (a hand-edited log): keep it, bounded.
-        Err(_) => clip(peer, 64).into_owned(),
+    match log_lines::peer_ip(peer) {
+        Some(ip) => ip.to_string(),
+        None => clip(peer, 64).into_owned(),
     }
 }
 

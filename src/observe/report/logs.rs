@@ -11,21 +11,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
 
 use super::snapshot::{LogInput, ReportSnapshot};
+use crate::observe::log_lines::{LogFile, LogLine};
+
 use super::{
     parse_ts, ClientRef, EventOutcome, HandshakeEvent, Report, ReportLimits, RequestEvent,
 };
-
-/// Longest line read; longer ones are skipped (a log line is a few hundred
-/// bytes; this keeps a file without newlines from filling memory).
-const MAX_LINE_BYTES: u64 = 1 << 20;
 
 /// Connections whose handshake mapping is kept for joining access lines:
 /// the most recent ones. Far more than a proxy has open at once, so only
@@ -101,8 +96,7 @@ impl Line {
 
 /// One log file being read.
 struct Source {
-    path: PathBuf,
-    reader: BufReader<File>,
+    file: LogFile,
     /// Timestamp of the last line with one: the merge key of a line whose
     /// own timestamp does not parse.
     last_ts: u64,
@@ -111,59 +105,23 @@ struct Source {
 impl Source {
     /// The next line of a kind the report reads, or `None` at the end.
     fn next(&mut self, input: &mut LogInput) -> anyhow::Result<Option<(u64, Line)>> {
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let read = (&mut self.reader)
-                .take(MAX_LINE_BYTES)
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("reading {}", self.path.display()))?;
-            if read == 0 {
-                return Ok(None);
-            }
-            if buf.last() != Some(&b'\n') && read as u64 == MAX_LINE_BYTES {
-                // Too long: skip to the end of the line.
-                input.lines += 1;
-                input.skipped += 1;
-                self.skip_line()?;
-                continue;
-            }
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
+        while let Some(line) = self.file.next_line()? {
             input.lines += 1;
-            match serde_json::from_slice::<Line>(&buf) {
-                Ok(line) => {
+            let parsed = match line {
+                LogLine::Text(text) => serde_json::from_slice::<Line>(text).ok(),
+                LogLine::TooLong => None,
+            };
+            match parsed {
+                Some(line) => {
                     if let Some(ts) = parse_ts(line.ts()) {
                         self.last_ts = ts;
                     }
                     return Ok(Some((self.last_ts, line)));
                 }
-                Err(_) => input.skipped += 1,
+                None => input.skipped += 1,
             }
         }
-    }
-
-    fn skip_line(&mut self) -> anyhow::Result<()> {
-        loop {
-            let chunk = self
-                .reader
-                .fill_buf()
-                .with_context(|| format!("reading {}", self.path.display()))?;
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.reader.consume(i + 1);
-                    return Ok(());
-                }
-                None => {
-                    let n = chunk.len();
-                    self.reader.consume(n);
-                }
-            }
-        }
+        Ok(None)
     }
 }
 
@@ -244,10 +202,8 @@ pub fn from_logs(paths: &[PathBuf], limits: ReportLimits) -> anyhow::Result<Repo
 }
 
 fn open(path: &Path) -> anyhow::Result<Source> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     Ok(Source {
-        path: path.to_path_buf(),
-        reader: BufReader::with_capacity(64 * 1024, file),
+        file: LogFile::open(path)?,
         last_ts: 0,
     })
 }

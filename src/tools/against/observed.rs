@@ -6,19 +6,16 @@
 //! does not parse is counted and skipped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
+
+use crate::observe::log_lines::{self, LogFile, LogLine};
 
 use crate::observe::hello_details::{HelloDetails, HelloId};
 use crate::observe::outcome::HandshakeOutcome;
 
-/// Longest line read; longer ones are skipped.
-const MAX_LINE_BYTES: u64 = 1 << 20;
 /// Kinds kept, over all listeners; handshakes of further kinds are counted
 /// per listener as `more`.
 pub const MAX_KINDS: usize = 10_000;
@@ -128,33 +125,20 @@ pub fn read(paths: &[PathBuf]) -> anyhow::Result<ObservedLogs> {
 
 impl ObservedLogs {
     fn read_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let read = (&mut reader)
-                .take(MAX_LINE_BYTES)
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if read == 0 {
-                return Ok(());
-            }
-            if buf.last() != Some(&b'\n') && read as u64 == MAX_LINE_BYTES {
-                self.lines += 1;
-                self.skipped += 1;
-                skip_line(&mut reader).with_context(|| format!("reading {}", path.display()))?;
-                continue;
-            }
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
+        let mut file = LogFile::open(path)?;
+        while let Some(line) = file.next_line()? {
             self.lines += 1;
-            let added = serde_json::from_slice::<Line>(&buf).is_ok_and(|line| self.add(line));
+            let added = match line {
+                LogLine::Text(text) => {
+                    serde_json::from_slice::<Line>(text).is_ok_and(|line| self.add(line))
+                }
+                LogLine::TooLong => false,
+            };
             if !added {
                 self.skipped += 1;
             }
         }
+        Ok(())
     }
 
     /// Adds a line; `false` when it is not a handshake line of a hello.
@@ -226,13 +210,10 @@ impl ObservedLogs {
     }
 }
 
-/// The IP of `peer` (`"192.0.2.7:50000"`, `"[2001:db8::1]:443"`); a peer
-/// that is not an address counts as the unspecified one.
+/// The IP of `peer`; a peer that is not an address counts as the
+/// unspecified one.
 fn peer_ip(peer: &str) -> IpAddr {
-    peer.parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| peer.parse::<IpAddr>())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    log_lines::peer_ip(peer).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// `text`, cut to [`MAX_TEXT`] bytes at a character boundary.
@@ -245,25 +226,6 @@ fn clip(mut text: String) -> String {
         text.truncate(end);
     }
     text
-}
-
-fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
-    loop {
-        let chunk = reader.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                reader.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = chunk.len();
-                reader.consume(n);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -285,7 +247,7 @@ mod tests {
         let path = dir.path().join("h.jsonl");
         let long = format!(
             "{{\"x\":\"{}\"}}\n",
-            "a".repeat(MAX_LINE_BYTES as usize + 10)
+            "a".repeat(log_lines::MAX_LINE_BYTES as usize + 10)
         );
         let text = [
             "not json\n",
