@@ -74,6 +74,12 @@ enum Command {
         /// Print the report as a self-contained HTML page (as GET /report.html).
         #[arg(long)]
         html: bool,
+        /// Print the kinds table as CSV, one row per client kind (as GET /report.csv).
+        #[arg(long, conflicts_with_all = ["json", "html"])]
+        csv: bool,
+        /// Per-address rows in --json and --html (as ?clients=N).
+        #[arg(long, value_name = "N", default_value_t = snigate::observe::report::DEFAULT_CLIENTS)]
+        clients: usize,
         /// Configuration whose log files are read when no LOG is given.
         #[arg(short, long, default_value = "config/snigate.toml")]
         config: PathBuf,
@@ -153,8 +159,10 @@ fn main() -> ExitCode {
             logs,
             json,
             html,
+            csv,
+            clients,
             config,
-        } => report(logs, json, html, config),
+        } => report(logs, ReportFormat::new(json, html, csv, clients), config),
         Command::Health {
             config,
             url,
@@ -299,7 +307,27 @@ fn check(config: PathBuf) -> ExitCode {
     }
 }
 
-fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> ExitCode {
+/// What `snigate report` prints.
+enum ReportFormat {
+    Text,
+    Json { clients: usize },
+    Html { clients: usize },
+    Csv,
+}
+
+impl ReportFormat {
+    /// From the flags (clap keeps them exclusive).
+    fn new(json: bool, html: bool, csv: bool, clients: usize) -> Self {
+        match (json, html, csv) {
+            (true, _, _) => ReportFormat::Json { clients },
+            (_, true, _) => ReportFormat::Html { clients },
+            (_, _, true) => ReportFormat::Csv,
+            _ => ReportFormat::Text,
+        }
+    }
+}
+
+fn report(mut logs: Vec<PathBuf>, format: ReportFormat, config: PathBuf) -> ExitCode {
     if logs.is_empty() {
         let settings = match load(&config) {
             Ok(s) => s,
@@ -329,18 +357,12 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    let text = if json {
-        match serde_json::to_string_pretty(&snapshot) {
-            Ok(text) => text + "\n",
-            Err(e) => {
-                eprintln!("snigate report: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else if html {
-        snigate::observe::report::render_html(&snapshot)
-    } else {
-        snigate::observe::report::render_text(&snapshot)
+    use snigate::observe::report::{html_document, json_document, render_csv, render_text};
+    let text = match format {
+        ReportFormat::Json { clients } => json_document(snapshot, clients) + "\n",
+        ReportFormat::Html { clients } => html_document(snapshot, clients),
+        ReportFormat::Csv => render_csv(&snapshot),
+        ReportFormat::Text => render_text(&snapshot),
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
