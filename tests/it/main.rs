@@ -50,6 +50,7 @@ mod real_hellos;
 mod reload;
 mod report;
 mod report_offline;
+mod report_page;
 mod resumption;
 mod robustness;
 mod route_timeouts;
