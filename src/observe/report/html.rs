@@ -30,10 +30,10 @@ ul{margin:0;padding-left:1.1em}code{font-size:.9em;word-break:break-all}
 .c-sni{background:#4e9a06}.c-nosni{background:#e69500}.c-fail{background:#cc0000}
 .scroll{overflow-x:auto;max-width:100%}
 .folded{border-left:4px solid #e69500;background:#fff8e6;padding:.4em .8em}
-table.kinds{width:100%;min-width:960px;font-size:13px}
-table.kinds td,table.kinds th{overflow-wrap:anywhere;padding:.25em .35em}
-table.kinds td.n,table.kinds th{overflow-wrap:normal}
-table.kinds ul{padding-left:.9em}
+table.kinds{width:100%;min-width:960px;table-layout:fixed;font-size:13px}
+table.kinds td,table.kinds th{overflow-wrap:anywhere;padding:.25em .35em}table.kinds th{overflow-wrap:normal}
+table.kinds code{word-break:normal;overflow-wrap:anywhere}td.seen{font-size:.88em}
+table.kinds ul{padding-left:.9em}ul.ex{list-style:none;padding:0;text-align:left;font-size:.9em}
 tr.failing td{background:#fff4f4}tfoot td{background:#f8f8f8}
 th button{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;text-align:left}
 th button:focus-visible{outline:2px solid #1a5fb4}
@@ -381,22 +381,23 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
     h.push_str("</table></div>\n");
 }
 
-/// The kinds table's columns: header, `data-key` (for `#sort=KEY-dir`) and
-/// whether the column sorts as numbers.
-const KIND_COLUMNS: [(&str, &str, bool); 13] = [
-    ("Client software", "client", false),
-    ("User-Agent", "user_agent", false),
-    ("Addresses", "addresses", true),
-    ("Handshakes", "handshakes", true),
-    ("With SNI", "with_sni", true),
-    ("Without SNI", "without_sni", true),
-    ("Outcome, reasons and fixes", "failed", true),
-    ("TLS offered", "offered", false),
-    ("TLS negotiated", "negotiated", false),
-    ("Certificates served", "certificates", false),
-    ("Hosts asked for", "hosts", false),
-    ("First seen", "first_seen", false),
-    ("Last seen", "last_seen", false),
+/// The kinds table's columns: header, `data-key` (for `#sort=KEY-dir`),
+/// whether the column sorts as numbers, and its share of the width in
+/// percent (fixed: long User-Agents and JA4s wrap inside their column).
+const KIND_COLUMNS: [(&str, &str, bool, f32); 13] = [
+    ("Client software", "client", false, 10.0),
+    ("User-Agent", "user_agent", false, 12.0),
+    ("Addresses", "addresses", true, 7.0),
+    ("Hand&shy;shakes", "handshakes", true, 7.0),
+    ("With SNI", "with_sni", true, 4.5),
+    ("Without SNI", "without_sni", true, 6.0),
+    ("Outcome, reasons and fixes", "failed", true, 11.0),
+    ("TLS offered", "offered", false, 5.5),
+    ("TLS negotiated", "negotiated", false, 7.5),
+    ("Certificates served", "certificates", false, 7.5),
+    ("Hosts asked for", "hosts", false, 9.0),
+    ("First seen", "first_seen", false, 6.75),
+    ("Last seen", "last_seen", false, 6.25),
 ];
 
 /// Outcomes that count as a success (the client was served or handed on).
@@ -411,8 +412,12 @@ fn kinds_table(h: &mut String, kinds: &[KindReport], other: &OtherKinds) {
         "<h2>Client kinds ({})</h2>\n<p class=\"muted\">One row per kind of client: the same ClientHello (JA4) and the same User-Agent. The software is named only when the client catalogue knows the JA4. Click a column header to sort.</p>",
         kinds.len() as u64 + other.kinds
     );
-    h.push_str("<div class=\"scroll\"><table id=\"kinds\" class=\"kinds\"><thead><tr>");
-    for (title, key, number) in KIND_COLUMNS {
+    h.push_str("<div class=\"scroll\"><table id=\"kinds\" class=\"kinds\"><colgroup>");
+    for (_, _, _, width) in KIND_COLUMNS {
+        let _ = write!(h, "<col style=\"width:{width}%\">");
+    }
+    h.push_str("</colgroup><thead><tr>");
+    for (title, key, number, _) in KIND_COLUMNS {
         let kind = if number { "number" } else { "text" };
         let _ = write!(
             h,
@@ -496,10 +501,31 @@ fn kind_row(h: &mut String, k: &KindReport) {
     text_cell(h, &hosts_key.join(" "), &hosts(&k.hosts));
     for seen in [&k.first_seen, &k.last_seen] {
         let seen = seen.as_deref().unwrap_or("");
-        // A break opportunity between the date and the time.
-        text_cell(h, seen, &esc(seen).replacen('T', "T<wbr>", 1));
+        let _ = write!(
+            h,
+            "<td class=\"seen\" data-sort=\"{}\">{}</td>",
+            esc(seen),
+            short_time(seen)
+        );
     }
     h.push_str("</tr>\n");
+}
+
+/// A log timestamp for a narrow column: the date above the time, without
+/// the milliseconds (`2026-11-26<br>16:27:33Z`); anything else as it is.
+fn short_time(ts: &str) -> String {
+    match ts.split_once('T') {
+        Some((date, time)) => {
+            let time = time.split_once('.').map_or(time, |(hms, _)| hms);
+            let zone = if ts.ends_with('Z') && !time.ends_with('Z') {
+                "Z"
+            } else {
+                ""
+            };
+            format!("{}<br>{}{zone}", esc(date), esc(time))
+        }
+        None => esc(ts),
+    }
 }
 
 /// A cell sorted as text by `key`, showing `html` (already escaped).
@@ -538,7 +564,7 @@ fn addresses(k: &KindReport) -> String {
         format!("at least {}", k.addresses)
     };
     if !k.examples.is_empty() {
-        out.push_str("<ul class=\"muted\">");
+        out.push_str("<ul class=\"ex muted\">");
         for ip in k.examples.iter().take(5) {
             let _ = write!(out, "<li><code>{}</code></li>", esc(ip));
         }
