@@ -77,8 +77,14 @@ enum Command {
         /// What-if: replay every client kind the handshake logs saw through this
         /// configuration's decision (no network) and print, per listener, today's
         /// outcome and the outcome under it.
-        #[arg(long, value_name = "NEW.toml", conflicts_with = "html")]
+        #[arg(long, value_name = "NEW.toml", conflicts_with_all = ["html", "csv"])]
         against: Option<PathBuf>,
+        /// Print the kinds table as CSV, one row per client kind (as GET /report.csv).
+        #[arg(long, conflicts_with_all = ["json", "html"])]
+        csv: bool,
+        /// Per-address rows in --json and --html (as ?clients=N).
+        #[arg(long, value_name = "N", default_value_t = snigate::observe::report::DEFAULT_CLIENTS)]
+        clients: usize,
         /// Configuration whose log files are read when no LOG is given.
         #[arg(short, long, default_value = "config/snigate.toml")]
         config: PathBuf,
@@ -159,10 +165,12 @@ fn main() -> ExitCode {
             json,
             html,
             against,
+            csv,
+            clients,
             config,
         } => match against {
             Some(new) => report_against(&new, logs, json, config),
-            None => report(logs, json, html, config),
+            None => report(logs, ReportFormat::new(json, html, csv, clients), config),
         },
         Command::Health {
             config,
@@ -348,7 +356,27 @@ fn report_against(new: &Path, mut logs: Vec<PathBuf>, json: bool, config: PathBu
     }
 }
 
-fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> ExitCode {
+/// What `snigate report` prints.
+enum ReportFormat {
+    Text,
+    Json { clients: usize },
+    Html { clients: usize },
+    Csv,
+}
+
+impl ReportFormat {
+    /// From the flags (clap keeps them exclusive).
+    fn new(json: bool, html: bool, csv: bool, clients: usize) -> Self {
+        match (json, html, csv) {
+            (true, _, _) => ReportFormat::Json { clients },
+            (_, true, _) => ReportFormat::Html { clients },
+            (_, _, true) => ReportFormat::Csv,
+            _ => ReportFormat::Text,
+        }
+    }
+}
+
+fn report(mut logs: Vec<PathBuf>, format: ReportFormat, config: PathBuf) -> ExitCode {
     if let Err(code) = default_logs(&mut logs, &config) {
         return code;
     }
@@ -359,18 +387,12 @@ fn report(mut logs: Vec<PathBuf>, json: bool, html: bool, config: PathBuf) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    let text = if json {
-        match serde_json::to_string_pretty(&snapshot) {
-            Ok(text) => text + "\n",
-            Err(e) => {
-                eprintln!("snigate report: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else if html {
-        snigate::observe::report::render_html(&snapshot)
-    } else {
-        snigate::observe::report::render_text(&snapshot)
+    use snigate::observe::report::{html_document, json_document, render_csv, render_text};
+    let text = match format {
+        ReportFormat::Json { clients } => json_document(snapshot, clients) + "\n",
+        ReportFormat::Html { clients } => html_document(snapshot, clients),
+        ReportFormat::Csv => render_csv(&snapshot),
+        ReportFormat::Text => render_text(&snapshot),
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());

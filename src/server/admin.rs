@@ -1,5 +1,5 @@
 //! The admin endpoint: `GET /healthz`, `/metrics` (Prometheus text format),
-//! `/report` (JSON) and `/report.html`, and `POST /reload`. Meant for
+//! `/report` (JSON), `/report.html` and `/report.csv`, and `POST /reload`. Meant for
 //! loopback: it is off unless an `[admin]` section is configured, and binds
 //! 127.0.0.1:9900 by default; `POST /reload` is refused to any peer that is
 //! not on loopback even when the endpoint listens wider (Kubernetes probes).
@@ -14,7 +14,8 @@
 //!   a cross-site form post cannot trigger reloads;
 //! - every answer carries `X-Content-Type-Options: nosniff`, and
 //!   `/report.html` (which shows User-Agents and Hosts clients sent) a
-//!   Content-Security-Policy that allows its inline style and nothing else.
+//!   Content-Security-Policy that allows its inline style and its one inline
+//!   script (by hash) and nothing else.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -32,12 +33,17 @@ use tokio_util::sync::CancellationToken;
 use crate::server::Control;
 
 /// The Content-Security-Policy of `/report.html`: the page is one document
-/// with an inline `<style>` and inline SVG (presentation attributes, which
-/// CSP does not govern); no scripts, images, fonts, frames or forms. Strings
+/// with an inline `<style>`, inline SVG (presentation attributes, which CSP
+/// does not govern) and one inline script, the kinds table's sorting,
+/// allowed by its SHA-256 (a test checks it against the script the page
+/// carries); no other script, no images, fonts, frames or forms. Strings
 /// from the network are escaped, and should one ever slip through, it can
 /// neither run nor load anything.
-pub const REPORT_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const REPORT_CSP: &str = "default-src 'none'; script-src 'sha256-PvKXNGYR5HOJZuWWkbRlqpmCfof6neXUuvXKGcq2y7g='; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `?clients=N` above this is taken as this: the live table keeps 1000 by
+/// default, and the document's size bound cuts what does not fit anyway.
+pub const MAX_REPORT_CLIENTS: usize = 10_000;
 
 /// Serves the admin endpoint until `cancel`.
 pub async fn serve(control: Arc<Control>, socket: TcpListener, cancel: CancellationToken) {
@@ -164,23 +170,7 @@ fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             });
             (StatusCode::OK, "application/json", body.to_string())
         }
-        "/report" => (
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_string_pretty(&state.report.snapshot()).unwrap_or_default(),
-        ),
-        "/report.html" => {
-            let mut resp = respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                crate::observe::report::render_html(&state.report.snapshot()),
-            );
-            resp.headers_mut().insert(
-                header::CONTENT_SECURITY_POLICY,
-                header::HeaderValue::from_static(REPORT_CSP),
-            );
-            return resp;
-        }
+        "/report" | "/report.html" | "/report.csv" => return report(&state.report, req),
         "/metrics" => (
             StatusCode::OK,
             // prometheus-client writes OpenMetrics text (with `# EOF`).
@@ -194,6 +184,78 @@ fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
     };
     respond(status, ctype, body)
+}
+
+/// `/report` (JSON), `/report.html` and `/report.csv`: the report as it
+/// stands, `/report` and `/report.html` with at most `?clients=N`
+/// per-address rows and within their size bounds; `400` for a `clients`
+/// that is not a number.
+fn report(live: &crate::observe::report::Report, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    use crate::observe::report::{html_document, json_document, render_csv};
+    let clients = match clients_asked(req.uri().query()) {
+        Ok(n) => n,
+        Err(message) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                message + "\n",
+            )
+        }
+    };
+    let snapshot = live.snapshot();
+    match req.uri().path() {
+        "/report.html" => {
+            let mut resp = respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                html_document(snapshot, clients),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(REPORT_CSP),
+            );
+            resp
+        }
+        "/report.csv" => {
+            let mut resp = respond(
+                StatusCode::OK,
+                "text/csv; charset=utf-8",
+                render_csv(&snapshot),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                header::HeaderValue::from_static("attachment; filename=\"snigate-report.csv\""),
+            );
+            resp
+        }
+        _ => respond(
+            StatusCode::OK,
+            "application/json",
+            json_document(snapshot, clients),
+        ),
+    }
+}
+
+/// The per-address rows a report query asks for: `clients=N` (at most
+/// [`MAX_REPORT_CLIENTS`]), else [`DEFAULT_CLIENTS`](crate::observe::report::DEFAULT_CLIENTS);
+/// other parameters are ignored. The error says what is wrong.
+pub fn clients_asked(query: Option<&str>) -> Result<usize, String> {
+    let asked = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("clients="));
+    let Some(text) = asked else {
+        return Ok(crate::observe::report::DEFAULT_CLIENTS);
+    };
+    match text.parse::<u64>() {
+        Ok(n) => Ok(usize::try_from(n).map_or(MAX_REPORT_CLIENTS, |n| n.min(MAX_REPORT_CLIENTS))),
+        // A number too large for u64 is still a number: the most there is.
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(MAX_REPORT_CLIENTS),
+        Err(_) => Err(format!(
+            "clients={text:?}: the number of per-address rows must be a whole number, 0 to {MAX_REPORT_CLIENTS} (default {})",
+            crate::observe::report::DEFAULT_CLIENTS
+        )),
+    }
 }
 
 /// `/healthz`'s `health_scores`: per upstream with `health_score_header`,
@@ -336,6 +398,58 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn the_report_csp_allows_the_pages_script_by_its_hash() {
+        use base64::Engine;
+        use sha2::Digest;
+        let report = crate::observe::report::Report::new(Default::default());
+        let page = crate::observe::report::render_html(&report.snapshot());
+        let (_, after) = page
+            .split_once("<script>")
+            .expect("the page has its script");
+        let (script, rest) = after.split_once("</script>").expect("closed");
+        assert!(!rest.contains("<script"), "one script only");
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+        assert!(
+            REPORT_CSP.contains(&format!("script-src 'sha256-{hash}';")),
+            "REPORT_CSP must allow the script by 'sha256-{hash}': {REPORT_CSP}"
+        );
+        let scripts = REPORT_CSP
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src"))
+            .expect("a script-src directive");
+        assert!(!scripts.contains("unsafe"), "{scripts}");
+    }
+
+    #[test]
+    fn clients_asked_in_the_query() {
+        let default = crate::observe::report::DEFAULT_CLIENTS;
+        assert_eq!(clients_asked(None), Ok(default));
+        assert_eq!(clients_asked(Some("")), Ok(default));
+        assert_eq!(clients_asked(Some("x=1")), Ok(default));
+        assert_eq!(clients_asked(Some("clients=7")), Ok(7));
+        assert_eq!(clients_asked(Some("x=1&clients=0")), Ok(0));
+        assert_eq!(
+            clients_asked(Some("clients=999999")),
+            Ok(MAX_REPORT_CLIENTS)
+        );
+        assert_eq!(
+            clients_asked(Some("clients=99999999999999999999999")),
+            Ok(MAX_REPORT_CLIENTS)
+        );
+        for bad in [
+            "clients=",
+            "clients=-1",
+            "clients=ten",
+            "clients=1.5",
+            "clients=%31",
+        ] {
+            let err = clients_asked(Some(bad)).expect_err(bad);
+            assert!(err.contains("whole number"), "{err}");
+        }
     }
 
     #[test]

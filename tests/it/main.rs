@@ -51,6 +51,7 @@ mod real_hellos;
 mod reload;
 mod report;
 mod report_offline;
+mod report_page;
 mod report_scale;
 mod resumption;
 mod robustness;

@@ -1,11 +1,20 @@
 //! The report as a self-contained HTML page (`GET /report.html`): inline
-//! CSS, an inline SVG chart, no scripts, no external assets. Every string
-//! that came from the network or a log (User-Agents, Hosts, reasons, ...) is
-//! escaped.
+//! CSS, inline SVG charts, one small inline script (allowed by its hash in
+//! the admin endpoint's Content-Security-Policy) that makes the kinds table
+//! sortable; no external assets. The page reads the same without the
+//! script. Every string that came from the network or a log (User-Agents,
+//! Hosts, reasons, ...) is escaped.
+//!
+//! Order: title and period, summary, what was left out (`folded`), the kinds
+//! table (every failing kind with its reasons and hints), the charts, then
+//! the per-address tables.
 
 use std::fmt::Write;
 
-use super::snapshot::{ClientReport, Counted, Listed, OutcomeSplit, ReportSnapshot, Timeline};
+use super::snapshot::{
+    CertificateSeen, ClientReport, Counted, HostSeen, KindReport, Listed, OtherKinds, OutcomeSplit,
+    ReasonSeen, ReportSnapshot, Timeline,
+};
 
 const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
@@ -19,7 +28,61 @@ ul{margin:0;padding-left:1.1em}code{font-size:.9em;word-break:break-all}
 .legend span{display:inline-block;margin-right:1.2em}
 .sw{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
 .c-sni{background:#4e9a06}.c-nosni{background:#e69500}.c-fail{background:#cc0000}
+.scroll{overflow-x:auto;max-width:100%}
+.folded{border-left:4px solid #e69500;background:#fff8e6;padding:.4em .8em}
+table.kinds{width:100%;min-width:960px;table-layout:fixed;font-size:13px}
+table.kinds td,table.kinds th{overflow-wrap:anywhere;padding:.25em .35em}table.kinds th{overflow-wrap:normal}
+table.kinds code{word-break:normal;overflow-wrap:anywhere}td.seen{font-size:.88em}
+table.kinds ul{padding-left:.9em}ul.ex{list-style:none;padding:0;text-align:left;font-size:.9em}
+tr.failing td{background:#fff4f4}tfoot td{background:#f8f8f8}
+th button{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;text-align:left}
+th button:focus-visible{outline:2px solid #1a5fb4}
+th[aria-sort=ascending] button::after{content:' \\25B2'}th[aria-sort=descending] button::after{content:' \\25BC'}
+@media (max-width:600px){body{margin:.6em}h1{font-size:1.25em}}
 ";
+
+/// The page's one script: makes the kinds table sortable by any column
+/// (each header becomes a button; numbers sort numerically, by the cells'
+/// `data-sort` values), applies a `#sort=KEY-asc|desc` fragment, and marks
+/// the table `data-sortable="ready"`. `REPORT_CSP` (server/admin.rs) allows
+/// it by its SHA-256, so any change here changes that hash (a test checks).
+pub(crate) const SORT_SCRIPT: &str = r##"(function () {
+  var t = document.getElementById("kinds");
+  if (!t) return;
+  var heads = t.tHead.rows[0].cells, body = t.tBodies[0];
+  function sort(col, dir) {
+    var num = heads[col].getAttribute("data-type") === "number";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].getAttribute("data-sort"), y = b.cells[col].getAttribute("data-sort");
+      var d = num ? x - y : x.localeCompare(y);
+      return dir === "asc" ? d : -d;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    for (var i = 0; i < heads.length; i++) heads[i].removeAttribute("aria-sort");
+    heads[col].setAttribute("aria-sort", dir === "asc" ? "ascending" : "descending");
+    t.setAttribute("data-sorted", heads[col].getAttribute("data-key") + "-" + dir);
+  }
+  Array.prototype.forEach.call(heads, function (th, col) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.title = "sort by this column";
+    while (th.firstChild) b.appendChild(th.firstChild);
+    th.appendChild(b);
+    b.addEventListener("click", function () {
+      var now = th.getAttribute("aria-sort");
+      var dir = now === "ascending" ? "desc" : now === "descending" ? "asc" :
+        th.getAttribute("data-type") === "number" ? "desc" : "asc";
+      sort(col, dir);
+      history.replaceState(null, "", "#sort=" + th.getAttribute("data-key") + "-" + dir);
+    });
+  });
+  var m = /^#sort=([a-z_]+)-(asc|desc)$/.exec(location.hash);
+  for (var i = 0; m && i < heads.length; i++) {
+    if (heads[i].getAttribute("data-key") === m[1]) sort(i, m[2]);
+  }
+  t.setAttribute("data-sortable", "ready");
+})();"##;
 
 /// Escapes text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
@@ -48,21 +111,37 @@ pub fn render_html(s: &ReportSnapshot) -> String {
     h.push_str("</style></head><body>\n<h1>snigate compatibility report</h1>\n");
     let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(&super::text::period(s)));
     summary(&mut h, s);
+    folded(&mut h, &s.folded);
+    kinds_table(&mut h, &s.kinds, &s.other_kinds);
     chart(&mut h, &s.timeline);
 
     let no_sni: Vec<&ClientReport> = s.clients.iter().filter(|c| c.no_sni > 0).collect();
     let failing: Vec<&ClientReport> = s.clients.iter().filter(|c| c.failed > 0).collect();
-    let _ = writeln!(h, "<h2>Clients without SNI ({})</h2>", no_sni.len());
-    h.push_str("<p class=\"muted\">They get the listener's fallback certificate. A Host marked <span class=\"warn\">not covered</span> means that certificate does not name it: the client saw a certificate warning.</p>\n");
+    let _ = writeln!(h, "<h2>Addresses without SNI ({})</h2>", no_sni.len());
+    h.push_str("<p class=\"muted\">One row per client address and ClientHello (JA4). They get the listener's fallback certificate. A Host marked <span class=\"warn\">not covered</span> means that certificate does not name it: the client saw a certificate warning.</p>\n");
     clients_table(&mut h, &no_sni, false);
     let _ = writeln!(
         h,
-        "<h2>Clients with failed handshakes ({})</h2>",
+        "<h2>Addresses with failed handshakes ({})</h2>",
         failing.len()
     );
     clients_table(&mut h, &failing, true);
+    let _ = writeln!(h, "<script>{SORT_SCRIPT}</script>");
     h.push_str("</body></html>\n");
     h
+}
+
+/// What this document leaves out, and why (`folded`); nothing when it is
+/// whole.
+fn folded(h: &mut String, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    h.push_str("<div class=\"folded\"><h2>Left out of this page</h2><ul>");
+    for note in notes {
+        let _ = write!(h, "<li>{}</li>", esc(note));
+    }
+    h.push_str("</ul></div>\n");
 }
 
 fn outcomes(o: &OutcomeSplit) -> String {
@@ -256,7 +335,7 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
         h.push_str("<p class=\"muted\">None.</p>\n");
         return;
     }
-    h.push_str("<table><tr><th>Client (IP, JA4, software)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS versions</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
+    h.push_str("<div class=\"scroll\"><table><tr><th>Client (IP, JA4, software)</th><th>Handshakes</th><th>Requests</th><th>Seen</th><th>TLS versions</th><th>Listener</th><th>Certificate served</th><th>User-Agents</th><th>Hosts</th>");
     if failures {
         h.push_str("<th>Failures and fixes</th>");
     }
@@ -287,65 +366,295 @@ fn clients_table(h: &mut String, clients: &[&ClientReport], failures: bool) {
             list_or_none(&c.versions),
             list(&c.listeners)
         );
-        let mut certs = String::new();
-        for cert in &c.certificates.items {
-            let _ = write!(
-                certs,
-                "<li>{}{} <span class=\"muted\">×{}</span></li>",
-                esc(&cert.name),
-                if cert.fallback {
-                    " <span class=\"muted\">(fallback)</span>"
-                } else {
-                    ""
-                },
-                cert.count
-            );
-        }
         let _ = write!(
             h,
-            "<td>{}</td><td>{}</td>",
-            finish_list(certs, c.certificates.more),
-            list(&c.user_agents)
+            "<td>{}</td><td>{}</td><td>{}</td>",
+            certificates(&c.certificates),
+            list(&c.user_agents),
+            hosts(&c.hosts)
         );
-        let mut hosts = String::new();
-        for host in &c.hosts.items {
-            let mark = match host.covered {
-                Some(false) => format!(
-                    " <span class=\"warn\">not covered ({} requests): certificate warning</span>",
-                    host.uncovered
-                ),
-                Some(true) => " <span class=\"okc\">covered</span>".into(),
-                None => String::new(),
-            };
-            let _ = write!(
-                hosts,
-                "<li>{} <span class=\"muted\">×{}</span>{mark}</li>",
-                esc(&host.host),
-                host.requests
-            );
-        }
-        let _ = write!(h, "<td>{}</td>", finish_list(hosts, c.hosts.more));
         if failures {
-            let mut reasons = String::new();
-            for r in &c.reasons.items {
-                let _ = write!(
-                    reasons,
-                    "<li>{} <span class=\"muted\">×{}</span>",
-                    esc(&r.reason),
-                    r.count
-                );
-                if let Some(hint) = &r.hint {
-                    let _ = write!(
-                        reasons,
-                        "<br><span class=\"hint\">fix: {}</span>",
-                        esc(hint)
-                    );
-                }
-                reasons.push_str("</li>");
-            }
-            let _ = write!(h, "<td>{}</td>", finish_list(reasons, c.reasons.more));
+            let _ = write!(h, "<td>{}</td>", reasons(&c.reasons));
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
+}
+
+/// The kinds table's columns: header, `data-key` (for `#sort=KEY-dir`),
+/// whether the column sorts as numbers, and its share of the width in
+/// percent (fixed: long User-Agents and JA4s wrap inside their column).
+const KIND_COLUMNS: [(&str, &str, bool, f32); 13] = [
+    ("Client software", "client", false, 10.0),
+    ("User-Agent", "user_agent", false, 12.0),
+    ("Addresses", "addresses", true, 7.0),
+    ("Hand&shy;shakes", "handshakes", true, 7.0),
+    ("With SNI", "with_sni", true, 4.5),
+    ("Without SNI", "without_sni", true, 6.0),
+    ("Outcome, reasons and fixes", "failed", true, 11.0),
+    ("TLS offered", "offered", false, 5.5),
+    ("TLS negotiated", "negotiated", false, 7.5),
+    ("Certificates served", "certificates", false, 7.5),
+    ("Hosts asked for", "hosts", false, 9.0),
+    ("First seen", "first_seen", false, 6.75),
+    ("Last seen", "last_seen", false, 6.25),
+];
+
+/// Outcomes that count as a success (the client was served or handed on).
+const SUCCEEDED: [&str; 3] = ["ok", "passthrough", "legacy_passthrough"];
+
+/// The kinds table: one row per client kind (JA4 and User-Agent), failing
+/// kinds with their reasons and hints in the outcome cell, the kinds not
+/// listed added up in the footer.
+fn kinds_table(h: &mut String, kinds: &[KindReport], other: &OtherKinds) {
+    let _ = writeln!(
+        h,
+        "<h2>Client kinds ({})</h2>\n<p class=\"muted\">One row per kind of client: the same ClientHello (JA4) and the same User-Agent. The software is named only when the client catalogue knows the JA4. Click a column header to sort.</p>",
+        kinds.len() as u64 + other.kinds
+    );
+    h.push_str("<div class=\"scroll\"><table id=\"kinds\" class=\"kinds\"><colgroup>");
+    for (_, _, _, width) in KIND_COLUMNS {
+        let _ = write!(h, "<col style=\"width:{width}%\">");
+    }
+    h.push_str("</colgroup><thead><tr>");
+    for (title, key, number, _) in KIND_COLUMNS {
+        let kind = if number { "number" } else { "text" };
+        let _ = write!(
+            h,
+            "<th scope=\"col\" data-key=\"{key}\" data-type=\"{kind}\">{title}</th>"
+        );
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for k in kinds {
+        kind_row(h, k);
+    }
+    h.push_str("</tbody>\n");
+    if other.kinds > 0 {
+        let _ = writeln!(
+            h,
+            "<tfoot><tr><td colspan=\"3\">{} other kinds, not listed</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td colspan=\"7\">{} ok, <span class=\"{}\">{} failed</span>; {} requests</td></tr></tfoot>",
+            other.kinds,
+            other.handshakes,
+            other.handshakes.saturating_sub(other.without_sni),
+            other.without_sni,
+            other.ok,
+            if other.failed > 0 { "warn" } else { "muted" },
+            other.failed,
+            other.requests
+        );
+    }
+    h.push_str("</table></div>\n");
+    if kinds.is_empty() && other.kinds == 0 {
+        h.push_str("<p class=\"muted\">No client kinds yet.</p>\n");
+    }
+}
+
+/// Handshakes of a kind that did not succeed.
+fn kind_failed(k: &KindReport) -> u64 {
+    let ok: u64 = SUCCEEDED.iter().filter_map(|o| k.outcomes.get(*o)).sum();
+    k.handshakes.saturating_sub(ok)
+}
+
+/// One kind's row; each cell carries its raw value in `data-sort`.
+fn kind_row(h: &mut String, k: &KindReport) {
+    let failed = kind_failed(k);
+    let class = if failed > 0 { " class=\"failing\"" } else { "" };
+    let _ = write!(h, "<tr{class}>");
+    text_cell(
+        h,
+        k.client.as_deref().unwrap_or(""),
+        &software(k.client.as_deref(), k.client_note.as_deref(), &k.ja4),
+    );
+    let ua = match k.user_agent.as_str() {
+        "" => "<span class=\"muted\">none</span>".to_string(),
+        ua => format!("<code>{}</code>", esc(ua)),
+    };
+    text_cell(h, &k.user_agent, &ua);
+    number_cell(h, k.addresses, &addresses(k));
+    number_cell(h, k.handshakes, &k.handshakes.to_string());
+    number_cell(h, k.with_sni, &k.with_sni.to_string());
+    number_cell(h, k.without_sni, &k.without_sni.to_string());
+    let _ = write!(
+        h,
+        "<td data-sort=\"{failed}\">{}{}</td>",
+        kind_outcomes(k),
+        reasons(&k.reasons)
+    );
+    text_cell(
+        h,
+        &versions_key(&k.offered_versions),
+        &list_or_none(&k.offered_versions),
+    );
+    text_cell(
+        h,
+        &versions_key(&k.negotiated_versions),
+        &list_or_none(&k.negotiated_versions),
+    );
+    let names: Vec<&str> = k
+        .certificates
+        .items
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    text_cell(h, &names.join(" "), &certificates(&k.certificates));
+    let hosts_key: Vec<&str> = k.hosts.items.iter().map(|x| x.host.as_str()).collect();
+    text_cell(h, &hosts_key.join(" "), &hosts(&k.hosts));
+    for seen in [&k.first_seen, &k.last_seen] {
+        let seen = seen.as_deref().unwrap_or("");
+        let _ = write!(
+            h,
+            "<td class=\"seen\" data-sort=\"{}\">{}</td>",
+            esc(seen),
+            short_time(seen)
+        );
+    }
+    h.push_str("</tr>\n");
+}
+
+/// A log timestamp for a narrow column: the date above the time, without
+/// the milliseconds (`2026-11-26<br>16:27:33Z`); anything else as it is.
+fn short_time(ts: &str) -> String {
+    match ts.split_once('T') {
+        Some((date, time)) => {
+            let time = time.split_once('.').map_or(time, |(hms, _)| hms);
+            let zone = if ts.ends_with('Z') && !time.ends_with('Z') {
+                "Z"
+            } else {
+                ""
+            };
+            format!("{}<br>{}{zone}", esc(date), esc(time))
+        }
+        None => esc(ts),
+    }
+}
+
+/// A cell sorted as text by `key`, showing `html` (already escaped).
+fn text_cell(h: &mut String, key: &str, html: &str) {
+    let _ = write!(h, "<td data-sort=\"{}\">{html}</td>", esc(key));
+}
+
+/// A cell sorted as the number `key`, showing `html` (already escaped).
+fn number_cell(h: &mut String, key: u64, html: &str) {
+    let _ = write!(h, "<td class=\"n\" data-sort=\"{key}\">{html}</td>");
+}
+
+/// The catalogue's name and note, or "unknown client" (never guessed), and
+/// the JA4.
+fn software(name: Option<&str>, note: Option<&str>, ja4: &str) -> String {
+    let mut out = match name {
+        Some(name) => format!("<b>{}</b>", esc(name)),
+        None => "<span class=\"muted\">unknown client</span>".to_string(),
+    };
+    if let Some(note) = note {
+        let _ = write!(out, "<br><span class=\"hint\">{}</span>", esc(note));
+    }
+    let ja4 = match ja4 {
+        "" => "<span class=\"muted\">no ClientHello</span>".to_string(),
+        ja4 => format!("<code>{}</code>", esc(ja4)),
+    };
+    let _ = write!(out, "<br>{ja4}");
+    out
+}
+
+/// "N" or "at least N" distinct addresses, and up to 5 of them.
+fn addresses(k: &KindReport) -> String {
+    let mut out = if k.addresses_exact {
+        k.addresses.to_string()
+    } else {
+        format!("at least {}", k.addresses)
+    };
+    if !k.examples.is_empty() {
+        out.push_str("<ul class=\"ex muted\">");
+        for ip in k.examples.iter().take(5) {
+            let _ = write!(out, "<li><code>{}</code></li>", esc(ip));
+        }
+        out.push_str("</ul>");
+    }
+    out
+}
+
+/// The kind's handshakes by outcome: succeeded ones green, the rest red.
+fn kind_outcomes(k: &KindReport) -> String {
+    let parts: Vec<String> = k
+        .outcomes
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| {
+            let class = if SUCCEEDED.contains(&name.as_str()) {
+                "okc"
+            } else {
+                "warn"
+            };
+            format!("<span class=\"{class}\">{} {n}</span>", esc(name))
+        })
+        .collect();
+    parts.join(" · ")
+}
+
+/// The versions of a list in ascending order, as the text a column sorts
+/// by ("1.0 1.2": the oldest version offered first).
+fn versions_key(l: &Listed<Counted>) -> String {
+    let mut values: Vec<&str> = l.items.iter().map(|c| c.value.as_str()).collect();
+    values.sort_unstable();
+    values.join(" ")
+}
+
+/// Certificates served, the fallback marked.
+fn certificates(l: &Listed<CertificateSeen>) -> String {
+    let mut items = String::new();
+    for cert in &l.items {
+        let _ = write!(
+            items,
+            "<li>{}{} <span class=\"muted\">×{}</span></li>",
+            esc(&cert.name),
+            if cert.fallback {
+                " <span class=\"muted\">(fallback)</span>"
+            } else {
+                ""
+            },
+            cert.count
+        );
+    }
+    finish_list(items, l.more)
+}
+
+/// Hosts asked for, each marked covered or not covered by the certificate
+/// served.
+fn hosts(l: &Listed<HostSeen>) -> String {
+    let mut items = String::new();
+    for host in &l.items {
+        let mark = match host.covered {
+            Some(false) => format!(
+                " <span class=\"warn\">not covered ({} requests): certificate warning</span>",
+                host.uncovered
+            ),
+            Some(true) => " <span class=\"okc\">covered</span>".into(),
+            None => String::new(),
+        };
+        let _ = write!(
+            items,
+            "<li>{} <span class=\"muted\">×{}</span>{mark}</li>",
+            esc(&host.host),
+            host.requests
+        );
+    }
+    finish_list(items, l.more)
+}
+
+/// Why handshakes failed, each with its hint ("fix: ...").
+fn reasons(l: &Listed<ReasonSeen>) -> String {
+    let mut items = String::new();
+    for r in &l.items {
+        let _ = write!(
+            items,
+            "<li>{} <span class=\"muted\">×{}</span>",
+            esc(&r.reason),
+            r.count
+        );
+        if let Some(hint) = &r.hint {
+            let _ = write!(items, "<br><span class=\"hint\">fix: {}</span>", esc(hint));
+        }
+        items.push_str("</li>");
+    }
+    finish_list(items, l.more)
 }

@@ -15,6 +15,7 @@
 //! `buckets` time buckets, `per_client` values per list and clipped strings.
 
 mod clients;
+mod csv;
 mod document;
 mod facts;
 mod html;
@@ -35,6 +36,7 @@ use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
 use crate::sync::lock;
 
+pub use csv::render_csv;
 pub use document::{html_document, json_document, DEFAULT_CLIENTS, HTML_MAX_BYTES, JSON_MAX_BYTES};
 pub use html::render_html;
 pub use logs::from_logs;
