@@ -300,6 +300,11 @@ fn sample() -> ReportSnapshot {
             last_seen: Some("2026-11-26T16:27:33.160Z".into()),
             clients_tracked: 3,
             clients_limit: 1000,
+            kinds_listed: 9,
+            kinds_limit: 1000,
+            kinds_pending: 2,
+            addresses: 1_412,
+            addresses_exact: true,
         },
         timeline: Timeline {
             bucket_ms: 600_000,

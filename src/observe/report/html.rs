@@ -179,6 +179,25 @@ fn summary(h: &mut String, s: &ReportSnapshot) {
     );
     row(
         h,
+        "Client addresses",
+        m.addresses,
+        if m.addresses_exact {
+            "distinct addresses".into()
+        } else {
+            "at least this many distinct addresses (more than the report keeps)".into()
+        },
+    );
+    row(
+        h,
+        "Client kinds",
+        m.kinds_listed,
+        format!(
+            "at most {} are kept; {} connections not in a kind yet (no request so far)",
+            m.kinds_limit, m.kinds_pending
+        ),
+    );
+    row(
+        h,
         "Requests joined",
         m.requests_joined,
         "requests on connections of the clients listed below".into(),
