@@ -6,8 +6,7 @@
 //! `/report` and `/report.html`.
 //!
 //! The browser checks need chromium (.ci/run installs it); without it they
-//! fail, unless `SNIGATE_SKIP_BROWSER=1`. `SNIGATE_REPORT_DEMO_PAGE=FILE`
-//! writes the hand-made demo page to FILE (deploy/report/screenshot.sh).
+//! fail, unless `SNIGATE_SKIP_BROWSER=1`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -826,9 +825,6 @@ fn handshakes_in_order(dom: &str) -> Vec<u64> {
 async fn page_in_a_real_browser_sorts_under_its_csp_and_fits_a_laptop_and_a_phone() {
     let Some(bin) = browser() else { return };
     let page = render_html(&sample());
-    if let Some(out) = std::env::var_os("SNIGATE_REPORT_DEMO_PAGE") {
-        std::fs::write(out, &page).unwrap();
-    }
     let without_frame_ancestors = REPORT_CSP.replace("; frame-ancestors 'none'", "");
     let html = "text/html; charset=utf-8";
     let pages = BTreeMap::from([
