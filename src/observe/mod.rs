@@ -10,3 +10,4 @@ pub mod outcome;
 pub mod refusal_log;
 pub mod report;
 pub mod telemetry;
+pub mod terminal;

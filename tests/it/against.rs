@@ -370,3 +370,25 @@ fn the_logged_details_decide_as_the_hello_does() {
         }
     }
 }
+
+/// SNI and listener names come from clients and logs: printed as text,
+/// their control characters are escaped, so a client cannot drive the
+/// operator's terminal (clear it, recolour it, set its title).
+#[test]
+fn hostile_names_cannot_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let c = config(dir.path(), &pki, 'C');
+    let log = dir.path().join("hostile.jsonl");
+    let line = r#"{"event":"tls_handshake","listener":"main\u001b]0;owned\u0007","peer":"192.0.2.1:1","sni":"a\u001b[2Jb.test","ja4":"t12i240600_9295eb73ea51_71440d09e7ee","outcome":"ok"}"#;
+    std::fs::write(&log, format!("{line}\n")).unwrap();
+    let text = snigate::tools::against::render_text(
+        &against(&load_config(&c).unwrap(), &c, &[log]).unwrap(),
+    );
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains("a\\u{1b}[2Jb.test"), "{text}");
+    assert!(text.contains("main\\u{1b}]0;owned\\u{7}"), "{text}");
+}

@@ -6,25 +6,14 @@
 
 use std::fmt::Write;
 
+use crate::observe::terminal::printable as safe;
+
 use std::collections::BTreeMap;
 
 use super::snapshot::{
     CertificateSeen, ClientReport, Counted, HostSeen, KindReport, Listed, OutcomeSplit, ReasonSeen,
     ReportSnapshot,
 };
-
-/// Makes a value from the network safe to print on a terminal.
-fn safe(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// "FIRST .. LAST" of the handshakes, or a note that there were none.
 pub(super) fn period(s: &ReportSnapshot) -> String {

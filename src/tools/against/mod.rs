@@ -20,6 +20,7 @@ use crate::state::State;
 
 pub use observed::{MAX_ADDRESSES, MAX_DETAIL_VALUES, MAX_KINDS};
 pub use replay::{Change, KindReplay, UnderNew};
+pub use text::render as render_text;
 
 /// The whole answer (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]

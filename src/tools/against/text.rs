@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::observe::terminal::printable_lines;
+
 use super::{kind_name, Against, ChangeSummary, KindReplay, ListenerReplay};
 
 /// Width of the kind column.
@@ -28,7 +30,8 @@ pub fn render(answer: &Against) -> String {
     for listener in &answer.listeners {
         render_listener(&mut out, listener);
     }
-    out
+    // SNI, listener names, JA4s and reasons come from the logs.
+    printable_lines(&out)
 }
 
 fn render_listener(out: &mut String, l: &ListenerReplay) {
@@ -91,14 +94,16 @@ fn render_kind(out: &mut String, kind: &KindReplay) {
     } else {
         kind.addresses.to_string()
     };
+    let mut name = kind_name(kind);
+    if name.chars().count() > KIND {
+        // Too long for its column: on a line of its own, the row below it.
+        let _ = writeln!(out, "  {name}");
+        name.clear();
+    }
     let _ = writeln!(
         out,
         "  {:<KIND$} {:<OUTCOME$} {:<OUTCOME$} {:>10} {:>9}",
-        kind_name(kind),
-        today,
-        under,
-        kind.handshakes,
-        addresses
+        name, today, under, kind.handshakes, addresses
     );
     let ja4 = if kind.ja4.is_empty() {
         "no JA4"
