@@ -6,6 +6,7 @@
 //! stay whole.
 
 use super::snapshot::{KindReport, OtherKinds, ReportSnapshot};
+use crate::observe::outcome::HandshakeOutcome;
 
 /// `/report` and `snigate report --json` stay under this.
 pub const JSON_MAX_BYTES: usize = 1024 * 1024;
@@ -94,9 +95,12 @@ fn fold_kinds(s: &mut ReportSnapshot, n: usize) {
 
 /// Adds a kind's counts to the kinds not listed.
 fn add_kind(other: &mut OtherKinds, k: &KindReport) {
-    let ok = ["ok", "passthrough", "legacy_passthrough"]
+    let succeeded = |name: &str| HandshakeOutcome::from_name(name).is_some_and(|o| o.succeeded());
+    let ok = k
+        .outcomes
         .iter()
-        .filter_map(|o| k.outcomes.get(*o))
+        .filter(|(name, _)| succeeded(name))
+        .map(|(_, n)| n)
         .sum::<u64>();
     other.add(k.handshakes, ok, k.without_sni, k.requests);
 }
