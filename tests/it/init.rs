@@ -99,21 +99,21 @@ fn assert_checks_clean(dir: &Path, output: &str) {
 const EXCHANGE_HOSTS: &str = "mail.contoso.test,autodiscover.contoso.test";
 const WFES: &str = "10.0.0.11:80,10.0.0.12:80";
 
+/// The arguments that wrote config/exchange.toml.
+const EXCHANGE_ARGS: [&str; 7] = [
+    "--profile",
+    "exchange",
+    "--host",
+    EXCHANGE_HOSTS,
+    "--backend",
+    "10.0.0.21:443,10.0.0.22:443",
+    "--tls-backend",
+];
+
 #[test]
 fn every_profile_writes_a_file_that_snigate_check_accepts() {
     let cases: [(&[&str], &str); 7] = [
-        (
-            &[
-                "--profile",
-                "exchange",
-                "--host",
-                EXCHANGE_HOSTS,
-                "--backend",
-                "10.0.0.21:443,10.0.0.22:443",
-                "--tls-backend",
-            ],
-            "config/exchange.toml",
-        ),
+        (&EXCHANGE_ARGS, "config/exchange.toml"),
         (
             &[
                 "--profile",
@@ -430,15 +430,7 @@ const VDIRS: [Vdir; 9] = [
 
 #[test]
 fn the_exchange_route_table() {
-    let args = [
-        "--profile",
-        "exchange",
-        "--host",
-        EXCHANGE_HOSTS,
-        "--backend",
-        "10.0.0.21:443,10.0.0.22:443",
-        "--tls-backend",
-    ];
+    let args = EXCHANGE_ARGS;
     let (dir, _) = init_with_certs(&args, "config/exchange.toml");
     let settings = Settings::load(&dir.path().join("config/exchange.toml")).unwrap();
     assert_eq!(settings.upstreams.len(), 8);
