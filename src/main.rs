@@ -67,6 +67,7 @@ enum Command {
     /// Compatibility report from handshake and access logs (JSON lines).
     Report {
         /// Log files, in any order; default: the handshake_log and access_log of the configuration.
+        /// With --against, documents saved from GET /report/hellos too.
         logs: Vec<PathBuf>,
         /// Print the report as JSON (the same document as GET /report).
         #[arg(long, conflicts_with = "html")]

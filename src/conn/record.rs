@@ -45,8 +45,9 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
     };
     HandshakeLine {
         record,
-        // What `report --against` replays: only the handshake log has it.
-        hello: logged.map(|h| Box::new(LoggedHello::new(crate::tls::logged_hello::details(h)))),
+        // What `report --against` replays: the handshake log writes it,
+        // the report keeps it (GET /report/hellos).
+        hello: hello.map(|h| Box::new(LoggedHello::new(crate::tls::logged_hello::details(h)))),
     }
 }
 
@@ -78,5 +79,5 @@ pub fn emit(state: &State, info: &ConnInfo, line: &HandshakeLine) -> Option<Clie
     if let Some(log) = &state.handshake_log {
         log.write(line);
     }
-    state.report.handshake(rec)
+    state.report.handshake(rec, line.hello.as_deref())
 }

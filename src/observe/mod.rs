@@ -4,6 +4,7 @@
 pub mod catalogue;
 pub mod handshake_log;
 pub mod hello_details;
+pub mod hellos_seen;
 pub mod log_lines;
 pub mod metrics;
 pub mod outcome;

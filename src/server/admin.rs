@@ -171,6 +171,20 @@ fn answer(control: &Control, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             (StatusCode::OK, "application/json", body.to_string())
         }
         "/report" | "/report.html" | "/report.csv" => return report(&state.report, req),
+        "/report/hellos" => {
+            // What `snigate report --against NEW.toml FILE` replays, saved.
+            let mut resp = respond(
+                StatusCode::OK,
+                "application/json",
+                // Strings, numbers and string-keyed maps: cannot fail.
+                serde_json::to_string(&state.report.hellos_seen()).unwrap_or_default(),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                header::HeaderValue::from_static("attachment; filename=\"snigate-hellos.json\""),
+            );
+            return resp;
+        }
         "/metrics" => (
             StatusCode::OK,
             // prometheus-client writes OpenMetrics text (with `# EOF`).

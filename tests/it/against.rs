@@ -33,6 +33,12 @@ type KindId = (String, Option<String>);
 /// The configurations: A (ECDSA fallback, an RSA certificate too), B (A,
 /// strict) and C (RSA only). `log` names the handshake log file.
 fn config(dir: &Path, pki: &Pki, which: char) -> PathBuf {
+    config_logged(dir, pki, which, true)
+}
+
+/// As [`config`], with the admin endpoint on port 0, and with or without
+/// the handshake log (`log`; the file is named after `which` either way).
+fn config_logged(dir: &Path, pki: &Pki, which: char, log: bool) -> PathBuf {
     let ecdsa = pki.leaf(&format!("ecdsa-{which}"), &[HOST], Key::Ecdsa);
     let rsa = pki.leaf(&format!("rsa-{which}"), &[HOST], Key::Rsa);
     let (certs, fallback, strict) = match which {
@@ -48,9 +54,16 @@ fn config(dir: &Path, pki: &Pki, which: char) -> PathBuf {
         ),
         _ => (cert_toml("rsa", &rsa), "rsa", false),
     };
+    let log_setting = if log {
+        format!("handshake_log = \"handshakes-{which}.jsonl\"")
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"[log]
-handshake_log = "handshakes-{which}.jsonl"
+{log_setting}
+[admin]
+bind = "127.0.0.1:0"
 [timeouts]
 handshake = "5s"
 {certs}
@@ -65,7 +78,10 @@ name = "portal"
 servers = ["127.0.0.1:9"]
 "#
     );
-    let path = dir.join(format!("{which}.toml"));
+    let path = dir.join(format!(
+        "{which}{}.toml",
+        if log { "" } else { "-unlogged" }
+    ));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -236,6 +252,88 @@ async fn against_predicts_what_a_live_run_of_the_new_configuration_does() {
         // under B, nor under C.
         assert!(today.iter().any(|(k, s)| *s && !got_b[k]));
         assert!(today.iter().any(|(k, s)| *s && !got_c[k]));
+    })
+    .await;
+}
+
+/// Runs `config` live with every hello and saves what `GET /report/hellos`
+/// then serves as `save`.
+async fn live_saved(config: &Path, pki: &Pki, save: &Path) {
+    let proxy = start(config).await;
+    let addr = proxy.addr("main").expect("addr");
+    let (_, sent) = send_all(addr, pki).await;
+    // Every handshake is counted before its connection is answered or
+    // closed; poll only for the clients' last connections to be done.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let reply = admin_get(&proxy, "/report/hellos").await;
+        assert_eq!(reply.status, 200);
+        let doc: Value = serde_json::from_slice(&reply.body).expect("JSON");
+        let counted = doc["listeners"]["main"]["handshakes"].as_u64();
+        if counted == Some(sent as u64) || tokio::time::Instant::now() >= deadline {
+            assert_eq!(counted, Some(sent as u64), "{doc:#}");
+            break reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    std::fs::write(save, &body).unwrap();
+    proxy.shutdown().await;
+}
+
+/// The answer without the names of what was read (logs or documents).
+fn replayed_part(answer: &Against) -> Value {
+    serde_json::to_value(&answer.listeners).unwrap()
+}
+
+#[tokio::test]
+async fn a_saved_report_replays_as_the_handshake_log_does() {
+    bounded_for(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let [a, b, c] = ['A', 'B', 'C'].map(|w| config(dir.path(), &pki, w));
+        let saved = dir.path().join("hellos-A.json");
+        live_saved(&a, &pki, &saved).await;
+        let log_a = vec![dir.path().join("handshakes-A.jsonl")];
+        // And once more without any handshake log: the report alone.
+        let unlogged = config_logged(dir.path(), &pki, 'A', false);
+        let saved_unlogged = dir.path().join("hellos-A-unlogged.json");
+        live_saved(&unlogged, &pki, &saved_unlogged).await;
+
+        for new in [&b, &c] {
+            let state = load_config(new).unwrap();
+            let from_log = against(&state, new, &log_a).unwrap();
+            let from_saved = against(&state, new, std::slice::from_ref(&saved)).unwrap();
+            let from_unlogged =
+                against(&state, new, std::slice::from_ref(&saved_unlogged)).unwrap();
+            assert!(from_log.listeners[0].changes.iter().any(|c| c.kinds > 0));
+            assert_eq!(from_log.listeners[0].not_replayed, 0);
+            assert_eq!(replayed_part(&from_saved), replayed_part(&from_log));
+            assert_eq!(replayed_part(&from_unlogged), replayed_part(&from_log));
+        }
+
+        // The binary reads a saved document as it reads a log.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_snigate"))
+            .args(["report", "--against"])
+            .arg(&b)
+            .arg(&saved_unlogged)
+            .output()
+            .expect("run snigate");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("would be refused under NEW:"), "{text}");
+        // A document cut short is an error, not an empty answer.
+        let cut = dir.path().join("cut.json");
+        let whole = std::fs::read(&saved).unwrap();
+        std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+        let err = against(&load_config(&b).unwrap(), &b, &[cut]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a document of GET /report/hellos"),
+            "{err:#}"
+        );
     })
     .await;
 }

@@ -153,7 +153,7 @@ fn live(records: &[Record], limits: ReportLimits) -> snigate::observe::report::R
     for r in records {
         match r {
             Record::Handshake(h) => {
-                conns.insert(h.conn, report.handshake(h));
+                conns.insert(h.conn, report.handshake(h, None));
             }
             Record::Access(a) => {
                 if let Some(Some(client)) = conns.get(&a.conn) {

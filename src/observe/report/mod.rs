@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::observe::handshake_log::LoggedHello;
+use crate::observe::hellos_seen::{HellosSeen, SeenDocument, SeenHandshake, SeenLimits};
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::{AccessRecord, HandshakeRecord};
 use crate::sync::lock;
@@ -104,6 +106,8 @@ pub struct Report {
     totals: Mutex<Totals>,
     kinds: Arc<Kinds>,
     clients: Mutex<ClientTable>,
+    /// Every hello by (listener, hello, SNI), for `report --against`.
+    hellos: Mutex<HellosSeen>,
 }
 
 /// The kinds table and the connections not yet in it.
@@ -348,6 +352,7 @@ impl Report {
                 pending: AtomicU64::new(0),
             }),
             clients: Mutex::new(ClientTable::new(limits.clients, limits.per_client)),
+            hellos: Mutex::new(HellosSeen::new(SeenLimits::LIVE)),
             limits,
         }
     }
@@ -357,8 +362,40 @@ impl Report {
     /// handshake that succeeded and may carry requests: their User-Agent
     /// names the client kind) or its client is tracked (no SNI, or a
     /// handshake that did not succeed). Hold it as long as the connection.
-    pub fn handshake(&self, rec: &HandshakeRecord) -> Option<ClientRef> {
+    /// `hello`: what `report --against` needs of the ClientHello, if one
+    /// was read.
+    pub fn handshake(
+        &self,
+        rec: &HandshakeRecord,
+        hello: Option<&LoggedHello>,
+    ) -> Option<ClientRef> {
+        self.hello_seen(rec, hello);
         self.handshake_event(&HandshakeEvent::from_record(rec))
+    }
+
+    /// Counts the handshake in the hellos table (`GET /report/hellos`).
+    fn hello_seen(&self, rec: &HandshakeRecord, hello: Option<&LoggedHello>) {
+        let Some(peer) = crate::observe::log_lines::peer_ip(&rec.peer) else {
+            return;
+        };
+        let mut seen = lock(&self.hellos);
+        if let Some(h) = hello.filter(|h| !seen.has_details(h.id)) {
+            seen.keep_details(h.id, h.details.clone());
+        }
+        seen.add(&SeenHandshake {
+            listener: &rec.listener,
+            peer,
+            sni: rec.sni.as_deref(),
+            ja4: &rec.ja4,
+            outcome: rec.outcome,
+            reason: rec.reason.as_deref(),
+            hello: hello.map(|h| h.id),
+        });
+    }
+
+    /// The hellos table, as `GET /report/hellos` serves it.
+    pub fn hellos_seen(&self) -> SeenDocument {
+        lock(&self.hellos).document()
     }
 
     /// Called for requests on a connection with a handle. Only the first

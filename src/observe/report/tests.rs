@@ -71,18 +71,16 @@ fn access(conn: u64, host: &str, ua: &str, covered: bool) -> AccessRecord {
 fn no_sni_client_listed_with_user_agent_and_uncovered_host() {
     let report = Report::new(ReportLimits::default());
     let client = report
-        .handshake(&handshake(1, "192.0.2.7:50000", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.7:50000", None, "ok"), None)
         .expect("a client without SNI is tracked");
     report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
     report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
     for conn in 2..5 {
         // SNI clients that succeed are counted (and kinded), not listed.
-        report.handshake(&handshake(
-            conn,
-            "198.51.100.1:4000",
-            Some("portal.contoso.test"),
-            "ok",
-        ));
+        report.handshake(
+            &handshake(conn, "198.51.100.1:4000", Some("portal.contoso.test"), "ok"),
+            None,
+        );
     }
 
     let s = report.snapshot();
@@ -144,12 +142,12 @@ fn failed_client_listed_with_reason_and_hint() {
     let mut rec = handshake(7, "203.0.113.9:1234", Some("portal.contoso.test"), "failed");
     rec.reason = Some("no cipher suite in common".into());
     rec.hint = Some("an ECDSA certificate or passthrough to the backend would serve it".into());
-    report.handshake(&rec);
-    report.handshake(&rec);
+    report.handshake(&rec, None);
+    report.handshake(&rec, None);
     let mut rejected = handshake(8, "203.0.113.10:1234", None, "rejected");
     rejected.ja4 = String::new();
     rejected.reason = Some("not a TLS ClientHello".into());
-    report.handshake(&rejected);
+    report.handshake(&rejected, None);
 
     let s = report.snapshot();
     assert_eq!(s.summary.with_sni.outcomes["failed"], 2);
@@ -192,7 +190,7 @@ fn per_client_lists_are_bounded() {
     };
     let report = Report::new(limits);
     let client = report
-        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"), None)
         .unwrap();
     for ua in ["a", "b", "c", "c", "d"] {
         report.request(&client, &access(1, "h.test", ua, true));
@@ -209,7 +207,7 @@ fn per_client_lists_are_bounded() {
 fn requests_per_connection_are_capped() {
     let report = Report::new(ReportLimits::default());
     let client = report
-        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"), None)
         .unwrap();
     let copy = client.clone();
     for _ in 0..100 {
@@ -237,12 +235,12 @@ fn bounded_under_a_flood_of_random_clients() {
     // A client that already has a high count, then keeps coming back
     // (rarely) during the flood.
     for i in 0..50 {
-        frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"));
+        frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"), None);
         total += 1;
     }
     for i in 0..100_000u64 {
         if i.is_multiple_of(2000) {
-            frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"));
+            frequent = report.handshake(&handshake(i, "10.9.9.9:1000", None, "ok"), None);
             total += 1;
         }
         rng ^= rng << 13;
@@ -259,7 +257,7 @@ fn bounded_under_a_flood_of_random_clients() {
         failed += u64::from(i.is_multiple_of(3));
         let mut rec = handshake(i, &peer, None, outcome);
         rec.ja4 = format!("t12i{rng:016x}");
-        report.handshake(&rec);
+        report.handshake(&rec, None);
         total += 1;
     }
     let frequent = frequent.unwrap();
@@ -301,10 +299,10 @@ fn requests_of_an_evicted_client_go_to_other() {
     };
     let report = Report::new(limits);
     let first = report
-        .handshake(&handshake(1, "192.0.2.1:1", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.1:1", None, "ok"), None)
         .unwrap();
     let _second = report
-        .handshake(&handshake(2, "192.0.2.2:1", None, "ok"))
+        .handshake(&handshake(2, "192.0.2.2:1", None, "ok"), None)
         .unwrap();
     report.request(&first, &access(1, "h.test", "ua", true));
     let s = report.snapshot();
@@ -321,7 +319,7 @@ fn requests_of_an_evicted_client_go_to_other() {
 fn html_escapes_values_from_the_network() {
     let report = Report::new(ReportLimits::default());
     let client = report
-        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"), None)
         .unwrap();
     report.request(
         &client,
@@ -346,7 +344,7 @@ fn html_escapes_values_from_the_network() {
 fn text_escapes_control_characters() {
     let report = Report::new(ReportLimits::default());
     let client = report
-        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"))
+        .handshake(&handshake(1, "192.0.2.7:1", None, "ok"), None)
         .unwrap();
     report.request(&client, &access(1, "h.test", "evil\u{1b}[2Jua", true));
     let text = render_text(&report.snapshot());
@@ -366,7 +364,7 @@ fn timeline_buckets_and_drops_old_buckets() {
     let at = |ms: u64, sni: Option<&str>, outcome: &'static str| {
         let mut rec = handshake(1, "192.0.2.7:1", sni, outcome);
         rec.ts = format_ts(base + ms);
-        report.handshake(&rec);
+        report.handshake(&rec, None);
     };
     at(0, Some("a.test"), "ok"); // minute 0: falls out of the window later
     at(60_000, Some("a.test"), "ok"); // minute 1
@@ -404,7 +402,7 @@ fn timeline_does_not_depend_on_arrival_order() {
         for ms in order {
             let mut rec = handshake(1, "192.0.2.7:1", Some("a.test"), "ok");
             rec.ts = format_ts(1_790_000_040_000 + ms);
-            report.handshake(&rec);
+            report.handshake(&rec, None);
         }
         report.snapshot().timeline
     };
@@ -420,7 +418,7 @@ fn timeline_does_not_depend_on_arrival_order() {
 fn snapshot_round_trips_through_json() {
     let report = Report::new(ReportLimits::default());
     let client = report
-        .handshake(&handshake(1, "[2001:db8::1]:443", None, "ok"))
+        .handshake(&handshake(1, "[2001:db8::1]:443", None, "ok"), None)
         .unwrap();
     report.request(&client, &access(1, "portal.contoso.test", WEBDAV_UA, false));
     let s = report.snapshot();
@@ -452,16 +450,14 @@ fn legacy_passthrough_clients_are_listed_with_their_reason() {
     rec.reason = Some("the client offers only TLS 1.0; snigate serves TLS 1.2 and 1.3".into());
     rec.upstream = Some("iis-legacy".into());
     assert!(
-        report.handshake(&rec).is_some(),
+        report.handshake(&rec, None).is_some(),
         "a forwarded client is tracked"
     );
     // A modern client with SNI is only counted (and kinded), not listed.
-    report.handshake(&handshake(
-        2,
-        "192.0.2.10:50000",
-        Some("portal.contoso.test"),
-        "ok",
-    ));
+    report.handshake(
+        &handshake(2, "192.0.2.10:50000", Some("portal.contoso.test"), "ok"),
+        None,
+    );
     let snap = report.snapshot();
     assert_eq!(snap.summary.with_sni.outcomes["legacy_passthrough"], 1);
     assert_eq!(snap.clients.len(), 1);
@@ -500,10 +496,10 @@ fn listed_clients_are_named_by_the_catalogue_or_unknown() {
     // parts), and a fingerprint no entry knows.
     let mut win7 = handshake(1, "192.0.2.7:1", None, "ok");
     win7.ja4 = "t12i1709h2_9295eb73ea51_71440d09e7ee".into();
-    report.handshake(&win7);
+    report.handshake(&win7, None);
     let mut odd = handshake(2, "192.0.2.8:1", None, "ok");
     odd.ja4 = "t12i0101h2_000000000000_000000000000".into();
-    report.handshake(&odd);
+    report.handshake(&odd, None);
     let s = report.snapshot();
     let name = |ip: &str| {
         s.clients
@@ -531,24 +527,22 @@ fn clients_are_grouped_into_kinds_by_fingerprint_and_user_agent() {
     // Three WebDAV users without SNI: one kind.
     for (conn, peer) in [(1, "10.0.0.1:1"), (2, "10.0.0.2:1"), (3, "10.0.0.3:1")] {
         let c = report
-            .handshake(&handshake(conn, peer, None, "ok"))
+            .handshake(&handshake(conn, peer, None, "ok"), None)
             .unwrap();
         report.request(&c, &access(conn, "portal.contoso.test", WEBDAV_UA, false));
         report.request(&c, &access(conn, "portal.contoso.test", "Other/1.0", false));
     }
     // The same address again, same kind: not a new address.
     let again = report
-        .handshake(&handshake(4, "10.0.0.1:2", None, "ok"))
+        .handshake(&handshake(4, "10.0.0.1:2", None, "ok"), None)
         .unwrap();
     report.request(&again, &access(4, "portal.contoso.test", WEBDAV_UA, false));
     // A browser with SNI: its own kind.
     let browser = report
-        .handshake(&handshake(
-            5,
-            "10.0.0.9:1",
-            Some("portal.contoso.test"),
-            "ok",
-        ))
+        .handshake(
+            &handshake(5, "10.0.0.9:1", Some("portal.contoso.test"), "ok"),
+            None,
+        )
         .unwrap();
     report.request(
         &browser,
@@ -559,7 +553,7 @@ fn clients_are_grouped_into_kinds_by_fingerprint_and_user_agent() {
     failed.reason = Some("no signature algorithm in common".into());
     failed.hint = Some("serve an RSA certificate".into());
     assert!(
-        report.handshake(&failed).is_some(),
+        report.handshake(&failed, None).is_some(),
         "a failed client is tracked"
     );
     let s = report.snapshot();
@@ -612,7 +606,7 @@ fn clients_are_grouped_into_kinds_by_fingerprint_and_user_agent() {
 fn a_connection_without_requests_joins_its_kind_when_it_ends() {
     let report = Report::new(ReportLimits::default());
     let quiet = report
-        .handshake(&handshake(1, "10.0.0.1:1", None, "ok"))
+        .handshake(&handshake(1, "10.0.0.1:1", None, "ok"), None)
         .unwrap();
     let s = report.snapshot();
     assert!(s.kinds.is_empty());
@@ -638,7 +632,7 @@ fn kind_user_agents_are_normalised() {
     let report = Report::new(ReportLimits::default());
     for (conn, token) in [(1, "a1b2c3d4e5f6a7b8c9d0"), (2, "ffee00112233445566778899")] {
         let c = report
-            .handshake(&handshake(conn, "10.0.0.1:1", None, "ok"))
+            .handshake(&handshake(conn, "10.0.0.1:1", None, "ok"), None)
             .unwrap();
         let ua = format!("Outlook/16.0.17126   install={token}");
         report.request(&c, &access(conn, "mail.contoso.test", &ua, true));
@@ -659,7 +653,7 @@ fn address_counts_beyond_the_budget_are_a_lower_bound() {
         let peer = format!("10.0.0.{conn}:1");
         let mut rec = handshake(conn, &peer, None, "failed");
         rec.reason = Some("x".into());
-        report.handshake(&rec);
+        report.handshake(&rec, None);
     }
     let s = report.snapshot();
     assert_eq!(s.kinds.len(), 1);
@@ -680,7 +674,7 @@ fn evicted_kinds_are_added_up_in_other_kinds() {
     let report = Report::new(limits);
     for conn in 1..=50u64 {
         let c = report
-            .handshake(&handshake(conn, "10.0.0.1:1", Some("a.test"), "ok"))
+            .handshake(&handshake(conn, "10.0.0.1:1", Some("a.test"), "ok"), None)
             .unwrap();
         report.request(
             &c,

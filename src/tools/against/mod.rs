@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::state::State;
 
-pub use observed::{MAX_ADDRESSES, MAX_DETAIL_VALUES, MAX_KINDS};
+pub use observed::MAX_DOCUMENT_BYTES;
 pub use replay::{Change, KindReplay, UnderNew};
 pub use text::render as render_text;
 
@@ -44,7 +44,7 @@ pub struct ListenerReplay {
     pub mode_under_new: Option<&'static str>,
     /// Handshakes of hellos in the logs on this listener.
     pub handshakes: u64,
-    /// Handshakes of kinds not listed ([`MAX_KINDS`] reached).
+    /// Handshakes of kinds not listed (the limit of kinds kept reached).
     pub more_handshakes: u64,
     pub kinds: Vec<KindReplay>,
     /// What changes, kinds grouped by [`Change`].
@@ -86,6 +86,7 @@ pub fn run(config: &Path, logs: &[PathBuf], json: bool, out: &mut dyn Write) -> 
 pub fn against(new: &State, config: &Path, logs: &[PathBuf]) -> anyhow::Result<Against> {
     let observed = observed::read(logs)?;
     let listeners = observed
+        .seen
         .listeners
         .iter()
         .map(|(name, totals)| {

@@ -5,9 +5,10 @@
 
 use serde::Serialize;
 
-use super::observed::{HelloKey, KindKey, Observed, ObservedLogs};
+use super::observed::ObservedLogs;
 use crate::config::ListenerMode;
 use crate::observe::catalogue;
+use crate::observe::hellos_seen::{HelloKey, KindKey, Observed};
 use crate::state::{ListenerState, State};
 use crate::tls::decide::Engine;
 use crate::tls::hello::ClientHelloInfo;
@@ -90,6 +91,7 @@ impl Change {
 pub fn listener_kinds(new: &State, listener: &str, logs: &ObservedLogs) -> Vec<KindReplay> {
     let target = new.listeners.iter().find(|l| l.settings.name == listener);
     let mut kinds: Vec<(&KindKey, &Observed)> = logs
+        .seen
         .kinds
         .iter()
         .filter(|(k, _)| k.listener == listener)
@@ -164,6 +166,7 @@ fn replay(
 fn hello_of(key: &KindKey, logs: &ObservedLogs) -> Option<ClientHelloInfo> {
     match &key.hello {
         HelloKey::Id(id) => logs
+            .seen
             .details
             .get(id)
             .map(|d| replayed(d, key.sni.as_deref())),
