@@ -28,6 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 const WEBDAV_UA: &str = "Microsoft-WebDAV-MiniRedir/10.0.19045";
 /// A User-Agent built to break a spreadsheet or a CSV parser.
 const HOSTILE_UA: &str = "=HYPERLINK(\"http://evil.test/x\",\"click\"), \"quoted\"\r\nline two";
+/// What the catalogue calls the XP capture (checked below).
+const XP_CATALOGUE_NAME: &str = "Windows XP SChannel (IE 8)";
 const XP_HINT: &str = "enable TLS 1.2 on the client (Windows XP cannot: replace it), or set legacy_tls on the listener";
 
 // ---------------------------------------------------------------------------
@@ -136,7 +138,7 @@ fn sample_kinds() -> Vec<KindReport> {
     };
 
     let mut xp = kind(
-        Some("Internet Explorer 8 on Windows XP (SChannel)"),
+        Some(XP_CATALOGUE_NAME),
         "",
         "t10i110100_3609b414f052_bc98f8e001b5",
         57,
@@ -599,7 +601,7 @@ fn page_puts_the_kinds_first_with_hints_and_two_version_lists() {
         2,
         "XP and the scanner"
     );
-    let xp = section(kinds, "Internet Explorer 8", "</tr>");
+    let xp = section(kinds, XP_CATALOGUE_NAME, "</tr>");
     assert!(
         xp.contains(&format!("fix: {}", XP_HINT.replace('\'', "&#39;"))),
         "{xp}"
@@ -1083,6 +1085,16 @@ async fn live_report_page_runs_its_script_in_a_real_browser() {
         run.stdout.contains("=HYPERLINK("),
         "the client's User-Agent, as text"
     );
+    // The XP client's handshake failed before any request: its kind row,
+    // as the browser laid it out, is shaded, named by the catalogue and
+    // carries the live reason's fix.
+    let kinds = section(&run.stdout, "<table id=\"kinds\"", "</table>");
+    let xp = kinds
+        .split("<tr")
+        .find(|row| row.contains(XP_CATALOGUE_NAME))
+        .unwrap_or_else(|| panic!("no row names {XP_CATALOGUE_NAME:?}: {kinds}"));
+    assert!(xp.starts_with(" class=\"failing\""), "{xp}");
+    assert!(xp.contains("fix: "), "{xp}");
     proxy.shutdown().await;
 }
 
