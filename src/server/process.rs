@@ -177,6 +177,7 @@ impl Proxy {
         }
         control.start_background(&state);
         tokio::spawn(daily_hygiene(control.clone()));
+        tokio::spawn(crate::io::timer_floor::hold(control.stop.clone()));
         Ok(Proxy { control })
     }
 
