@@ -9,7 +9,7 @@
 //! per read saved.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -19,10 +19,12 @@ use tokio::net::TcpStream;
 /// Copy buffer per direction.
 const BUFFER: usize = 16 * 1024;
 
-/// When the connection last moved a byte, in milliseconds since `origin`.
+/// When the connection last moved a byte, in milliseconds since `origin`;
+/// and whether one direction has ended.
 struct Activity {
     origin: Instant,
     last: AtomicU64,
+    one_ended: AtomicBool,
 }
 
 impl Activity {
@@ -30,7 +32,13 @@ impl Activity {
         Self {
             origin: Instant::now(),
             last: AtomicU64::new(0),
+            one_ended: AtomicBool::new(false),
         }
+    }
+
+    /// Marks a direction ended; `true` when the other one already had.
+    fn end_direction(&self) -> bool {
+        self.one_ended.swap(true, Ordering::AcqRel)
     }
 
     fn touch(&self) {
@@ -109,8 +117,17 @@ async fn tcp_one_way(
             // only says EAGAIN (as `try_read` would need).
             let n = from.read_buf(&mut buf).await?;
             if n == 0 {
-                // Half-close: pass the end of this direction on, keep the other.
-                to.shutdown().await?;
+                if activity.end_direction() {
+                    // Both ends are done and both sockets close now: the
+                    // close sends this FIN, a `shutdown` first would be one
+                    // system call more for nothing (and dropping the half
+                    // would make it).
+                    to.forget();
+                } else {
+                    // Half-close: pass the end of this direction on, keep
+                    // the other.
+                    to.shutdown().await?;
+                }
                 return Ok(());
             }
             to.write_all(&buf).await?;
