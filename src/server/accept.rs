@@ -142,10 +142,33 @@ pub fn bind(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_tcp_nodelay(true)?;
+    // Linux copies both options into every accepted socket: set here once,
+    // not with two system calls per connection (see `client_socket_options`).
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
+}
+
+/// The options of a client connection: no Nagle delay, and
+/// `TCP_NOTSENT_LOWAT`. Progress for `client_send`: the kernel reports the
+/// socket writable again once fewer than [`NOTSENT_LOWAT`] bytes wait
+/// unsent, so a client that reads slowly but steadily shows progress every
+/// NOTSENT_LOWAT bytes, not every third of a send buffer that autotuning
+/// grows to megabytes (a 16 KiB/s reader would otherwise look stalled for a
+/// minute). It also keeps megabytes of a response from queueing in the
+/// kernel ahead of a slow client. On Linux an accepted socket has both from
+/// its listening socket ([`bind`]; checked by a test below).
+fn client_socket_options(stream: &tokio::net::TcpStream) {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    }
+    #[cfg(target_os = "linux")]
+    let _ = stream;
 }
 
 /// Accepts connections on `socket` (the address `key`) until `cancel`;
@@ -235,15 +258,7 @@ pub async fn accept_loop(
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
-        // Progress for `client_send`: the kernel reports the socket
-        // writable again once fewer than this many bytes wait unsent, so a
-        // client that reads slowly but steadily shows progress every
-        // NOTSENT_LOWAT bytes, not every third of a send buffer that
-        // autotuning grows to megabytes (a 16 KiB/s reader would otherwise
-        // look stalled for a minute). It also keeps megabytes of a response
-        // from queueing in the kernel ahead of a slow client.
-        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
+        client_socket_options(&stream);
         // A socket bound to one address accepts on that address only; ask
         // the kernel only for wildcard binds.
         let local = match local {
@@ -256,5 +271,29 @@ pub async fn accept_loop(
             crate::frontend::connection::serve(state, index, stream, peer, local, current).await;
             drop((permit, source, active));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `client_socket_options` leaves to the kernel: an accepted
+    /// socket has the listening socket's options.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_and_the_low_water_mark() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connecting = tokio::net::TcpStream::connect(addr);
+        let both = async { tokio::join!(listener.accept(), connecting) };
+        let (accepted, client) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
+            .await
+            .expect("a loopback connection within 10 s");
+        let (stream, _) = accepted.unwrap();
+        client.unwrap();
+        client_socket_options(&stream);
+        assert!(stream.nodelay().unwrap());
+        let sock = socket2::SockRef::from(&stream);
+        assert_eq!(sock.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
     }
 }
