@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Instructions per proxied keep-alive request, counted by callgrind: a
+# figure that does not move with the host's CPU speed, unlike req/s.
+#
+# What: an nginx backend (`GET /` -> 19 B) on 127.0.0.1:18081, and snigate
+# (1 worker, https, a.test from `snigate gen-certs`, ECDSA) under
+# `valgrind --tool=callgrind` on :18446. curl then sends A and then B
+# requests, each batch on one keep-alive connection (one handshake each);
+# the counters are zeroed before and dumped after each batch, and
+# (instructions(B) - instructions(A)) / (B - A) is the cost of one request,
+# the handshake and connection set-up cancelled out. The last dump is kept
+# for `callgrind_annotate` when KEEP=1.
+#
+# Run:   benches/callgrind-request.sh        (about 1 minute)
+#   env: A=100 B=1100  SNIGATE_BIN=target/release/snigate  KEEP=1
+# Needs: valgrind (callgrind_control), curl, nginx, a release build.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${SNIGATE_BIN:-$here/target/release/snigate}"
+a="${A:-100}"
+b="${B:-1100}"
+for tool in valgrind callgrind_control curl nginx; do
+    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
+done
+dir="$(mktemp -d /tmp/snigate-cg.XXXXXX)"
+chmod 755 "$dir"
+vg=""
+cleanup() {
+    [ -n "$vg" ] && kill -TERM "$vg" 2>/dev/null || true
+    [ -f "$dir/backend.pid" ] && kill -TERM "$(cat "$dir/backend.pid")" 2>/dev/null || true
+    [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$bin" gen-certs --dir "$dir/certs" --names a.test >/dev/null
+cat > "$dir/backend.conf" <<EOF
+worker_processes 1;
+pid $dir/backend.pid;
+error_log $dir/backend-error.log warn;
+events { worker_connections 1000; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  server { listen 127.0.0.1:18081; location / { return 200 "hello world 19 B..\n"; } }
+}
+EOF
+nginx -c "$dir/backend.conf" -p "$dir" -e "$dir/backend-error.log"
+cat > "$dir/snigate.toml" <<EOF
+[runtime]
+workers = 1
+[log]
+level = "warn"
+[[certificate]]
+name = "a"
+chain = "$dir/certs/a.test.crt"
+key = "$dir/certs/a.test.key"
+[[listener]]
+name = "main"
+bind = ["127.0.0.1:18446"]
+fallback_certificate = "a"
+default_upstream = "backend"
+[[upstream]]
+name = "backend"
+servers = ["127.0.0.1:18081"]
+EOF
+valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$dir/cg.%p" \
+    "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
+vg=$!
+url="https://a.test:18446/"
+curl_n() {
+    local urls=()
+    for _ in $(seq "$1"); do urls+=("$url"); done
+    curl -s --cacert "$dir/certs/ca.crt" --resolve "a.test:18446:127.0.0.1" "${urls[@]}" >/dev/null
+}
+for _ in $(seq 300); do curl_n 1 2>/dev/null && break; sleep 0.2; done
+curl_n 50 # warm-up: pools, tables, allocator
+# instructions N: the instructions snigate spends on N requests.
+instructions() {
+    callgrind_control -z "$vg" >/dev/null
+    curl_n "$1"
+    callgrind_control -d "$vg" >/dev/null
+    local dump
+    dump="$(ls -t "$dir"/cg.* | head -1)"
+    awk '/^summary:|^totals:/ { print $2; exit }' "$dump"
+}
+ia="$(instructions "$a")"
+ib="$(instructions "$b")"
+echo "instructions: $a requests $ia, $b requests $ib"
+echo "per keep-alive request: $(( (ib - ia) / (b - a) ))"
