@@ -5,13 +5,14 @@
 # What: an nginx backend (`GET /` -> 19 B) on 127.0.0.1:18081, and snigate
 # (1 worker, https, a.test from `snigate gen-certs`, ECDSA) under
 # `valgrind --tool=callgrind` on :18446. curl then sends A and then B
-# requests, each batch on one keep-alive connection (one handshake each);
+# requests, each batch on one keep-alive connection (one handshake each),
+# over HTTP/1.1 and then over h2 (ALPN);
 # the counters are zeroed before and dumped after each batch, and
 # (instructions(B) - instructions(A)) / (B - A) is the cost of one request,
 # the handshake and connection set-up cancelled out. The last dump is kept
 # for `callgrind_annotate` when KEEP=1.
 #
-# Run:   benches/callgrind-request.sh        (about 1 minute)
+# Run:   benches/callgrind-request.sh        (about 2 minutes)
 #   env: A=100 B=1100  SNIGATE_BIN=target/release/snigate  KEEP=1
 # Needs: valgrind (callgrind_control), curl, nginx, a release build.
 set -euo pipefail
@@ -69,10 +70,11 @@ valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-ou
     "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
 vg=$!
 url="https://a.test:18446/"
+proto="--http1.1"
 curl_n() {
     local urls=()
     for _ in $(seq "$1"); do urls+=("$url"); done
-    curl -s --cacert "$dir/certs/ca.crt" --resolve "a.test:18446:127.0.0.1" "${urls[@]}" >/dev/null
+    curl -s "$proto" --cacert "$dir/certs/ca.crt" --resolve "a.test:18446:127.0.0.1" "${urls[@]}" >/dev/null
 }
 for _ in $(seq 300); do curl_n 1 2>/dev/null && break; sleep 0.2; done
 curl_n 50 # warm-up: pools, tables, allocator
@@ -85,7 +87,9 @@ instructions() {
     dump="$(ls -t "$dir"/cg.* | head -1)"
     awk '/^summary:|^totals:/ { print $2; exit }' "$dump"
 }
-ia="$(instructions "$a")"
-ib="$(instructions "$b")"
-echo "instructions: $a requests $ia, $b requests $ib"
-echo "per keep-alive request: $(( (ib - ia) / (b - a) ))"
+for proto in --http1.1 --http2; do
+    ia="$(instructions "$a")"
+    ib="$(instructions "$b")"
+    echo "${proto#--}: instructions for $a requests $ia, for $b requests $ib;" \
+        "per keep-alive request: $(( (ib - ia) / (b - a) ))"
+done
