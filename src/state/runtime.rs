@@ -502,9 +502,14 @@ fn legacy_tls_contexts(
     else {
         return Vec::new();
     };
+    let by_name: std::collections::HashMap<&str, &CertificateSettings> = settings
+        .certificates
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     let mut contexts = Vec::new();
     for c in certificates {
-        let Some(files) = settings.certificates.iter().find(|s| s.name == c.name) else {
+        let Some(files) = by_name.get(c.name.as_str()) else {
             continue;
         };
         match crate::tls::openssl::context(legacy, &files.source) {
