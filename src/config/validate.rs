@@ -286,6 +286,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
         routes,
         upstreams,
         inactive,
+        read_in: Duration::ZERO,
     }
 }
 

@@ -107,6 +107,11 @@ impl Proxy {
         let shared = Shared::new();
         let stop = CancellationToken::new();
         let mut state = State::build_with(settings, &shared).map_err(StartError)?;
+        tracing::info!(
+            ms = state.loaded_in.as_millis() as u64,
+            "{}",
+            state.loaded()
+        );
         state.retire = stop.child_token();
         state.stop = stop.clone();
         let state = Arc::new(state);
@@ -279,6 +284,14 @@ impl Control {
         *lock(&self.hygiene) = findings;
     }
 
+    /// [`Control::inspect_certificates`] on a blocking thread: with
+    /// thousands of certificates it takes a while (a signature check per
+    /// chain link), which the threads serving connections must not spend.
+    async fn inspect_certificates_aside(self: &Arc<Self>) {
+        let control = self.clone();
+        let _ = tokio::task::spawn_blocking(move || control.inspect_certificates()).await;
+    }
+
     /// See [`Proxy::reload`].
     pub async fn reload(self: &Arc<Self>) -> Result<u64, Vec<String>> {
         let _one = self.reloading.lock().await;
@@ -296,9 +309,19 @@ impl Control {
         .await
         .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
         let outcome = match built {
-            Ok(state) => self.commit(old.clone(), state),
+            Ok(state) => {
+                tracing::info!(
+                    ms = state.loaded_in.as_millis() as u64,
+                    "{}",
+                    state.loaded()
+                );
+                self.commit(old.clone(), state)
+            }
             Err(errors) => Err(errors),
         };
+        if outcome.is_ok() {
+            self.inspect_certificates_aside().await;
+        }
         self.record(&old, &outcome);
         outcome
     }
@@ -417,7 +440,6 @@ impl Control {
         }
         self.start_background(&state);
         old.retire.cancel();
-        self.inspect_certificates();
         Ok(state.generation)
     }
 
@@ -541,7 +563,7 @@ async fn daily_hygiene(control: Arc<Control>) {
     loop {
         tokio::select! {
             _ = control.stop.cancelled() => return,
-            _ = tick.tick() => control.inspect_certificates(),
+            _ = tick.tick() => control.inspect_certificates_aside().await,
         }
     }
 }
