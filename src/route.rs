@@ -85,11 +85,16 @@ impl Path<'_> {
 }
 
 /// The routes that apply to one listener.
+///
+/// Both maps are keyed by lower-case names, so a lookup costs a hash per
+/// label of the host, whatever the number of routes: the exact name first,
+/// then each parent domain from the longest to the shortest
+/// (`b.a.apps.test`: `a.apps.test`, `apps.test`, `test`).
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     exact: HashMap<String, HostRoutes>,
-    /// `(".apps.test", routes)`, longest suffix first.
-    wildcard: Vec<(String, HostRoutes)>,
+    /// `"apps.test"` for the route host `*.apps.test`.
+    wildcard: HashMap<String, HostRoutes>,
     default: Option<UpstreamId>,
 }
 
@@ -152,13 +157,8 @@ impl RouteTable {
                 }
             }
         }
-        // Stable sorts keep declaration order among equals.
-        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-        let all = table
-            .exact
-            .values_mut()
-            .chain(table.wildcard.iter_mut().map(|w| &mut w.1));
-        for routes in all {
+        // A stable sort keeps declaration order among equals.
+        for routes in table.exact.values_mut().chain(table.wildcard.values_mut()) {
             routes.0.sort_by_key(|c| std::cmp::Reverse(c.prefix.len()));
         }
         table
@@ -166,20 +166,24 @@ impl RouteTable {
 
     /// The claims on `host` (a name or a `*.` wildcard), made on first use.
     fn host_routes(&mut self, host: &str) -> &mut HostRoutes {
-        match host.strip_prefix('*') {
-            Some(suffix) => {
-                let at = match self.wildcard.iter().position(|(s, _)| s == suffix) {
-                    Some(at) => at,
-                    None => {
-                        self.wildcard
-                            .push((suffix.to_string(), HostRoutes::default()));
-                        self.wildcard.len() - 1
-                    }
-                };
-                &mut self.wildcard[at].1
-            }
+        match host.strip_prefix("*.") {
+            Some(parent) => self.wildcard.entry(parent.to_string()).or_default(),
             None => self.exact.entry(host.to_string()).or_default(),
         }
+    }
+
+    /// The claims that decide for `host`: its own, else the wildcard with
+    /// the longest parent domain below which it lies (any depth; never the
+    /// parent itself).
+    fn claims(&self, host: &str) -> Option<&HostRoutes> {
+        if let Some(own) = self.exact.get(host) {
+            return Some(own);
+        }
+        // Each dot after the first label starts a parent domain; the first
+        // such dot gives the longest.
+        host.match_indices('.')
+            .filter(|&(at, _)| at > 0)
+            .find_map(|(at, _)| self.wildcard.get(&host[at + 1..]))
     }
 
     /// Passthrough: the route for a ClientHello's SNI (lower case, no
@@ -213,17 +217,7 @@ impl RouteTable {
             raw: path,
             segments: None,
         };
-        let claims = host.and_then(|host| {
-            self.exact.get(host).or_else(|| {
-                self.wildcard
-                    .iter()
-                    .find(|(suffix, _)| {
-                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
-                    })
-                    .map(|(_, routes)| routes)
-            })
-        });
-        claims
+        host.and_then(|host| self.claims(host))
             .and_then(|c| c.pick(&mut path))
             .or(self.default.map(RouteMatch::Default))
     }
@@ -367,6 +361,189 @@ mod tests {
         for (host, path, want) in cases {
             assert_eq!(t.route(Some(host), path), want, "{host} {path:?}");
         }
+    }
+
+    /// Routes with no `listeners`, one host each, upstream `i` for the
+    /// `i`-th (upstream ids are not checked against names here).
+    fn table_of(hosts: &[&str]) -> RouteTable {
+        let routes: Vec<RouteSettings> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| route(&[h], &[], &i.to_string()))
+            .collect();
+        let by_index = |name: &str| name.parse().ok().map(UpstreamId);
+        RouteTable::for_listener(&listener("main", None), &routes, by_index)
+    }
+
+    /// The index of the route a host goes to.
+    fn routed(t: &RouteTable, host: &str) -> Option<usize> {
+        t.route(Some(host), None)
+            .and_then(|m| m.route())
+            .map(|r| r.0)
+    }
+
+    #[test]
+    fn wildcards_match_any_depth_below_but_not_the_parent() {
+        let t = table_of(&["*.apps.test"]);
+        for host in [
+            "a.apps.test",
+            "b.a.apps.test",
+            "d.c.b.a.apps.test",
+            "a..apps.test",
+        ] {
+            assert_eq!(routed(&t, host), Some(0), "{host}");
+        }
+        for host in [
+            "apps.test",
+            ".apps.test",
+            "xapps.test",
+            "a.xapps.test",
+            "test",
+            "a.apps.test2",
+        ] {
+            assert_eq!(routed(&t, host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_longest_wildcard_wins_whatever_the_order() {
+        let shallow_first = table_of(&["*.test", "*.apps.test", "*.x.apps.test"]);
+        let deep_first = table_of(&["*.x.apps.test", "*.apps.test", "*.test"]);
+        let cases = [
+            ("a.test", "*.test"),
+            ("a.apps.test", "*.apps.test"),
+            ("x.apps.test", "*.apps.test"),
+            ("a.x.apps.test", "*.x.apps.test"),
+            ("b.a.x.apps.test", "*.x.apps.test"),
+            ("a.y.apps.test", "*.apps.test"),
+            ("apps.test", "*.test"),
+        ];
+        for (t, order) in [
+            (shallow_first, ["*.test", "*.apps.test", "*.x.apps.test"]),
+            (deep_first, ["*.x.apps.test", "*.apps.test", "*.test"]),
+        ] {
+            for (host, want) in cases {
+                let got = routed(&t, host).map(|i| order[i]);
+                assert_eq!(got, Some(want), "{host} with {order:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_exact_host_beats_every_wildcard() {
+        let t = table_of(&[
+            "*.apps.test",
+            "*.a.apps.test",
+            "a.apps.test",
+            "b.a.apps.test",
+        ]);
+        assert_eq!(routed(&t, "a.apps.test"), Some(2));
+        assert_eq!(routed(&t, "b.a.apps.test"), Some(3));
+        assert_eq!(routed(&t, "c.a.apps.test"), Some(1));
+        assert_eq!(routed(&t, "c.b.a.apps.test"), Some(1));
+        // The exact name is not a parent domain: its wildcard still decides below it.
+        let t = table_of(&["*.test", "apps.test"]);
+        assert_eq!(routed(&t, "a.apps.test"), Some(0));
+    }
+
+    #[test]
+    fn the_first_route_keeps_a_wildcard() {
+        let t = table_of(&["*.apps.test", "*.Apps.Test"]);
+        assert_eq!(routed(&t, "a.apps.test"), Some(0));
+    }
+
+    #[test]
+    fn hosts_are_matched_after_normalisation() {
+        let routes = vec![route(
+            &["Portal.Contoso.Test", "*.Apps.Contoso.Test"],
+            &[],
+            "portal",
+        )];
+        let t = RouteTable::for_listener(&listener("main", None), &routes, ids);
+        let want = Some(RouteMatch::Route(UpstreamId(0), RouteId(0)));
+        for authority in [
+            "portal.contoso.test",
+            "PORTAL.Contoso.TEST:443",
+            "portal.contoso.test.",
+            "Portal.Contoso.Test.:8443",
+            "X.Y.apps.contoso.test.",
+            "a.APPS.contoso.test:443",
+        ] {
+            let host = normalize_host(authority);
+            assert_eq!(t.route(host.as_deref(), None), want, "{authority}");
+        }
+        let host = normalize_host("apps.contoso.test.");
+        assert_eq!(t.route(host.as_deref(), None), None);
+    }
+
+    /// What the table answered before it had a suffix map: exact, else
+    /// the first of the wildcards sorted by length (longest first, stable)
+    /// that is a suffix after at least one more character.
+    fn linear(hosts: &[String], host: &str) -> Option<usize> {
+        if let Some(i) = hosts.iter().position(|h| h == host) {
+            return Some(i);
+        }
+        let mut wildcards: Vec<(usize, &str)> = hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.strip_prefix('*').map(|s| (i, s)))
+            .collect();
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.1.len()));
+        wildcards
+            .iter()
+            .find(|(_, s)| host.len() > s.len() && host.ends_with(s))
+            .map(|w| w.0)
+    }
+
+    /// 10,000 routes, 1,000 of them wildcards (some nested in others):
+    /// sampled hosts (fixed seed) go where the linear scan sent them.
+    #[test]
+    fn ten_thousand_routes_answer_as_the_linear_scan_did() {
+        let mut hosts: Vec<String> = Vec::new();
+        for j in 0..1000 {
+            hosts.push(match j % 10 {
+                // Nested below another wildcard of the table.
+                9 => format!("*.n{j}.t{}.apps.test", j - 1),
+                _ => format!("*.t{j}.apps.test"),
+            });
+        }
+        for i in 0..9000 {
+            hosts.push(match i % 3 {
+                0 => format!("site{i}.sp.contoso.test"),
+                // Exact names below wildcards.
+                _ => format!("site{i}.t{}.apps.test", i % 1000),
+            });
+        }
+        let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let t = table_of(&refs);
+        let mut seed: u64 = 0x5eed_0015;
+        let mut next = |n: usize| {
+            // xorshift64: fixed seed, same samples every run.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut matched = [0usize; 3];
+        for _ in 0..20_000 {
+            let host = match next(6) {
+                0 => format!("site{}.sp.contoso.test", next(9100)),
+                1 => format!("site{}.t{}.apps.test", next(9100), next(1100)),
+                2 => format!("x{}.t{}.apps.test", next(9), next(1100)),
+                3 => format!("a.b.n{}.t{}.apps.test", next(1000), next(1000)),
+                4 => format!("t{}.apps.test", next(1000)),
+                _ => format!("y.x{}.apps.test", next(1000)),
+            };
+            let want = linear(&hosts, &host);
+            assert_eq!(routed(&t, &host), want, "{host}");
+            matched[match want {
+                None => 0,
+                Some(i) if hosts[i].starts_with('*') => 1,
+                Some(_) => 2,
+            }] += 1;
+        }
+        // The samples reach every kind of answer.
+        assert!(matched.iter().all(|&n| n > 1000), "{matched:?}");
     }
 
     #[test]

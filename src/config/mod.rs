@@ -99,6 +99,9 @@ pub struct Settings {
     /// Settings that parse and validate but that this version does not act on
     /// yet, in words for the start-up message.
     pub inactive: Vec<String>,
+    /// How long reading and validating the file took (part of the load
+    /// time logged at start and reload).
+    pub read_in: Duration,
 }
 
 /// `[log]`
@@ -436,6 +439,7 @@ impl std::error::Error for ConfigErrors {}
 impl Settings {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+        let began = std::time::Instant::now();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
@@ -443,13 +447,18 @@ impl Settings {
                 message: format!("cannot read configuration: {e}"),
             }])
         })?;
-        Self::parse(path, &text)
+        let mut settings = Self::parse(path, &text)?;
+        settings.read_in = began.elapsed();
+        Ok(settings)
     }
 
     /// Validates configuration text; `path` names it in errors and anchors
     /// relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigErrors> {
-        validate::parse(path, text)
+        let began = std::time::Instant::now();
+        let mut settings = validate::parse(path, text)?;
+        settings.read_in = began.elapsed();
+        Ok(settings)
     }
 
     /// The folder relative paths in this configuration are resolved against.

@@ -29,7 +29,6 @@ use crate::http::request_host::{request_host, written_host, HostError, RequestHo
 use crate::observe::telemetry::{timestamp, AccessRecord};
 use crate::route::{normalize_host, RouteMatch};
 use crate::state::State;
-use crate::tls::certs::covers;
 use crate::upstream::request_body::RequestBody;
 use crate::upstream::{
     asks_for_connection_auth, carries_connection_credentials, PoolReturn, Upstream, UpstreamError,
@@ -409,7 +408,7 @@ fn check_directed(state: &State, info: &ConnInfo, host: &RequestHost) -> Result<
         return Ok(());
     };
     let h = &host.name;
-    if sni == h || covers(&state.certificates.get(cert).names, h) {
+    if sni == h || state.certificates.get(cert).covers(h) {
         return Ok(());
     }
     let msg = format!("421 Misdirected Request: this connection is for {sni}, not {h}\n");
@@ -709,7 +708,7 @@ fn access_line(
             version: version_name(req.version()),
             certificate: certificate.map(|c| c.name.clone()),
             covered: match (certificate, host) {
-                (Some(c), Some(h)) => Some(covers(&c.names, h)),
+                (Some(c), Some(h)) => Some(c.covers(h)),
                 _ => None,
             },
             error: None,

@@ -107,6 +107,11 @@ impl Proxy {
         let shared = Shared::new();
         let stop = CancellationToken::new();
         let mut state = State::build_with(settings, &shared).map_err(StartError)?;
+        tracing::info!(
+            ms = state.loaded_in.as_millis() as u64,
+            "{}",
+            state.loaded()
+        );
         state.retire = stop.child_token();
         state.stop = stop.clone();
         let state = Arc::new(state);
@@ -168,7 +173,6 @@ impl Proxy {
             hygiene: Mutex::new(Vec::new()),
             started,
         });
-        control.inspect_certificates();
         for (key, index, socket) in sockets {
             control.serve_socket(&state, key, index, socket);
         }
@@ -176,6 +180,10 @@ impl Proxy {
             control.serve_admin(configured, socket);
         }
         control.start_background(&state);
+        // Serving already: with thousands of certificates the inspection
+        // takes about as long as the load. Its warnings are on /healthz
+        // before start returns.
+        control.inspect_certificates_aside().await;
         tokio::spawn(daily_hygiene(control.clone()));
         tokio::spawn(crate::io::timer_floor::hold(control.stop.clone()));
         Ok(Proxy { control })
@@ -270,6 +278,7 @@ impl Control {
     /// chain order, fallback coverage), logs each finding as a warning and
     /// keeps them for `/healthz`.
     fn inspect_certificates(&self) {
+        let began = std::time::Instant::now();
         let state = self.current.load();
         let findings = crate::tls::hygiene::inspect(
             &state.settings,
@@ -277,7 +286,21 @@ impl Control {
             SystemTime::now(),
         );
         crate::tls::hygiene::log(&findings);
+        let ms = began.elapsed().as_millis() as u64;
+        tracing::info!(
+            ms,
+            findings = findings.len(),
+            "certificates inspected in {ms} ms"
+        );
         *lock(&self.hygiene) = findings;
+    }
+
+    /// [`Control::inspect_certificates`] on a blocking thread: with
+    /// thousands of certificates it takes a while (a signature check per
+    /// chain link), which the threads serving connections must not spend.
+    async fn inspect_certificates_aside(self: &Arc<Self>) {
+        let control = self.clone();
+        let _ = tokio::task::spawn_blocking(move || control.inspect_certificates()).await;
     }
 
     /// See [`Proxy::reload`].
@@ -297,10 +320,22 @@ impl Control {
         .await
         .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
         let outcome = match built {
-            Ok(state) => self.commit(old.clone(), state),
+            Ok(state) => {
+                tracing::info!(
+                    ms = state.loaded_in.as_millis() as u64,
+                    "{}",
+                    state.loaded()
+                );
+                self.commit(old.clone(), state)
+            }
             Err(errors) => Err(errors),
         };
+        // "reloaded" is logged when the new state serves; the hygiene
+        // warnings follow (and are on /healthz before this returns).
         self.record(&old, &outcome);
+        if outcome.is_ok() {
+            self.inspect_certificates_aside().await;
+        }
         outcome
     }
 
@@ -418,7 +453,6 @@ impl Control {
         }
         self.start_background(&state);
         old.retire.cancel();
-        self.inspect_certificates();
         Ok(state.generation)
     }
 
@@ -542,7 +576,7 @@ async fn daily_hygiene(control: Arc<Control>) {
     loop {
         tokio::select! {
             _ = control.stop.cancelled() => return,
-            _ = tick.tick() => control.inspect_certificates(),
+            _ = tick.tick() => control.inspect_certificates_aside().await,
         }
     }
 }
@@ -562,6 +596,7 @@ async fn prune_upstreams(state: Arc<State>, cancel: CancellationToken) {
 /// `[runtime] pid_file` while running.
 pub async fn run_until_signal(settings: Settings) -> Result<(), StartError> {
     let pid_file = settings.pid_file.clone();
+    let signals = stop_signals();
     let proxy = Proxy::start(settings).await?;
     if let Some(path) = &pid_file {
         match write_pid_file(path) {
@@ -573,7 +608,7 @@ pub async fn run_until_signal(settings: Settings) -> Result<(), StartError> {
             }
         }
     }
-    wait_for_stop_signal(&proxy).await;
+    wait_for_stop_signal(&proxy, signals).await;
     let left = proxy.shutdown().await;
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
@@ -589,14 +624,29 @@ fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(path, format!("{}\n", std::process::id()))
 }
 
+/// SIGTERM, SIGINT and SIGHUP, taken over before the proxy starts: one
+/// that arrives while it loads (a farm's certificates take a second) is
+/// answered once it serves, instead of ending the process (SIGHUP's
+/// default action). `None` when they cannot be installed.
 #[cfg(unix)]
-async fn wait_for_stop_signal(proxy: &Proxy) {
+type StopSignals = Option<[tokio::signal::unix::Signal; 3]>;
+
+#[cfg(unix)]
+fn stop_signals() -> StopSignals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
+    ) {
+        (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+        _ => None,
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_stop_signal(proxy: &Proxy, signals: StopSignals) {
+    let Some([mut term, mut int, mut hup]) = signals else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -614,7 +664,13 @@ async fn wait_for_stop_signal(proxy: &Proxy) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop_signal(_proxy: &Proxy) {
+type StopSignals = ();
+
+#[cfg(not(unix))]
+fn stop_signals() -> StopSignals {}
+
+#[cfg(not(unix))]
+async fn wait_for_stop_signal(_proxy: &Proxy, _signals: StopSignals) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

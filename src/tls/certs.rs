@@ -24,6 +24,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+use crate::tls::covered::CoveredNames;
+
 /// Certificate and key files larger than this are refused before parsing: a
 /// misconfigured path (a log file, `/dev/zero`) must not exhaust memory. Big CA
 /// bundles stay well below it.
@@ -66,6 +68,9 @@ pub struct LoadedCertificate {
     /// configuration, else the leaf's DNS subjectAltNames, else (only when the leaf has
     /// no DNS subjectAltName at all) its subject common name.
     pub names: Vec<String>,
+    /// `names` as a set, for [`LoadedCertificate::covers`] (asked on every
+    /// request, and a fallback certificate may name thousands of hosts).
+    pub covered: CoveredNames,
     /// The private key's type.
     pub key_kind: KeyKind,
     /// The chain (leaf first) and signing key for rustls.
@@ -96,9 +101,10 @@ impl LoadedCertificate {
         self.not_before <= now && now <= self.not_after
     }
 
-    /// Whether this certificate serves `host` (see [`covers`]).
+    /// Whether this certificate serves `host` (the rules of [`covers`], at
+    /// the cost of a lookup rather than a scan of `names`).
     pub fn covers(&self, host: &str) -> bool {
-        covers(&self.names, host)
+        self.covered.covers(host)
     }
 }
 
@@ -425,6 +431,7 @@ pub(crate) fn certified(
     let certified_key = Arc::new(CertifiedKey::new(certs, signing_key));
     Ok(LoadedCertificate {
         name: name.to_string(),
+        covered: CoveredNames::new(&names),
         names,
         key_kind,
         certified_key,

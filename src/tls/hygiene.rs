@@ -20,6 +20,7 @@
 //! it at start, at every reload and daily; [`log`] writes the findings as warnings.
 //! `snigate check` prints them as `warning: ...` lines.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -109,8 +110,13 @@ pub fn inspect(settings: &Settings, loaded: &[LoadedCertificate], now: SystemTim
     let algorithms = crate::tls::crypto_provider().signature_verification_algorithms;
     let now = unix(now);
     let mut findings = Vec::new();
+    let by_name: HashMap<&str, &crate::config::CertificateSettings> = settings
+        .certificates
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     for cert in loaded {
-        let files = settings.certificates.iter().find(|c| c.name == cert.name);
+        let files = by_name.get(cert.name.as_str());
         let chain_file = files.map(|f| f.source.chain_file().display().to_string());
         let chain_file = chain_file.as_deref().unwrap_or("its chain file");
         let chain = &cert.certified_key.cert;
@@ -200,7 +206,7 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
         else {
             continue;
         };
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let hosts = settings
             .routes
             .iter()
@@ -208,10 +214,9 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
             .flat_map(|r| r.hosts.iter());
         for h in hosts {
             let key = crate::config::host_name(h);
-            if h.starts_with("*.") || fallback.covers(h) || seen.contains(&key) {
+            if h.starts_with("*.") || fallback.covers(h) || !seen.insert(key) {
                 continue;
             }
-            seen.push(key);
             findings.push(Finding {
                 kind: Kind::FallbackUncovered,
                 certificate: Some(fallback.name.clone()),
@@ -921,6 +926,7 @@ mod tests {
         LoadedCertificate {
             name: name.to_string(),
             names: names.iter().map(|s| s.to_string()).collect(),
+            covered: crate::tls::covered::CoveredNames::new(names),
             key_kind: KeyKind::Ecdsa,
             certified_key: Arc::new(CertifiedKey::new(vec![der], signing)),
             not_after,

@@ -3,6 +3,7 @@
 //! store with the rustls handshake (`store`, re-exported here).
 
 pub mod certs;
+pub mod covered;
 pub mod decide;
 pub mod diagnose;
 pub mod failure;

@@ -62,6 +62,8 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 #[derive(Debug, Default)]
 pub struct CertificateStore {
     certificates: Vec<LoadedCertificate>,
+    /// Configuration name -> certificate (names are unique).
+    by_name: HashMap<String, CertificateId>,
     /// Exact name -> certificates in declaration order.
     exact: HashMap<String, Vec<CertificateId>>,
     /// Wildcard suffix without `*.` (`apps.test` for `*.apps.test`).
@@ -90,6 +92,7 @@ impl CertificateStore {
         };
         for (i, c) in store.certificates.iter().enumerate() {
             let id = CertificateId(i);
+            store.by_name.entry(c.name.clone()).or_insert(id);
             for name in &c.names {
                 let (map, key) = match name.strip_prefix("*.") {
                     Some(suffix) => (&mut store.wildcard, suffix.to_string()),
@@ -106,10 +109,7 @@ impl CertificateStore {
 
     /// The certificate with this configuration name.
     pub fn by_name(&self, name: &str) -> Option<CertificateId> {
-        self.certificates
-            .iter()
-            .position(|c| c.name == name)
-            .map(CertificateId)
+        self.by_name.get(name).copied()
     }
 
     /// The certificate behind an id.

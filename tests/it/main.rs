@@ -56,6 +56,7 @@ mod report_scale;
 mod resumption;
 mod robustness;
 mod route_timeouts;
+mod scale;
 mod service_health;
 mod shared_port;
 mod tls_selection;

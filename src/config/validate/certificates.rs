@@ -46,7 +46,7 @@ fn certificate(c: &RawCertificate, base: &Path, errors: &mut Errors<'_>) -> Cert
 /// forms. On an error the source returned is a placeholder (the settings are
 /// refused anyway).
 fn source(c: &RawCertificate, base: &Path, errors: &mut Errors<'_>) -> CertificateSource {
-    let at = |errors: &Errors<'_>, v: &Spanned<String>| Some(line_col(errors.text, v.span().start));
+    let at = |errors: &Errors<'_>, v: &Spanned<String>| Some(errors.lines.line_col(v.span().start));
     let name = c.name.get_ref();
     let pem = |errors: &Errors<'_>, chain: &Spanned<String>, key: &Spanned<String>| {
         CertificateSource::Pem {

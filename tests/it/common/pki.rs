@@ -67,16 +67,7 @@ impl Pki {
     /// Issues a leaf for `names` (DNS subjectAltNames; the first is also the
     /// CN) and writes `dir/LABEL.crt` and `dir/LABEL.key`.
     pub fn leaf(&self, label: &str, names: &[&str], key: Key) -> Leaf {
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        let params = leaf_params(names);
         let kp = match key {
             Key::Ecdsa => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
             Key::Rsa => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
@@ -100,6 +91,28 @@ impl Pki {
         }
     }
 
+    /// Issues a leaf for `names` with the key `kp` already written to
+    /// `key_file` (many leaves, one key: minting thousands stays quick) and
+    /// writes `dir/LABEL.crt`. [`Pki::which`] does not know it.
+    pub fn leaf_with_key(
+        &self,
+        label: &str,
+        names: &[&str],
+        kp: &KeyPair,
+        key_file: &Path,
+    ) -> Leaf {
+        let cert = leaf_params(names).signed_by(kp, &self.issuer).unwrap();
+        let chain = self.dir.join(format!("{label}.crt"));
+        std::fs::write(&chain, cert.pem()).unwrap();
+        Leaf {
+            label: label.to_string(),
+            chain,
+            key: key_file.to_path_buf(),
+            der: cert.der().clone(),
+            pem: cert.pem(),
+        }
+    }
+
     /// The label of the leaf with this DER, or "unknown certificate".
     pub fn which(&self, der: &CertificateDer<'_>) -> String {
         self.issued
@@ -110,6 +123,20 @@ impl Pki {
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| "unknown certificate".into())
     }
+}
+
+/// A server certificate's parameters for `names` (the first is also the CN).
+fn leaf_params(names: &[&str]) -> CertificateParams {
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params
 }
 
 /// A `[[certificate]]` block for a leaf.
