@@ -212,9 +212,14 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
             .iter()
             .filter(|r| r.applies_to(&l.name))
             .flat_map(|r| r.hosts.iter());
+        let mut more: Vec<&str> = Vec::new();
         for h in hosts {
             let key = crate::config::host_name(h);
             if h.starts_with("*.") || fallback.covers(h) || !seen.insert(key) {
+                continue;
+            }
+            if seen.len() > UNCOVERED_LISTED {
+                more.push(h);
                 continue;
             }
             findings.push(Finding {
@@ -230,9 +235,31 @@ pub fn fallback_uncovered(settings: &Settings, loaded: &[LoadedCertificate]) -> 
                 ),
             });
         }
+        if !more.is_empty() {
+            findings.push(Finding {
+                kind: Kind::FallbackUncovered,
+                certificate: Some(fallback.name.clone()),
+                listener: Some(l.name.clone()),
+                message: format!(
+                    "listener \"{}\": fallback certificate \"{}\" does not cover {} more routed \
+                     hosts either ({}{}): clients without SNI asking for them see a name warning",
+                    l.name,
+                    fallback.name,
+                    more.len(),
+                    more.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                    if more.len() > 3 { ", ..." } else { "" }
+                ),
+            });
+        }
     }
     findings
 }
+
+/// Routed hosts a fallback does not cover that get a finding each, per
+/// listener; the rest are counted in one more. A hosting farm routes
+/// thousands of names: a warning per name at every start, reload and daily
+/// inspection would bury the log and `/healthz`.
+pub const UNCOVERED_LISTED: usize = 10;
 
 // ---------------------------------------------------------------------------
 // Expiry
@@ -1019,6 +1046,33 @@ mod tests {
         assert!(f[0].message.contains("does not cover b.test"), "{}", f[0]);
         assert!(f[2].message.contains("does not cover c.test"), "{}", f[2]);
         assert!(f.iter().all(|f| f.certificate.as_deref() == Some("fb")));
+    }
+
+    #[test]
+    fn a_farm_of_uncovered_hosts_is_one_finding_past_the_first_ten() {
+        let hosts: Vec<String> = (0..25).map(|i| format!("\"site{i:02}.test\"")).collect();
+        let s = settings(&format!(
+            "[[certificate]]\nname = \"fb\"\nchain = \"fb.crt\"\nkey = \"fb.key\"\n\
+             [[listener]]\nname = \"main\"\nbind = [\"127.0.0.1:0\"]\nfallback_certificate = \"fb\"\n\
+             [[route]]\nhosts = [{}]\nupstream = \"u\"\n\
+             [[upstream]]\nname = \"u\"\nservers = [\"127.0.0.1:1\"]\n",
+            hosts.join(", ")
+        ));
+        let fb = loaded("fb", &["a.test"], at(-1), at(100));
+        let f = inspect(&s, &[fb], at(0));
+        assert_eq!(f.len(), UNCOVERED_LISTED + 1, "{f:#?}");
+        assert!(
+            f[9].message.contains("does not cover site09.test;"),
+            "{}",
+            f[9]
+        );
+        assert!(
+            f[10].message.contains(
+                "does not cover 15 more routed hosts either (site10.test, site11.test, site12.test, ...)"
+            ),
+            "{}",
+            f[10]
+        );
     }
 
     #[test]
