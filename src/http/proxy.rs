@@ -18,10 +18,11 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::{ListenerSettings, RequestTimeouts, DEFAULT_MAX_HEADERS};
+use crate::config::{ListenerSettings, RequestTimeouts};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
+use crate::http::life::{Bound, Life};
 use crate::http::request_checks::{
     allowed_upgrade, header_tokens, refused_method, target_has_fragment,
 };
@@ -34,14 +35,6 @@ use crate::upstream::request_body::RequestBody;
 use crate::upstream::{
     asks_for_connection_auth, carries_connection_credentials, PoolReturn, Upstream, UpstreamError,
 };
-
-/// What a connection's next request is served with: the state, and the
-/// connection's facts in that state's terms (listener and certificate
-/// indexes). A reload replaces it (see [`successor`]).
-struct Bound {
-    state: Arc<State>,
-    info: Arc<ConnInfo>,
-}
 
 /// Serves HTTP on one client connection until it closes or the client is
 /// idle too long. When a reload retires the connection's state, the
@@ -82,116 +75,20 @@ pub async fn serve<IO>(
         // only the idle timer applies.
         let stall = SendStall::new(phase.clone(), send);
         let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle, send));
-        Box::pin(serve_h2(io, service, idle, settings, life, stall)).await
+        Box::pin(serve_h2(io, service, idle, settings, &life, stall))
+            .await
+            .map_err(Into::into)
     } else {
-        let io = TokioIo::new(HeadTimer::new(
-            io,
-            phase,
-            idle,
-            timeouts.client_header,
-            send,
-        ));
-        Box::pin(serve_h1(io, service, settings, life)).await
+        let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
+        let builder = crate::http::h1::builder(settings);
+        let retired = || life.ended();
+        Box::pin(crate::http::h1::serve(
+            io, phase, service, &builder, retired,
+        ))
+        .await
     };
     if let Err(e) = result {
         tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
-    }
-}
-
-/// What carries a connection across reloads.
-struct Life {
-    bound: Arc<arc_swap::ArcSwap<Bound>>,
-    current: crate::state::Current,
-}
-
-impl Life {
-    /// Waits until the connection's state is retired and the connection
-    /// cannot carry on with the current one (or the proxy stops).
-    async fn ended(&self) {
-        loop {
-            let retire = self.bound.load().state.retire.clone();
-            retire.cancelled().await;
-            let now = self.bound.load_full();
-            let next = self.current.load_full();
-            if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
-                return;
-            }
-            match successor(&now.state, &now.info, &next) {
-                Some(info) => self.bound.store(Arc::new(Bound {
-                    state: next,
-                    info: Arc::new(info),
-                })),
-                None => return,
-            }
-        }
-    }
-}
-
-/// The connection's facts in the terms of `next`, the state a reload put in
-/// place of `old`, or `None` when the connection cannot carry on with it:
-/// its listener is gone or serves another mode, or the certificate it was
-/// served is gone or now speaks for other names (the 421 check would judge
-/// by names the client was never shown).
-fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
-    let was = &old.listener(info.listener).settings;
-    let listener =
-        next.find_listener(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
-    let certificate = match info.certificate {
-        None => None,
-        Some(id) => {
-            let served = old.certificates.get(id);
-            let now = next.certificates.by_name(&served.name)?;
-            if next.certificates.get(now).names != served.names {
-                return None;
-            }
-            Some(now)
-        }
-    };
-    Some(ConnInfo {
-        listener,
-        certificate,
-        ..info.clone()
-    })
-}
-
-async fn serve_h1<IO, S>(
-    io: TokioIo<IO>,
-    service: S,
-    settings: &ListenerSettings,
-    life: Life,
-) -> Result<(), hyper::Error>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    let case = settings.preserve_header_case;
-    builder
-        .timer(TokioTimer::new())
-        // The idle and head timers are the stream's (see head_timer.rs).
-        .header_read_timeout(None)
-        // Larger heads get 431 (as do more fields than max_headers).
-        .max_header_size(settings.max_header_bytes)
-        // Exact case costs a map per request (a seventh of the proxy's CPU
-        // per request); Title-Case is what IIS and browsers write anyway.
-        .preserve_header_case(case)
-        .title_case_headers(!case);
-    if settings.max_headers != DEFAULT_MAX_HEADERS {
-        // hyper parses into a stack array of the default size; any other
-        // count costs a heap allocation per request.
-        builder.max_headers(settings.max_headers);
-    }
-    let conn = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        // The connection first: a request already on its way (a reload
-        // just retired this state) is read and answered before closing.
-        biased;
-        r = conn.as_mut() => r,
-        _ = life.ended() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
     }
 }
 
@@ -200,7 +97,7 @@ async fn serve_h2<IO, S>(
     service: S,
     idle: Duration,
     settings: &ListenerSettings,
-    life: Life,
+    life: &Life,
     mut stall: SendStall,
 ) -> Result<(), hyper::Error>
 where

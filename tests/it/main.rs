@@ -58,5 +58,6 @@ mod robustness;
 mod route_timeouts;
 mod service_health;
 mod shared_port;
+mod smuggling;
 mod tls_selection;
 mod upstream_tls;
