@@ -63,49 +63,61 @@ enum Stretch {
     BetweenRequests,
 }
 
+/// What retires a connection from outside: a reload whose new state the
+/// connection cannot carry on with, or stop (see `http::life::Life`).
+pub trait Retirement {
+    /// Resolves when the connection must close.
+    fn retired(&self) -> impl Future<Output = ()> + Send + '_;
+}
+
 /// Serves HTTP/1.1 on `io` with hyper connections that `builder` makes
-/// (see [`builder`]) until the client closes, stays idle too long, or the
-/// connection is retired (`retired()` resolves: a reload or stop, see
-/// `Life::ended`): parked until bytes arrive, then hyper until the
-/// connection is between requests again. `phase` is the one `io` and
-/// `service` share.
-pub async fn serve<IO, S, R, F>(
+/// (see [`builder`]) until the client closes, stays idle too long, or
+/// `life` retires the connection: parked until bytes arrive, then hyper
+/// until the connection is between requests again. `phase` is the one `io`
+/// and `service` share.
+///
+/// Not an `async fn`: one would keep its `io` argument's space (the TLS
+/// stream: 1.3 KiB) beside the stream's working place for the connection's
+/// whole life; the block below works on the stream where it was captured.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn serve<IO, S, L>(
     mut io: HeadTimer<IO>,
     phase: Arc<Phase>,
     mut service: S,
-    builder: &http1::Builder,
-    retired: R,
-) -> Result<(), ConnectionError>
+    builder: http1::Builder,
+    life: L,
+) -> impl Future<Output = Result<(), ConnectionError>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = ResponseBody>,
     S::Error: Into<ConnectionError>,
-    R: Fn() -> F,
-    F: Future<Output = ()>,
+    L: Retirement,
 {
-    let mut leftover = Bytes::new();
-    loop {
-        let Some(replay) = park(&mut io, retired(), leftover).await? else {
-            return Ok(());
-        };
-        let stream = TokioIo::new(PrefixedStream::new(replay, io));
-        // Boxed: a parked connection keeps none of hyper's state.
-        let mut hyper = Box::new(builder.serve_connection(stream, service).with_upgrades());
-        if let Stretch::Ended(r) = stretch(&mut hyper, &phase, retired()).await {
-            return r.map_err(Into::into);
+    async move {
+        let mut leftover = Bytes::new();
+        loop {
+            let Some(replay) = park(&mut io, life.retired(), leftover).await? else {
+                return Ok(());
+            };
+            let stream = TokioIo::new(PrefixedStream::new(replay, io));
+            // Boxed: a parked connection keeps none of hyper's state.
+            let mut hyper = Box::new(builder.serve_connection(stream, service).with_upgrades());
+            if let Stretch::Ended(r) = stretch(&mut hyper, &phase, life.retired()).await {
+                return r.map_err(Into::into);
+            }
+            let Some(parts) = hyper.into_parts() else {
+                // Upgraded (not reached: a tunnel keeps a request in flight).
+                return Ok(());
+            };
+            let (unread, timer) = parts.io.into_inner().into_parts();
+            // Between requests, hyper can have read nothing of the next one but
+            // the empty lines a client may send before it: kept for hyper, in a
+            // buffer of their own size (hyper's is 8 KiB or more).
+            leftover = joined(&parts.read_buf, &unread);
+            service = parts.service;
+            io = timer;
+            phase.parked();
         }
-        let Some(parts) = hyper.into_parts() else {
-            // Upgraded (not reached: a tunnel keeps a request in flight).
-            return Ok(());
-        };
-        let (unread, timer) = parts.io.into_inner().into_parts();
-        // Between requests, hyper can have read nothing of the next one but
-        // the empty lines a client may send before it: kept for hyper, in a
-        // buffer of their own size (hyper's is 8 KiB or more).
-        leftover = joined(&parts.read_buf, &unread);
-        service = parts.service;
-        io = timer;
-        phase.parked();
     }
 }
 
@@ -220,6 +232,15 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(60);
 
+    /// Retired when the test says so.
+    struct Retire(Arc<Notify>);
+
+    impl Retirement for Retire {
+        fn retired(&self) -> impl Future<Output = ()> + Send + '_ {
+            self.0.notified()
+        }
+    }
+
     /// A connection served by [`serve`] on one end of a pipe: each request
     /// is answered `path:body length`. `retire` retires it; `idle` is its
     /// keep-alive timer.
@@ -249,18 +270,14 @@ mod tests {
             })
         };
         let retire = Arc::new(Notify::new());
-        let retired = {
-            let retire = retire.clone();
-            move || {
-                let retire = retire.clone();
-                async move { retire.notified().await }
-            }
-        };
-        let phase_served = phase.clone();
-        let done = tokio::spawn(async move {
-            let builder = http1::Builder::new();
-            serve(io, phase_served, service, &builder, retired).await
-        });
+        let life = Retire(retire.clone());
+        let done = tokio::spawn(serve(
+            io,
+            phase.clone(),
+            service,
+            http1::Builder::new(),
+            life,
+        ));
         Served {
             client,
             phase,

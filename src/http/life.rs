@@ -3,9 +3,11 @@
 //! connection's listener and certificate, and the moment it must close
 //! ([`Life::ended`]). Shared by the HTTP/1.1 and h2 serving loops.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::conn::ConnInfo;
+use crate::http::h1::Retirement;
 use crate::state::State;
 
 /// What a connection's next request is served with: the state, and the
@@ -42,6 +44,12 @@ impl Life {
                 None => return,
             }
         }
+    }
+}
+
+impl Retirement for Life {
+    fn retired(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.ended()
     }
 }
 

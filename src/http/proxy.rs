@@ -6,13 +6,17 @@
 //! against the TLS name (421), route, rewrite the request, send upstream,
 //! rewrite the response, log.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::server::conn::http2::{Builder as Http2Builder, Connection as Http2Connection};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::{ListenerSettings, RequestTimeouts};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
+use crate::http::h1::ConnectionError;
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
 use crate::http::life::{Bound, Life};
 use crate::http::request_checks::{
@@ -42,13 +47,19 @@ use crate::upstream::{
 /// certificate are still there: idle keep-alive connections, and the NTLM
 /// identities pinned to them, survive a reload), else it finishes the
 /// request in progress and closes (h2: GOAWAY); at stop it always closes so.
-pub async fn serve<IO>(
+///
+/// Set up here, then run as one boxed future: every connection's task
+/// holds it for hours, so it holds the stream once (an async fn would also
+/// keep its `io` argument's space for its whole life, beside the stream's
+/// new home in the HTTP server).
+pub fn serve<IO>(
     state: Arc<State>,
     info: Arc<ConnInfo>,
     io: IO,
     h2: bool,
     current: crate::state::Current,
-) where
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let phase = Arc::new(Phase::default());
@@ -69,35 +80,41 @@ pub async fn serve<IO>(
     let (idle, send) = (timeouts.client_idle, timeouts.client_send);
     let settings = &state.listener(info.listener).settings;
     let life = Life { bound, current };
-    // Boxed (see frontend/connection.rs): only the protocol in use takes memory.
-    let result = if h2 {
+    let conn = info.conn;
+    let ended = move |result: Result<(), ConnectionError>| {
+        if let Err(e) = result {
+            tracing::debug!(conn, error = %e, "client connection ended with an error");
+        }
+    };
+    if h2 {
         // A request head arrives in one HEADERS frame: between requests
         // only the idle timer applies.
         let stall = SendStall::new(phase.clone(), send);
         let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle, send));
-        Box::pin(serve_h2(io, service, idle, settings, &life, stall))
-            .await
-            .map_err(Into::into)
+        let conn = Box::pin(h2_builder(idle, settings).serve_connection(io, service));
+        Box::pin(serve_h2(conn, life, stall).map(move |r| ended(r.map_err(Into::into))))
     } else {
         let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
         let builder = crate::http::h1::builder(settings);
-        let retired = || life.ended();
-        Box::pin(crate::http::h1::serve(
-            io, phase, service, &builder, retired,
-        ))
-        .await
-    };
-    if let Err(e) = result {
-        tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
+        Box::pin(crate::http::h1::serve(io, phase, service, builder, life).map(ended))
     }
 }
 
+/// hyper's h2 server as a listener's settings want it.
+fn h2_builder(idle: Duration, settings: &ListenerSettings) -> Http2Builder<TokioExecutor> {
+    let mut builder = Http2Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(idle / 2))
+        .keep_alive_timeout(idle / 4)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
 async fn serve_h2<IO, S>(
-    io: TokioIo<IO>,
-    service: S,
-    idle: Duration,
-    settings: &ListenerSettings,
-    life: &Life,
+    mut conn: Pin<Box<Http2Connection<TokioIo<IO>, S, TokioExecutor>>>,
+    life: Life,
     mut stall: SendStall,
 ) -> Result<(), hyper::Error>
 where
@@ -105,15 +122,6 @@ where
     S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
     S::Future: Send + 'static,
 {
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(idle / 2))
-        .keep_alive_timeout(idle / 4)
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
     tokio::select! {
         // The connection first: a request already on its way (a reload
         // just retired this state) is read and answered before closing.
