@@ -18,6 +18,8 @@
 #                  to see whether the memory kept after the first is reused)
 #        BACKEND=auto|nginx|python  SNIGATE_BIN=target/release/snigate
 #        KEEP=1 keeps the temporary folder (configuration, logs, client JSON)
+#        H2=1: the connections negotiate h2 (ALPN) and send their preface at
+#              once; the request is an h2 GET on stream 1
 #
 # Prints: snigate's RSS (VmRSS of /proc/PID/status), open fds and threads
 #   before, after the N handshakes, after the N requests and after the clients
@@ -39,6 +41,7 @@ HS_CONCURRENCY=${HS_CONCURRENCY:-64}
 REQ_CONCURRENCY=${REQ_CONCURRENCY:-100}
 BACKEND=${BACKEND:-auto}
 ROUNDS=${ROUNDS:-1}
+H2_FLAG=""; [ "${H2:-0}" = 1 ] && H2_FLAG="--h2"
 T0=$(date +%s)
 log() { printf '[%4ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -217,7 +220,7 @@ row "before" "$(mib "$RSS0")" "-" "$FD0" "$THR0" "-"
 for r in $(seq "$ROUNDS"); do
   CTL="$TMP/ctl$r"; mkdir -p "$CTL"
   start "client$r" python3 "$tools" idle --port "$PROXY_PORT" --ca "$C/ca.crt" --sni a.test -n "$N" \
-    --concurrency "$HS_CONCURRENCY" --req-concurrency "$REQ_CONCURRENCY" --ctl "$CTL"
+    --concurrency "$HS_CONCURRENCY" --req-concurrency "$REQ_CONCURRENCY" --ctl "$CTL" $H2_FLAG
   CLIENT_SID=$LAST CLIENT_LOG="$TMP/client$r.log"
   wait_file "$CTL/phase1.json" 600 "$CLIENT_SID"
   read -r RSS1 FD1 THR1 < <(snap); EST1=$(est_in); BE1=$(est_be)
@@ -260,7 +263,7 @@ for line in open(sys.argv[1]):
 print(", ".join(f"{k}: {v}" for k, v in sorted(c.items(), key=str)))' "$TMP/access.jsonl" 2>/dev/null || echo "?")
 VERSION=$("$bin" --version 2>/dev/null || echo snigate)
 echo
-echo "== idle-10k: $(date -u '+%Y-%m-%d %H:%M UTC'), $VERSION (binary of $BIN_MTIME), $(nproc) CPUs, backend $BACKEND, N=$N, rounds $ROUNDS${PER_IP:+, $PER_IP} =="
+echo "== idle-10k: $(date -u '+%Y-%m-%d %H:%M UTC'), $VERSION (binary of $BIN_MTIME), $(nproc) CPUs, backend $BACKEND, N=$N, rounds $ROUNDS${H2_FLAG:+, h2}${PER_IP:+, $PER_IP} =="
 printf '%s\n' "${ROWS[@]}"
 echo "(KiB/conn = (RSS - RSS before) / $N; fds include the listening, admin and log sockets and the proxy->backend pool)"
 echo

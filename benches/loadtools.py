@@ -184,8 +184,53 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+# A minimal h2 client for `idle --h2` (the standard library has none):
+# enough frames to open a connection, send one GET and read its answer.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_literal(name_index, value):
+    # HPACK literal header field without indexing, name from the static table
+    v = value.encode()
+    return bytes([name_index, len(v)]) + v
+
+
+async def h2_get(r, w, path, host, timeout):
+    """GET `path` on stream 1 of an h2 connection whose preface is sent; the
+    status (200 when the server encodes `:status 200` as static entry 8, else
+    0) and the body."""
+    block = b"\x82\x87" + h2_literal(4, path) + h2_literal(1, host)  # GET, https, :path, :authority
+    w.write(h2_frame(1, 0x5, 1, block))  # HEADERS, END_STREAM | END_HEADERS
+    status, body = 0, b""
+    while True:
+        head = await asyncio.wait_for(r.readexactly(9), timeout)
+        n = int.from_bytes(head[:3], "big")
+        ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        payload = await asyncio.wait_for(r.readexactly(n), timeout) if n else b""
+        if ftype == 4 and not flags & 1:
+            w.write(h2_frame(4, 1, 0))  # SETTINGS ACK
+        elif ftype == 6 and not flags & 1:
+            w.write(h2_frame(6, 1, 0, payload))  # PING ACK
+        elif ftype == 7:
+            raise RuntimeError("GOAWAY")
+        elif stream == 1 and ftype == 1:
+            status = 200 if payload[:1] == b"\x88" else 0
+        elif stream == 1 and ftype == 0:
+            body += payload
+        elif stream == 1 and ftype == 3:
+            raise RuntimeError("RST_STREAM")
+        if stream == 1 and ftype in (0, 1) and flags & 1:
+            return status, body
+
+
 async def idle_main(a):
     ctx = client_ctx(a.ca)
+    if a.h2:
+        ctx.set_alpn_protocols(["h2"])
     conns = [None] * a.n
     errors = {}
     first_err = []
@@ -214,6 +259,11 @@ async def idle_main(a):
                     raise RuntimeError("handshake not complete")
                 versions[so.version()] = versions.get(so.version(), 0) + 1
                 ciphers[so.cipher()[0]] = ciphers.get(so.cipher()[0], 0) + 1
+                if a.h2:
+                    if so.selected_alpn_protocol() != "h2":
+                        raise RuntimeError("the server did not choose h2")
+                    # A browser's connection: preface and SETTINGS at once.
+                    w.write(H2_PREFACE + h2_frame(4, 0, 0))
                 conns[i] = (r, w)
             except Exception as e:  # noqa: BLE001
                 err("handshake", e)
@@ -244,8 +294,11 @@ async def idle_main(a):
         async with sem2:
             r, w = c
             try:
-                w.write(f"GET /idle10k/{i} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: idle-10k\r\n\r\n".encode())
-                status, body = await read_response(r, 60)
+                if a.h2:
+                    status, body = await h2_get(r, w, f"/idle10k/{i}", host, 60)
+                else:
+                    w.write(f"GET /idle10k/{i} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: idle-10k\r\n\r\n".encode())
+                    status, body = await read_response(r, 60)
                 statuses[status] = statuses.get(status, 0) + 1
                 if status == 200 and body.startswith(b"hello from"):
                     req_ok += 1
@@ -1155,6 +1208,7 @@ def main():
     i.add_argument("--settle", type=float, default=2.0)
     i.add_argument("--wait", type=float, default=600.0, help="longest wait for the go/close files")
     i.add_argument("--ctl", required=True)
+    i.add_argument("--h2", action="store_true", help="ALPN h2: each request on stream 1 of its connection")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--port", type=int, required=True)
     common.add_argument("--ca", required=True)

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::config::ListenerMode;
 use crate::conn::hello::read_hello;
@@ -83,33 +84,49 @@ pub async fn serve(
         ListenerMode::Http => {
             proxy::serve(state.clone(), Arc::new(info), stream, false, current).await
         }
-        ListenerMode::Https => Box::pin(serve_https(state, info, stream, current)).await,
+        ListenerMode::Https => {
+            // Each stage its own box, freed when it returns: an idle
+            // connection carries the HTTP stage alone (see `proxy::serve`).
+            let handshake = serve_https(state.clone(), info, stream, current.clone());
+            let Some(tls) = Box::pin(handshake).await else {
+                return;
+            };
+            let Established { info, stream, h2 } = *tls;
+            let idle = state.settings.timeouts.client_idle;
+            let first = crate::http::handoff::first_bytes(stream, idle, &state.stop);
+            let Some(stream) = Box::pin(first).await else {
+                return;
+            };
+            proxy::serve(state, Arc::new(info), stream, h2, current).await
+        }
         ListenerMode::Passthrough => {
             Box::pin(crate::passthrough::sni::serve(state, info, stream)).await
         }
     }
 }
 
-/// An https connection to its end: the hello read and decided, then the
-/// rustls handshake and HTTP, or the legacy path the decision chose.
-///
-/// The rustls path is written out here rather than in a function of its
-/// own: an async fn keeps its arguments for as long as it runs, never
-/// overlapped with later state, and this one runs for the connection's
-/// whole life. Here the hello and its log line are locals, whose space the
-/// HTTP stage reuses once they are dropped (measured: a separate stage
-/// with the connection as its argument cost 1 to 4 KiB per idle
-/// connection).
+/// A client connection that rustls has established, on its way to HTTP.
+struct Established {
+    info: ConnInfo,
+    stream: TlsStream<PrefixedStream<TcpStream>>,
+    /// ALPN chose h2.
+    h2: bool,
+}
+
+/// An https connection's hello read and decided, then the rustls handshake:
+/// the established connection for HTTP, or `None` when it ended here (a
+/// refusal, a failed handshake, or a legacy path the decision chose, which
+/// serves the connection to its end). Returned to the caller, boxed, so
+/// that this stage's state (the hello, its log line) is freed before a
+/// connection that may stay open for hours.
 async fn serve_https(
     state: Arc<State>,
     mut info: ConnInfo,
     mut stream: TcpStream,
     current: crate::state::Current,
-) {
+) -> Option<Box<Established>> {
     let start = Instant::now();
-    let Some(hello) = read_hello(&state, &info, &mut stream, start).await else {
-        return;
-    };
+    let hello = read_hello(&state, &info, &mut stream, start).await?;
     let listener = state.listener(info.listener);
     let mut rec = record(&state, &info, Some(&hello.info));
     let served = match decide(listener.tls(), &hello.info, &state.certificates) {
@@ -127,7 +144,7 @@ async fn serve_https(
             if refusal.kind != RefusalKind::Sslv2 {
                 let _ = stream.write_all(&ALERT_UNRECOGNIZED_NAME).await;
             }
-            return;
+            return None;
         }
     };
     rec.certificate = Some(state.certificates.get(served.certificate).name.clone());
@@ -142,7 +159,8 @@ async fn serve_https(
             start,
             current,
         });
-        return Box::pin(serve_legacy(pending, served)).await;
+        Box::pin(serve_legacy(pending, served)).await;
+        return None;
     }
     let config = listener.server_config(served.certificate).clone();
     let ClientHello { bytes, info: hello } = hello;
@@ -162,7 +180,7 @@ async fn serve_https(
             rec.reason = Some(reason);
             rec.ms = millis(start.elapsed());
             emit(&state, &info, &rec);
-            return;
+            return None;
         }
     };
     rec.outcome = HandshakeOutcome::Ok;
@@ -178,15 +196,11 @@ async fn serve_https(
     info.report = emit(&state, &info, &rec);
     established(&mut info, &hello, served.certificate);
     let h2 = negotiated.alpn.as_deref() == Some("h2");
-    // The hello and its log line are done with: free them before a
-    // connection that may stay open for hours.
-    drop((rec, hello));
-    let idle = state.settings.timeouts.client_idle;
-    let Some(stream) = crate::http::handoff::first_bytes(tls_stream, idle, &state.stop).await
-    else {
-        return;
-    };
-    proxy::serve(state.clone(), Arc::new(info), stream, h2, current).await;
+    Some(Box::new(Established {
+        info,
+        stream: tls_stream,
+        h2,
+    }))
 }
 
 /// A hello rustls cannot serve, to the legacy path the decision chose.

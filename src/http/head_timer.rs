@@ -72,6 +72,16 @@ pub struct Phase {
     /// (`client_idle` of its `[route.timeouts]`, else the global one), in
     /// milliseconds; 0 until a request is routed: the stream's own.
     keep_alive_ms: AtomicU64,
+    /// The last read found nothing to read while the connection was
+    /// between requests: nothing in flight, and every byte read belongs to
+    /// a request already handed over (see [`Phase::between_requests`]).
+    idle_read: AtomicBool,
+    /// Something was written since the last flush that completed.
+    unflushed: AtomicBool,
+    /// The connection is being shut down.
+    closing: AtomicBool,
+    /// Times the connection was parked between requests.
+    parks: AtomicU32,
 }
 
 impl Phase {
@@ -81,6 +91,7 @@ impl Phase {
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.idle_read.store(false, Ordering::Relaxed);
         let line = if self.lines_stopped.load(Ordering::Relaxed) {
             None
         } else {
@@ -102,6 +113,41 @@ impl Phase {
         if lines.stopped() {
             self.lines_stopped.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether an HTTP/1.1 connection is between requests and the HTTP
+    /// server serving it has nothing left to do until the client sends
+    /// more (see `http::h1`): no request in flight, everything written
+    /// flushed, not shutting down, and its last read found nothing to read
+    /// after bytes that all belong to requests already handed over (the
+    /// framing hyper follows, see [`RequestLines::between_requests`]).
+    /// Never true once the connection's bytes are no longer followed.
+    pub fn between_requests(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0
+            && self.idle_read.load(Ordering::Relaxed)
+            && !self.unflushed.load(Ordering::Relaxed)
+            && !self.closing.load(Ordering::Relaxed)
+    }
+
+    /// The connection was taken back from the HTTP server between
+    /// requests: it keeps no buffer for the next one.
+    pub fn parked(&self) {
+        self.parks.fetch_add(1, Ordering::Relaxed);
+        self.idle_read.store(false, Ordering::Relaxed);
+        if !self.lines_stopped.load(Ordering::Relaxed) {
+            crate::sync::lock(&self.lines).shrink();
+        }
+    }
+
+    /// How many times the connection was parked between requests.
+    pub fn parks(&self) -> u32 {
+        self.parks.load(Ordering::Relaxed)
+    }
+
+    /// Whether every byte followed belongs to a request handed over.
+    fn lines_between_requests(&self) -> bool {
+        !self.lines_stopped.load(Ordering::Relaxed)
+            && crate::sync::lock(&self.lines).between_requests()
     }
 
     /// A response body handed the client side a frame.
@@ -312,7 +358,15 @@ impl<S: AsyncRead> AsyncRead for HeadTimer<S> {
                 cx.waker().wake_by_ref();
             }
         }
+        // Between requests with nothing to read: the HTTP server may hand
+        // the connection back (see `http::h1`).
+        let idle_read = read.is_pending()
+            && next != REQUEST
+            && this.phase.active.load(Ordering::Acquire) == 0
+            && this.phase.lines_between_requests();
+        this.phase.idle_read.store(idle_read, Ordering::Relaxed);
         if read.is_pending() && next != REQUEST && this.sleep.as_mut().poll(cx).is_ready() {
+            this.phase.idle_read.store(false, Ordering::Relaxed);
             let what = if next == IDLE {
                 "client idle timeout"
             } else {
@@ -330,6 +384,7 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.phase.unflushed.store(true, Ordering::Relaxed);
         self.send_deadline(cx, |s, cx| s.poll_write(cx, buf))
     }
 
@@ -338,6 +393,7 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.phase.unflushed.store(true, Ordering::Relaxed);
         self.send_deadline(cx, |s, cx| s.poll_write_vectored(cx, bufs))
     }
 
@@ -345,11 +401,16 @@ impl<S: AsyncWrite> AsyncWrite for HeadTimer<S> {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.send_deadline(cx, |s, cx| s.poll_flush(cx))
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = self.as_mut().send_deadline(cx, |s, cx| s.poll_flush(cx));
+        if let Poll::Ready(Ok(())) = flushed {
+            self.phase.unflushed.store(false, Ordering::Relaxed);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.phase.closing.store(true, Ordering::Relaxed);
         self.send_deadline(cx, |s, cx| s.poll_shutdown(cx))
     }
 }

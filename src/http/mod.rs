@@ -3,8 +3,10 @@
 //! timers, and the bodies streamed both ways.
 
 pub mod body;
+pub mod h1;
 pub mod handoff;
 pub mod head_timer;
+pub mod life;
 pub mod proxy;
 pub mod request_checks;
 pub mod request_host;

@@ -6,22 +6,28 @@
 //! against the TLS name (421), route, rewrite the request, send upstream,
 //! rewrite the response, log.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::server::conn::http2::{Builder as Http2Builder, Connection as Http2Connection};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::{ListenerSettings, RequestTimeouts, DEFAULT_MAX_HEADERS};
+use crate::config::{ListenerSettings, RequestTimeouts};
 use crate::conn::ConnInfo;
 use crate::http::body::{AccessLine, Exchange, ResponseBody};
+use crate::http::h1::ConnectionError;
 use crate::http::head_timer::{ActiveRequest, HeadTimer, Phase, SendStall};
+use crate::http::life::{Bound, Life};
 use crate::http::request_checks::{
     allowed_upgrade, header_tokens, refused_method, target_has_fragment,
 };
@@ -34,27 +40,25 @@ use crate::upstream::{
     asks_for_connection_auth, carries_connection_credentials, PoolReturn, Upstream, UpstreamError,
 };
 
-/// What a connection's next request is served with: the state, and the
-/// connection's facts in that state's terms (listener and certificate
-/// indexes). A reload replaces it (see [`successor`]).
-struct Bound {
-    state: Arc<State>,
-    info: Arc<ConnInfo>,
-}
-
 /// Serves HTTP on one client connection until it closes or the client is
 /// idle too long. When a reload retires the connection's state, the
 /// connection carries on with the new one if it can (its listener and
 /// certificate are still there: idle keep-alive connections, and the NTLM
 /// identities pinned to them, survive a reload), else it finishes the
 /// request in progress and closes (h2: GOAWAY); at stop it always closes so.
-pub async fn serve<IO>(
+///
+/// Set up here, then run as one boxed future: every connection's task
+/// holds it for hours, so it holds the stream once (an async fn would also
+/// keep its `io` argument's space for its whole life, beside the stream's
+/// new home in the HTTP server).
+pub fn serve<IO>(
     state: Arc<State>,
     info: Arc<ConnInfo>,
     io: IO,
     h2: bool,
     current: crate::state::Current,
-) where
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let phase = Arc::new(Phase::default());
@@ -75,130 +79,40 @@ pub async fn serve<IO>(
     let (idle, send) = (timeouts.client_idle, timeouts.client_send);
     let settings = &state.listener(info.listener).settings;
     let life = Life { bound, current };
-    // Boxed (see frontend/connection.rs): only the protocol in use takes memory.
-    let result = if h2 {
+    let conn = info.conn;
+    let ended = move |result: Result<(), ConnectionError>| {
+        if let Err(e) = result {
+            tracing::debug!(conn, error = %e, "client connection ended with an error");
+        }
+    };
+    if h2 {
         // A request head arrives in one HEADERS frame: between requests
         // only the idle timer applies.
         let stall = SendStall::new(phase.clone(), send);
         let io = TokioIo::new(HeadTimer::new(io, phase, idle, idle, send));
-        Box::pin(serve_h2(io, service, idle, settings, life, stall)).await
+        let conn = Box::pin(h2_builder(idle, settings).serve_connection(io, service));
+        Box::pin(serve_h2(conn, life, stall).map(move |r| ended(r.map_err(Into::into))))
     } else {
-        let io = TokioIo::new(HeadTimer::new(
-            io,
-            phase,
-            idle,
-            timeouts.client_header,
-            send,
-        ));
-        Box::pin(serve_h1(io, service, settings, life)).await
-    };
-    if let Err(e) = result {
-        tracing::debug!(conn = info.conn, error = %e, "client connection ended with an error");
+        let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
+        let builder = crate::http::h1::builder(settings);
+        Box::pin(crate::http::h1::serve(io, phase, service, builder, life).map(ended))
     }
 }
 
-/// What carries a connection across reloads.
-struct Life {
-    bound: Arc<arc_swap::ArcSwap<Bound>>,
-    current: crate::state::Current,
-}
-
-impl Life {
-    /// Waits until the connection's state is retired and the connection
-    /// cannot carry on with the current one (or the proxy stops).
-    async fn ended(&self) {
-        loop {
-            let retire = self.bound.load().state.retire.clone();
-            retire.cancelled().await;
-            let now = self.bound.load_full();
-            let next = self.current.load_full();
-            if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
-                return;
-            }
-            match successor(&now.state, &now.info, &next) {
-                Some(info) => self.bound.store(Arc::new(Bound {
-                    state: next,
-                    info: Arc::new(info),
-                })),
-                None => return,
-            }
-        }
-    }
-}
-
-/// The connection's facts in the terms of `next`, the state a reload put in
-/// place of `old`, or `None` when the connection cannot carry on with it:
-/// its listener is gone or serves another mode, or the certificate it was
-/// served is gone or now speaks for other names (the 421 check would judge
-/// by names the client was never shown).
-fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
-    let was = &old.listener(info.listener).settings;
-    let listener =
-        next.find_listener(|l| l.settings.name == was.name && l.settings.mode == was.mode)?;
-    let certificate = match info.certificate {
-        None => None,
-        Some(id) => {
-            let served = old.certificates.get(id);
-            let now = next.certificates.by_name(&served.name)?;
-            if next.certificates.get(now).names != served.names {
-                return None;
-            }
-            Some(now)
-        }
-    };
-    Some(ConnInfo {
-        listener,
-        certificate,
-        ..info.clone()
-    })
-}
-
-async fn serve_h1<IO, S>(
-    io: TokioIo<IO>,
-    service: S,
-    settings: &ListenerSettings,
-    life: Life,
-) -> Result<(), hyper::Error>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    let case = settings.preserve_header_case;
+/// hyper's h2 server as a listener's settings want it.
+fn h2_builder(idle: Duration, settings: &ListenerSettings) -> Http2Builder<TokioExecutor> {
+    let mut builder = Http2Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        // The idle and head timers are the stream's (see head_timer.rs).
-        .header_read_timeout(None)
-        // Larger heads get 431 (as do more fields than max_headers).
-        .max_header_size(settings.max_header_bytes)
-        // Exact case costs a map per request (a seventh of the proxy's CPU
-        // per request); Title-Case is what IIS and browsers write anyway.
-        .preserve_header_case(case)
-        .title_case_headers(!case);
-    if settings.max_headers != DEFAULT_MAX_HEADERS {
-        // hyper parses into a stack array of the default size; any other
-        // count costs a heap allocation per request.
-        builder.max_headers(settings.max_headers);
-    }
-    let conn = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        // The connection first: a request already on its way (a reload
-        // just retired this state) is read and answered before closing.
-        biased;
-        r = conn.as_mut() => r,
-        _ = life.ended() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    }
+        .keep_alive_interval(Some(idle / 2))
+        .keep_alive_timeout(idle / 4)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
 }
 
 async fn serve_h2<IO, S>(
-    io: TokioIo<IO>,
-    service: S,
-    idle: Duration,
-    settings: &ListenerSettings,
+    mut conn: Pin<Box<Http2Connection<TokioIo<IO>, S, TokioExecutor>>>,
     life: Life,
     mut stall: SendStall,
 ) -> Result<(), hyper::Error>
@@ -207,15 +121,6 @@ where
     S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
     S::Future: Send + 'static,
 {
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(idle / 2))
-        .keep_alive_timeout(idle / 4)
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
     tokio::select! {
         // The connection first: a request already on its way (a reload
         // just retired this state) is read and answered before closing.

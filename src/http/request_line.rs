@@ -138,6 +138,21 @@ impl RequestLines {
         self.queued.pop_front()
     }
 
+    /// Whether every byte followed so far belongs to a complete request
+    /// (head and body) whose line hyper has taken: the connection is
+    /// between requests. Never true once the scan has stopped.
+    pub fn between_requests(&self) -> bool {
+        self.state == State::Start && self.line.is_empty() && self.queued.is_empty()
+    }
+
+    /// Frees what is kept for the next request (the line buffer grows to
+    /// the longest line read, a cookie of kilobytes): a connection parked
+    /// between requests keeps nothing.
+    pub fn shrink(&mut self) {
+        self.line = Vec::new();
+        self.queued = VecDeque::new();
+    }
+
     /// Whether the connection is no longer followed.
     pub fn stopped(&self) -> bool {
         self.state == State::Off

@@ -59,5 +59,6 @@ mod route_timeouts;
 mod scale;
 mod service_health;
 mod shared_port;
+mod smuggling;
 mod tls_selection;
 mod upstream_tls;

@@ -1,0 +1,422 @@
+//! An HTTP/1.1 client connection: served by hyper while requests are in
+//! flight, parked in snigate's own code between them.
+//!
+//! hyper keeps its buffers for as long as a connection lives: a read buffer
+//! (8 KiB, which its adaptive read strategy grows to 16 KiB), a write buffer
+//! (8 KiB), the slot of the service's future and the header map it reuses.
+//! A farm's front end holds tens of thousands of idle keep-alive
+//! connections (Outlook, ActiveSync, browsers), and each one that had
+//! served a request cost 38 KiB instead of the 14 KiB of one that had only
+//! shaken hands. So once hyper waits for the next request head with
+//! nothing read towards it, nothing in flight and everything written
+//! flushed ([`Phase::between_requests`]), the connection is taken back
+//! from hyper (`into_parts`: the stream, the service, and any bytes hyper
+//! read and did not parse, which are replayed) and hyper with its buffers
+//! is dropped. The parked connection waits for its next bytes under the
+//! same keep-alive timer ([`HeadTimer`], with the route's `client_idle`),
+//! and a new hyper connection starts with them.
+//!
+//! Parsing stays hyper's. A new hyper connection carries nothing from the
+//! last one that HTTP/1.1 gives meaning to between requests, so what a
+//! request means, its framing and limits (400, 431), 100-continue, header
+//! case, upgrades and trailers are the same whether its connection was
+//! parked before it or not (`tests/it/smuggling.rs` sends the same bytes
+//! to both and compares). NTLM pinning belongs to the connection's
+//! `ConnInfo`, which parking does not touch.
+
+use std::error::Error as StdError;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
+use crate::http::body::ResponseBody;
+use crate::http::head_timer::{HeadTimer, Phase};
+use crate::io::replay::PrefixedStream;
+
+/// Why a connection ended, when it did not end cleanly.
+pub type ConnectionError = Box<dyn StdError + Send + Sync>;
+
+/// Bytes read from a parked connection before hyper starts again: one, to
+/// know a request is coming. hyper then reads the rest itself, as much as
+/// its buffer takes, as it would have without the park: a client that sent
+/// more than a request (bytes it meant for a tunnel after a refused
+/// CONNECT) finds the connection closed, not reset for unread bytes.
+const WAKE_READ: usize = 1;
+
+/// hyper serving one stretch of a connection.
+type Hyper<IO, S> = http1::UpgradeableConnection<TokioIo<PrefixedStream<HeadTimer<IO>>>, S>;
+
+/// How a stretch of hyper ended.
+enum Stretch {
+    /// The connection is done (closed, upgraded, failed).
+    Ended(Result<(), hyper::Error>),
+    /// hyper waits for the next request: take the connection back.
+    BetweenRequests,
+}
+
+/// What retires a connection from outside: a reload whose new state the
+/// connection cannot carry on with, or stop (see `http::life::Life`).
+pub trait Retirement {
+    /// Resolves when the connection must close.
+    fn retired(&self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// Serves HTTP/1.1 on `io` with hyper connections that `builder` makes
+/// (see [`builder`]) until the client closes, stays idle too long, or
+/// `life` retires the connection: parked until bytes arrive, then hyper
+/// until the connection is between requests again. `phase` is the one `io`
+/// and `service` share.
+///
+/// Not an `async fn`: one would keep its `io` argument's space (the TLS
+/// stream: 1.3 KiB) beside the stream's working place for the connection's
+/// whole life; the block below works on the stream where it was captured.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn serve<IO, S, L>(
+    mut io: HeadTimer<IO>,
+    phase: Arc<Phase>,
+    mut service: S,
+    builder: http1::Builder,
+    life: L,
+) -> impl Future<Output = Result<(), ConnectionError>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = ResponseBody>,
+    S::Error: Into<ConnectionError>,
+    L: Retirement,
+{
+    async move {
+        let mut leftover = Bytes::new();
+        loop {
+            let Some(replay) = park(&mut io, life.retired(), leftover).await? else {
+                return Ok(());
+            };
+            let stream = TokioIo::new(PrefixedStream::new(replay, io));
+            // Boxed: a parked connection keeps none of hyper's state.
+            let mut hyper = Box::new(builder.serve_connection(stream, service).with_upgrades());
+            if let Stretch::Ended(r) = stretch(&mut hyper, &phase, life.retired()).await {
+                return r.map_err(Into::into);
+            }
+            let Some(parts) = hyper.into_parts() else {
+                // Upgraded (not reached: a tunnel keeps a request in flight).
+                return Ok(());
+            };
+            let (unread, timer) = parts.io.into_inner().into_parts();
+            // Between requests, hyper can have read nothing of the next one but
+            // the empty lines a client may send before it: kept for hyper, in a
+            // buffer of their own size (hyper's is 8 KiB or more).
+            leftover = joined(&parts.read_buf, &unread);
+            service = parts.service;
+            io = timer;
+            phase.parked();
+        }
+    }
+}
+
+/// hyper on the connection until it ends, or is between requests and can
+/// hand the connection back. When the connection's state is retired, hyper
+/// finishes the request in progress (its response says
+/// `Connection: close`) and closes.
+async fn stretch<IO, S>(
+    hyper: &mut Hyper<IO, S>,
+    phase: &Phase,
+    ended: impl Future<Output = ()>,
+) -> Stretch
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = ResponseBody>,
+    S::Error: Into<ConnectionError>,
+{
+    tokio::pin!(ended);
+    let retired = poll_fn(|cx| {
+        // The connection first: a request already on its way (a reload
+        // just retired this state) is read and answered before closing.
+        if let Poll::Ready(r) = Pin::new(&mut *hyper).poll(cx) {
+            return Poll::Ready(Some(Stretch::Ended(r)));
+        }
+        // Only hyper's own progress changes this (or ends a request, which
+        // wakes its reader: see `Phase::begin`), so checking after each
+        // poll of hyper misses nothing.
+        if phase.between_requests() {
+            return Poll::Ready(Some(Stretch::BetweenRequests));
+        }
+        ended.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    match retired {
+        Some(stretch) => stretch,
+        None => {
+            Pin::new(&mut *hyper).graceful_shutdown();
+            Stretch::Ended(hyper.await)
+        }
+    }
+}
+
+/// A parked connection waits for its next bytes (under the stream's
+/// keep-alive timer): `leftover` and the bytes read, or `None` when the
+/// client closed or the connection was retired (then the
+/// connection is closed as hyper closes an idle one).
+async fn park<IO>(
+    io: &mut HeadTimer<IO>,
+    retired: impl Future<Output = ()>,
+    leftover: Bytes,
+) -> Result<Option<Bytes>, ConnectionError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = [0u8; WAKE_READ];
+    let read = tokio::select! {
+        // Bytes first: a request already on its way is served.
+        biased;
+        r = io.read(&mut buf) => r?,
+        _ = retired => 0,
+    };
+    if read == 0 {
+        // The client closed, or the state was retired: as hyper ends an
+        // idle connection (TLS: close_notify), within `client_send`.
+        let _ = io.shutdown().await;
+        return Ok(None);
+    }
+    Ok(Some(joined(&leftover, &buf[..read])))
+}
+
+/// `a` then `b`, in a buffer of their size.
+fn joined(a: &[u8], b: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out.freeze()
+}
+
+/// hyper's HTTP/1.1 server as a listener's settings want it.
+pub fn builder(settings: &ListenerSettings) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    let case = settings.preserve_header_case;
+    builder
+        .timer(TokioTimer::new())
+        // The idle and head timers are the stream's (see head_timer.rs).
+        .header_read_timeout(None)
+        // Larger heads get 431 (as do more fields than max_headers).
+        .max_header_size(settings.max_header_bytes)
+        // Exact case costs a map per request (a seventh of the proxy's CPU
+        // per request); Title-Case is what IIS and browsers write anyway.
+        .preserve_header_case(case)
+        .title_case_headers(!case);
+    if settings.max_headers != DEFAULT_MAX_HEADERS {
+        // hyper parses into a stack array of the default size; any other
+        // count costs a heap allocation per request.
+        builder.max_headers(settings.max_headers);
+    }
+    builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::sync::Notify;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Retired when the test says so.
+    struct Retire(Arc<Notify>);
+
+    impl Retirement for Retire {
+        fn retired(&self) -> impl Future<Output = ()> + Send + '_ {
+            self.0.notified()
+        }
+    }
+
+    /// A connection served by [`serve`] on one end of a pipe: each request
+    /// is answered `path:body length`. `retire` retires it; `idle` is its
+    /// keep-alive timer.
+    struct Served {
+        client: DuplexStream,
+        phase: Arc<Phase>,
+        retire: Arc<Notify>,
+        done: tokio::task::JoinHandle<Result<(), ConnectionError>>,
+    }
+
+    fn served(idle: Duration) -> Served {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let phase = Arc::new(Phase::default());
+        let io = HeadTimer::new(server, phase.clone(), idle, LONG, LONG);
+        let service = {
+            let phase = phase.clone();
+            service_fn(move |req: http::Request<Incoming>| {
+                let in_flight = phase.begin();
+                async move {
+                    let path = req.uri().path().to_string();
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let len = body.map_or(0, |b| b.len());
+                    drop(in_flight);
+                    let text = format!("{path}:{len}");
+                    Ok::<_, Infallible>(http::Response::new(ResponseBody::full(text)))
+                }
+            })
+        };
+        let retire = Arc::new(Notify::new());
+        let life = Retire(retire.clone());
+        let done = tokio::spawn(serve(
+            io,
+            phase.clone(),
+            service,
+            http1::Builder::new(),
+            life,
+        ));
+        Served {
+            client,
+            phase,
+            retire,
+            done,
+        }
+    }
+
+    /// The bodies of the complete responses in `bytes`.
+    fn complete_bodies(mut bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.parse().ok())
+                .expect("a content-length");
+            let Some(body) = bytes.get(end + 4..end + 4 + len) else {
+                break;
+            };
+            out.push(String::from_utf8_lossy(body).into_owned());
+            bytes = &bytes[end + 4 + len..];
+        }
+        out
+    }
+
+    /// Reads until `n` whole responses have come; their bodies.
+    async fn bodies(client: &mut DuplexStream, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        let read = async {
+            loop {
+                let found = complete_bodies(&got);
+                if found.len() >= n {
+                    return found;
+                }
+                let mut buf = [0u8; 1024];
+                let k = client.read(&mut buf).await.unwrap();
+                assert!(k > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..k]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the answers within 10 s")
+    }
+
+    /// Waits (bounded) until the connection has been parked `n` times.
+    async fn parked(phase: &Phase, n: u32) {
+        let wait = async {
+            while phase.parks() < n {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("parked {} times, not {n}", phase.parks()));
+    }
+
+    #[tokio::test]
+    async fn a_connection_between_requests_is_taken_back_from_hyper_and_served_again() {
+        let mut c = served(LONG);
+        c.client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut c.client, 1).await, ["/a:0"]);
+        parked(&c.phase, 1).await;
+        c.client
+            .write_all(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut c.client, 1).await, ["/b:3"]);
+        parked(&c.phase, 2).await;
+    }
+
+    #[tokio::test]
+    async fn pipelined_and_split_requests_are_all_served_in_order() {
+        let mut c = served(LONG);
+        // Two whole requests and the start of a third in one write: none
+        // is lost to a park, and nothing parks before all are answered.
+        c.client
+            .write_all(
+                b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+                  POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n\
+                  GET /3 HTTP/1.1\r\nHo",
+            )
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut c.client, 2).await, ["/1:0", "/2:2"]);
+        assert_eq!(c.phase.parks(), 0);
+        c.client.write_all(b"st: x\r\n\r\n").await.unwrap();
+        assert_eq!(bodies(&mut c.client, 1).await, ["/3:0"]);
+        parked(&c.phase, 1).await;
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_a_request_survive_a_park() {
+        let mut c = served(LONG);
+        c.client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut c.client, 1).await, ["/a:0"]);
+        parked(&c.phase, 1).await;
+        c.client
+            .write_all(b"\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(bodies(&mut c.client, 1).await, ["/b:0"]);
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_closes_when_idle_too_long_or_retired() {
+        let mut c = served(Duration::from_millis(100));
+        c.client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        bodies(&mut c.client, 1).await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(LONG, c.client.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok() && rest.is_empty(), "{rest:?}");
+        let ended = tokio::time::timeout(LONG, c.done).await.unwrap().unwrap();
+        let error = ended.expect_err("the idle timeout is an error").to_string();
+        assert!(error.contains("client idle timeout"), "{error}");
+
+        let mut c = served(LONG);
+        c.client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        bodies(&mut c.client, 1).await;
+        parked(&c.phase, 1).await;
+        c.retire.notify_one();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(LONG, c.client.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok() && rest.is_empty(), "{rest:?}");
+        let ended = tokio::time::timeout(LONG, c.done).await.unwrap().unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+    }
+}
