@@ -18,6 +18,11 @@
 #                  to see whether the memory kept after the first is reused)
 #        BACKEND=auto|nginx|python  SNIGATE_BIN=target/release/snigate
 #        KEEP=1 keeps the temporary folder (configuration, logs, client JSON)
+#        CLIENT_PARK=1ms: [timeouts] client_park (default: snigate's 100ms;
+#              with 1ms every connection is parked right after its answer,
+#              which shows what an idle connection costs once parked; with
+#              the default, those answered in the last 100 ms of the burst
+#              still hold hyper's buffers when RSS is read)
 #        H2=1: the connections negotiate h2 (ALPN) and send their preface at
 #              once; the request is an h2 GET on stream 1
 #
@@ -139,6 +144,7 @@ access_log = "$TMP/access.jsonl"
 
 [timeouts]
 client_idle = "600s"
+${CLIENT_PARK:+client_park = \"$CLIENT_PARK\"}
 
 [[certificate]]
 name = "a"

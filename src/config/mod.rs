@@ -57,6 +57,14 @@ pub const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
 /// backend that sends nothing for this long is cut off (nginx's
 /// `proxy_read_timeout` between two reads; HAProxy's `timeout server`).
 pub const DEFAULT_UPSTREAM_READ: Duration = Duration::from_secs(300);
+/// Default for `[timeouts] client_park`: an HTTP/1.1 keep-alive connection
+/// waiting this long for its next request gives hyper's buffers back
+/// (`http::h1`). A client that sends its next request sooner (a load
+/// test, a browser fetching a page's parts) keeps them and pays nothing;
+/// one that idles (Outlook, ActiveSync between polls) costs a third of the
+/// memory. Short, so that a burst of requests over thousands of
+/// connections does not hold thousands of buffers at once.
+pub const DEFAULT_CLIENT_PARK: Duration = Duration::from_millis(100);
 /// Default `max_header_bytes` per listener: a request head (HTTP/1.1: the
 /// read buffer's limit; h2: the decoded header list). Big enough for
 /// Kerberos tickets in `Authorization` (Windows allows 48 KiB tokens).
@@ -127,6 +135,7 @@ pub struct Timeouts {
     pub proxy_header: Duration,
     pub client_send: Duration,
     pub upstream_read: Duration,
+    pub client_park: Duration,
 }
 
 impl Timeouts {
@@ -178,6 +187,7 @@ impl Default for Timeouts {
             proxy_header: DEFAULT_PROXY_HEADER,
             client_send: DEFAULT_CLIENT_SEND,
             upstream_read: DEFAULT_UPSTREAM_READ,
+            client_park: DEFAULT_CLIENT_PARK,
         }
     }
 }

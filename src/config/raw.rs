@@ -58,6 +58,7 @@ pub struct RawTimeouts {
     pub proxy_header: Option<Spanned<String>>,
     pub client_send: Option<Spanned<String>>,
     pub upstream_read: Option<Spanned<String>>,
+    pub client_park: Option<Spanned<String>>,
 }
 
 /// One `[[certificate]]`: `chain` and `key` (PEM), or `pfx` with an optional

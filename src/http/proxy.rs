@@ -95,7 +95,8 @@ where
     } else {
         let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
         let builder = crate::http::h1::builder(settings);
-        Box::pin(crate::http::h1::serve(io, phase, service, builder, life).map(ended))
+        let park = timeouts.client_park;
+        Box::pin(crate::http::h1::serve(io, phase, service, builder, life, park).map(ended))
     }
 }
 

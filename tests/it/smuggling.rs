@@ -246,7 +246,11 @@ async fn the_same_bytes_give_the_same_requests_and_answers_as_hyper_alone() {
         let (backend, backend_log) = recording_server().await;
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[[listener]]\nname = \"open\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+            "[timeouts]\n\
+             # Parked as soon as it is between requests: the third delivery\n\
+             # sends its bytes to a connection hyper has handed back.\n\
+             client_park = \"1ms\"\n\n\
+             [[listener]]\nname = \"open\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
              default_upstream = \"farm\"\n\n\
              [[upstream]]\nname = \"farm\"\nservers = [\"{backend}\"]\n"
         );

@@ -66,5 +66,6 @@ pub(super) fn timeouts(t: &RawTimeouts, errors: &mut Errors<'_>) -> Timeouts {
         proxy_header: duration(&t.proxy_header, DEFAULT_PROXY_HEADER, errors),
         client_send: duration(&t.client_send, DEFAULT_CLIENT_SEND, errors),
         upstream_read: duration(&t.upstream_read, DEFAULT_UPSTREAM_READ, errors),
+        client_park: duration(&t.client_park, DEFAULT_CLIENT_PARK, errors),
     }
 }
