@@ -663,6 +663,13 @@ fn version_name(v: Version) -> &'static str {
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
 /// `Trailer` is not among them: it announces end-to-end trailer fields, and
+/// The forwarding headers, made at compile time (`from_static` at run time
+/// checks the name on every request).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// hyper sends only the trailers a `Trailer` header names.
 const HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
@@ -754,11 +761,8 @@ fn rewrite_request(
     }
     // The one host, whatever the client wrote in Host or X-Forwarded-Host.
     parts.headers.insert(header::HOST, host.header.clone());
-    parts.headers.insert(
-        HeaderName::from_static("x-forwarded-host"),
-        host.header.clone(),
-    );
-    let xff = HeaderName::from_static("x-forwarded-for");
+    parts.headers.insert(X_FORWARDED_HOST, host.header.clone());
+    let xff = X_FORWARDED_FOR;
     let appended = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
         Some(prior) if from_trusted && !prior.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prior}, {}", info.peer.ip())).ok()
@@ -773,10 +777,10 @@ fn rewrite_request(
     // claim about itself, dropped so no backend logs or trusts it.
     if !from_trusted {
         parts.headers.remove(header::FORWARDED);
-        parts.headers.remove(HeaderName::from_static("x-real-ip"));
+        parts.headers.remove(X_REAL_IP);
     }
     parts.headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if info.tls { "https" } else { "http" }),
     );
     // Origin-form for the backend; HTTP/1.1 requests usually are already.

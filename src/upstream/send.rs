@@ -882,13 +882,16 @@ pub fn carries_connection_credentials(headers: &http::HeaderMap) -> bool {
     .any(|v| names_connection_scheme(v.as_bytes()))
 }
 
+/// IIS's header saying the identity stays with the connection.
+const PERSISTENT_AUTH: http::HeaderName = http::HeaderName::from_static("persistent-auth");
+
 /// Whether a response, whatever its status, says its connection is (being)
 /// authenticated: an NTLM or Negotiate challenge or mutual-authentication
 /// token in `WWW-Authenticate`/`Proxy-Authenticate`, or `Persistent-Auth`
 /// (IIS: the identity stays with the connection).
 pub fn binds_connection<B>(resp: &Response<B>) -> bool {
     let headers = resp.headers();
-    headers.contains_key("persistent-auth")
+    headers.contains_key(PERSISTENT_AUTH)
         || [
             http::header::WWW_AUTHENTICATE,
             http::header::PROXY_AUTHENTICATE,
