@@ -16,6 +16,9 @@ use crate::observe::hellos_seen::{HellosSeen, SeenDocument, SeenHandshake, SeenL
 use crate::observe::log_lines::{self, LogFile, LogLine};
 use crate::observe::outcome::HandshakeOutcome;
 
+/// How much of a file is read to tell a saved document from a log.
+const SNIFF_BYTES: u64 = 4096;
+
 /// The largest saved document read (the live report's is at most a few MiB).
 pub const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
 
@@ -69,20 +72,27 @@ pub fn read(paths: &[PathBuf]) -> anyhow::Result<ObservedLogs> {
 }
 
 /// The document `path` holds, or `None` when it does not start as one
-/// (a log file). A file that starts as one but does not parse is an error.
+/// (a log file, read line by line afterwards: only its first bytes are
+/// read here). A file that starts as one but does not parse is an error.
 fn saved_document(path: &Path) -> anyhow::Result<Option<SeenDocument>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut text = Vec::new();
-    file.take(MAX_DOCUMENT_BYTES + 1)
-        .read_to_end(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
     let mark = format!(
         "{{\"document\":\"{}\"",
         crate::observe::hellos_seen::DOCUMENT_MARK
     );
-    if !text.trim_ascii_start().starts_with(mark.as_bytes()) {
+    let mut head = Vec::new();
+    open()?
+        .take(SNIFF_BYTES)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !head.trim_ascii_start().starts_with(mark.as_bytes()) {
         return Ok(None);
     }
+    let mut text = Vec::new();
+    open()?
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(
         text.len() as u64 <= MAX_DOCUMENT_BYTES,
         "{}: a saved /report/hellos larger than {} MiB",
