@@ -199,7 +199,13 @@ impl HellosSeen {
             // Only a document can name this many listeners: nothing to keep.
             return;
         }
-        let totals = self.listeners.entry(key.listener.clone()).or_default();
+        if !self.listeners.contains_key(&key.listener) {
+            self.listeners
+                .insert(key.listener.clone(), ListenerTotals::default());
+        }
+        let Some(totals) = self.listeners.get_mut(&key.listener) else {
+            return;
+        };
         totals.handshakes = totals.handshakes.saturating_add(handshakes);
         if !self.kinds.contains_key(&key) && self.kinds.len() >= self.limits.kinds {
             totals.more = totals.more.saturating_add(handshakes);
