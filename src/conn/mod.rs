@@ -3,6 +3,7 @@
 //! and reading the ClientHello.
 
 pub mod hello;
+pub mod hello_facts;
 pub mod info;
 pub mod proxy_protocol;
 pub mod record;

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use crate::conn::ConnInfo;
-use crate::observe::handshake_log::{HandshakeLine, LoggedHello};
+use crate::observe::handshake_log::HandshakeLine;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::report::ClientRef;
 use crate::observe::telemetry::{timestamp, HandshakeRecord};
@@ -14,6 +14,7 @@ use crate::tls::hello::ClientHelloInfo;
 /// The handshake-log line for a connection, filled in as it goes.
 pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -> HandshakeLine {
     let logged = hello.filter(|_| state.handshake_log.is_some());
+    let facts = hello.map(crate::conn::hello_facts::facts);
     let record = HandshakeRecord {
         ts: timestamp(SystemTime::now()),
         event: "tls_handshake",
@@ -30,7 +31,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         offered_suites: logged.map(|h| h.offered_suites_hex()).unwrap_or_default(),
         offered_alpn: logged.map(|h| h.alpn.clone()).unwrap_or_default(),
         ja3: logged.map(crate::tls::fingerprint::ja3).unwrap_or_default(),
-        ja4: hello.map(crate::tls::fingerprint::ja4).unwrap_or_default(),
+        ja4: facts.as_ref().map(|f| f.ja4.clone()).unwrap_or_default(),
         outcome: HandshakeOutcome::Failed,
         version: None,
         suite: None,
@@ -47,7 +48,7 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
         record,
         // What `report --against` replays: the handshake log writes it,
         // the report keeps it (GET /report/hellos).
-        hello: hello.map(|h| Box::new(LoggedHello::new(crate::tls::logged_hello::details(h)))),
+        hello: facts.map(|f| f.logged.clone()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::observe::hello_details::{HelloDetails, HelloId, HellosWritten};
 use crate::observe::telemetry::{HandshakeRecord, JsonLines};
 
-/// A hello's details and their id, made only when a handshake log is on.
+/// A hello's details and their id.
 #[derive(Debug, Clone)]
 pub struct LoggedHello {
     pub id: HelloId,
@@ -34,8 +35,9 @@ impl LoggedHello {
 #[derive(Debug, Clone)]
 pub struct HandshakeLine {
     pub record: HandshakeRecord,
-    /// `None` without a hello or without a handshake log.
-    pub hello: Option<Box<LoggedHello>>,
+    /// `None` without a hello. Shared: one hello's details serve every
+    /// connection that sends it (see `conn::hello_facts`).
+    pub hello: Option<Arc<LoggedHello>>,
 }
 
 impl Deref for HandshakeLine {

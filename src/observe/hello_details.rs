@@ -31,7 +31,7 @@ pub const GREASE: u16 = 0x0a0a;
 /// A ClientHello's fields that decide what snigate does with it, except
 /// the SNI (on every line as `sni`). The README's "Handshake log" names
 /// each field; `u16` values are written as `"0x0303"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HelloDetails {
     /// The version in the first record header (`"0x0002"`: SSLv2 format).
     #[serde(with = "hex16")]
