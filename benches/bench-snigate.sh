@@ -4,6 +4,9 @@
 # anything else -> fallback, HTTP/1.1 to $BENCH_BACKEND, one worker thread.
 #
 #   ../shared/bench/run.sh custom "$PWD/benches/bench-snigate.sh" snigate
+#
+# env: WORKERS=1 (worker threads); PROXY_CPUS=0,1 widens the harness's
+# pinning to those CPUs (benches/two-workers.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
@@ -11,7 +14,7 @@ certs="${BENCH_CERT_DIR:?run me from ../shared/bench/run.sh}"
 conf="$(mktemp -d)/snigate-bench.toml"
 cat > "$conf" <<TOML
 [runtime]
-workers = 1
+workers = ${WORKERS:-1}
 
 [log]
 level = "warn"
@@ -47,4 +50,7 @@ max_connections_per_ip = 0
 name = "backend"
 servers = ["${BENCH_BACKEND:-127.0.0.1:8080}"]
 TOML
+if [ -n "${PROXY_CPUS:-}" ]; then
+    exec taskset -c "$PROXY_CPUS" "$bin" run -c "$conf"
+fi
 exec "$bin" run -c "$conf"
