@@ -14,6 +14,10 @@
 #
 # Run:   benches/callgrind-request.sh        (about 2 minutes)
 #   env: A=100 B=1100  SNIGATE_BIN=target/release/snigate  KEEP=1
+#        SCALE=N: a hosting farm's configuration instead (issue 15 goal 5,
+#        benches/scale_config.py): N certificates and N routes, N/10 of them
+#        wildcards, a.test among them; SCALE=3 is the same shape with only
+#        a.test's routes, the baseline to compare with.
 # Needs: valgrind (callgrind_control), curl, nginx, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +52,19 @@ http {
 }
 EOF
 nginx -c "$dir/backend.conf" -p "$dir" -e "$dir/backend-error.log"
+if [ -n "${SCALE:-}" ]; then
+    # scale_config.py declares the harness's three certificates first:
+    # here all three are a.test's.
+    mkdir -p "$dir/bench"
+    for n in rsa ecdsa fallback; do
+        ln -s "$dir/certs/a.test.crt" "$dir/bench/$n.crt"
+        ln -s "$dir/certs/a.test.key" "$dir/bench/$n.key"
+    done
+    python3 "$here/benches/scale_config.py" config --certs "$SCALE" --wildcards $((SCALE / 10)) \
+        --dir "${SCALE_DIR:-${TMPDIR:-/tmp}/snigate-scale-$SCALE}/certs" --bench-certs "$dir/bench" \
+        --out "$dir/snigate.toml" --listen 127.0.0.1:18446 --backend 127.0.0.1:18081 \
+        --log-level warn >&2
+else
 cat > "$dir/snigate.toml" <<EOF
 [runtime]
 workers = 1
@@ -66,6 +83,7 @@ default_upstream = "backend"
 name = "backend"
 servers = ["127.0.0.1:18081"]
 EOF
+fi
 valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$dir/cg.%p" \
     "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
 vg=$!

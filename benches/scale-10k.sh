@@ -20,16 +20,16 @@
 # It prints the medians per size.
 #
 # With THROUGHPUT=1 it then runs ../shared/bench/run.sh `custom` for
-# benches/bench-snigate.sh (3 certificates, no routes) and
-# benches/bench-scale.sh (the harness's 3 certificates among 10,000, and
-# 10,000 routes) alternately, PASSES times each (RUNS=1, no direct or
-# resumption rows, 2000 idle connections: about 4 minutes a run), and prints
-# their handshake and keep-alive rows: compare the "per CPU-s of target"
-# columns.
+# benches/bench-scale.sh twice over, alternately: with the harness's 3
+# certificates and a route for each name (SCALE_CERTS=3, the baseline: every
+# request goes through a route and its metrics, as in the large one), and
+# with the harness's 3 certificates among 10,000 and 10,000 routes, PASSES
+# times each (RUNS=1, no direct rows: about 2.5 minutes a run), and prints
+# their rows: compare the "per CPU-s of target" columns.
 #
 # Run:   benches/scale-10k.sh                  (about 1 minute; first run
 #                                               adds ~5 s to mint)
-#        THROUGHPUT=1 benches/scale-10k.sh     (+ about 16 minutes)
+#        THROUGHPUT=1 benches/scale-10k.sh     (+ about 10 minutes)
 #   env: ROUNDS=3 CERTS=10000 WILDCARDS=1000 SCALE_DIR=/tmp/snigate-scale-10k
 #        PASSES=2 SNIGATE_BIN=target/release/snigate KEEP=1 (keep the logs)
 #
@@ -179,13 +179,14 @@ if [ "${THROUGHPUT:-0}" = 1 ]; then
   [ -x "$run" ] || die "no $run"
   python3 "$gen" certs --certs "$CERTS" --wildcards "$WILDCARDS" --bench-certs x --dir "$SCALE_DIR/certs"
   since=$(date -u '+%Y-%m-%d %H:%M')
-  export RUNS=1 SKIP_DIRECT=1 RESUME_TEST=0 IDLE_CONNS=2000
-  export SCALE_DIR SCALE_CERTS=$CERTS SCALE_WILDCARDS=$WILDCARDS
+  export RUNS=1 SKIP_DIRECT=1
   for pass in $(seq "$PASSES"); do
-    log "throughput pass $pass/$PASSES: 3 certificates"
-    "$run" custom "$here/benches/bench-snigate.sh" snigate-3 >"$TMP/run-3-$pass.txt" 2>&1 || { tail -20 "$TMP/run-3-$pass.txt" >&2; die "run.sh failed"; }
+    log "throughput pass $pass/$PASSES: 3 certificates, 3 routes"
+    SCALE_DIR="$TMP/scale-3" SCALE_CERTS=3 SCALE_WILDCARDS=0 \
+      "$run" custom "$here/benches/bench-scale.sh" snigate-3 >"$TMP/run-3-$pass.txt" 2>&1 || { tail -20 "$TMP/run-3-$pass.txt" >&2; die "run.sh failed"; }
     log "throughput pass $pass/$PASSES: $CERTS certificates"
-    "$run" custom "$here/benches/bench-scale.sh" snigate-10k >"$TMP/run-10k-$pass.txt" 2>&1 || { tail -20 "$TMP/run-10k-$pass.txt" >&2; die "run.sh failed"; }
+    SCALE_DIR="$SCALE_DIR" SCALE_CERTS=$CERTS SCALE_WILDCARDS=$WILDCARDS \
+      "$run" custom "$here/benches/bench-scale.sh" snigate-10k >"$TMP/run-10k-$pass.txt" 2>&1 || { tail -20 "$TMP/run-10k-$pass.txt" >&2; die "run.sh failed"; }
   done
   results="${BENCH_OUT:-${TMPDIR:-/tmp}/snigate-bench}/results.md"
   log "rows since $since in $results:"
