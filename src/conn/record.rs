@@ -7,7 +7,7 @@ use crate::conn::ConnInfo;
 use crate::observe::handshake_log::HandshakeLine;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::report::ClientRef;
-use crate::observe::telemetry::{timestamp, HandshakeRecord};
+use crate::observe::telemetry::HandshakeRecord;
 use crate::state::State;
 use crate::tls::hello::ClientHelloInfo;
 
@@ -16,12 +16,12 @@ pub fn record(state: &State, info: &ConnInfo, hello: Option<&ClientHelloInfo>) -
     let logged = hello.filter(|_| state.handshake_log.is_some());
     let facts = hello.map(crate::conn::hello_facts::facts);
     let record = HandshakeRecord {
-        ts: timestamp(SystemTime::now()),
+        ts: SystemTime::now(),
         event: "tls_handshake",
         conn: info.conn,
         listener: state.listener(info.listener).settings.name.clone(),
-        local: info.local.to_string(),
-        peer: info.peer.to_string(),
+        local: info.local,
+        peer: info.peer,
         sni: hello.and_then(|h| h.sni.clone()),
         fallback: false,
         certificate: None,

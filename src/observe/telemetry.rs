@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -230,8 +231,9 @@ fn write_lines(out: impl Write, rx: Receiver<Vec<u8>>, queued: &AtomicUsize) {
 /// is looked up only when a line is written, and cannot disagree with it.
 #[derive(Debug, Clone)]
 pub struct HandshakeRecord {
-    /// RFC 3339 UTC time with milliseconds.
-    pub ts: String,
+    /// When the ClientHello was read; written as RFC 3339 UTC time with
+    /// milliseconds ([`timestamp`]), only when a line is written.
+    pub ts: SystemTime,
     /// `"tls_handshake"`.
     pub event: &'static str,
     /// Connection id, unique in the process; the access log's `conn`.
@@ -240,9 +242,9 @@ pub struct HandshakeRecord {
     pub listener: String,
     /// The local address the client connected to (a PROXY header's
     /// destination behind a balancer).
-    pub local: String,
+    pub local: SocketAddr,
     /// The client's address (a PROXY header's source behind a balancer).
-    pub peer: String,
+    pub peer: SocketAddr,
     /// The SNI as sent; null when the extension is absent.
     pub sni: Option<String>,
     /// https: the listener's fallback certificate was served (always
@@ -338,10 +340,11 @@ impl Serialize for HandshakeRecord {
             engine,
         } = self;
         let mut line = serializer.serialize_struct("HandshakeRecord", 26)?;
-        line.serialize_field("ts", ts)?;
+        line.serialize_field("ts", &timestamp(*ts))?;
         line.serialize_field("event", event)?;
         line.serialize_field("conn", conn)?;
         line.serialize_field("listener", listener)?;
+        // serde writes an address as its text (`Display`) in JSON.
         line.serialize_field("local", local)?;
         line.serialize_field("peer", peer)?;
         line.serialize_field("sni", sni)?;

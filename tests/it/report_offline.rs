@@ -25,12 +25,12 @@ fn at(ms: u64) -> String {
 
 fn handshake(ms: u64, conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) -> Record {
     Record::Handshake(HandshakeRecord {
-        ts: at(ms),
+        ts: UNIX_EPOCH + Duration::from_millis(1_790_000_000_000 + ms),
         event: "tls_handshake",
         conn,
         listener: "main".into(),
-        local: "127.0.0.1:8443".into(),
-        peer: peer.into(),
+        local: "127.0.0.1:8443".parse().expect("an address"),
+        peer: peer.parse().expect("an address"),
         sni: sni.map(Into::into),
         fallback: sni.is_none(),
         certificate: Some(if sni.is_some() { "portal" } else { "farm" }.into()),

@@ -4,8 +4,7 @@
 use super::facts::{Facts, Tally};
 use super::snapshot::{ClientReport, OtherClients};
 use super::table::{Place, Ranked, Table};
-use super::{clip, HandshakeEvent, RequestEvent};
-use crate::observe::log_lines;
+use super::{clip, HandshakeEvent, Peer, RequestEvent};
 
 /// Who a client is: its IP (without port) and its ClientHello fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -15,20 +14,11 @@ pub(super) struct ClientKey {
 }
 
 impl ClientKey {
-    pub(super) fn new(peer: &str, ja4: &str) -> Self {
+    pub(super) fn new(peer: Peer<'_>, ja4: &str) -> Self {
         Self {
-            ip: peer_ip(peer),
+            ip: peer.shown(),
             ja4: clip(ja4, 64).into_owned(),
         }
-    }
-}
-
-/// The IP of a `peer` field ([`log_lines::peer_ip`]) as text; a peer that
-/// is not an address (a hand-edited log) is kept, bounded.
-pub(super) fn peer_ip(peer: &str) -> String {
-    match log_lines::peer_ip(peer) {
-        Some(ip) => ip.to_string(),
-        None => clip(peer, 64).into_owned(),
     }
 }
 

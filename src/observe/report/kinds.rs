@@ -13,7 +13,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use super::clients::peer_ip;
 use super::facts::Facts;
 use super::snapshot::{KindReport, OtherKinds};
 use super::table::{Place, Ranked, Table};
@@ -136,9 +135,8 @@ impl KindTable {
         if let Some((r, ts)) = request {
             kind.facts.request(self.per_kind, r, ts);
         }
-        let ip = peer_ip(handshake.peer);
         let mut hasher = DefaultHasher::new();
-        ip.hash(&mut hasher);
+        handshake.peer.hash(&mut hasher);
         let hash = hasher.finish();
         if self.all.len() < self.all_limit {
             self.all.insert(hash);
@@ -150,7 +148,7 @@ impl KindTable {
                 self.budget -= 1;
                 kind.addresses.insert(hash);
                 if kind.examples.len() < EXAMPLES {
-                    kind.examples.push(ip);
+                    kind.examples.push(handshake.peer.shown());
                 }
             } else {
                 kind.inexact = true;

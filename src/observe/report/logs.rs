@@ -19,7 +19,7 @@ use super::snapshot::{LogInput, ReportSnapshot};
 use crate::observe::log_lines::{LogFile, LogLine};
 
 use super::{
-    parse_ts, ClientRef, EventOutcome, HandshakeEvent, Report, ReportLimits, RequestEvent,
+    parse_ts, ClientRef, EventOutcome, HandshakeEvent, Peer, Report, ReportLimits, RequestEvent,
 };
 
 /// Connections whose handshake mapping is kept for joining access lines:
@@ -214,9 +214,9 @@ fn feed(report: &Report, connections: &mut Connections, input: &mut LogInput, li
             input.handshakes += 1;
             let offered: Vec<&str> = h.offered_versions.iter().map(String::as_str).collect();
             let ev = HandshakeEvent {
-                ts: &h.ts,
+                ts: parse_ts(&h.ts),
                 listener: &h.listener,
-                peer: &h.peer,
+                peer: Peer::of_log(&h.peer),
                 sni: h.sni.as_deref(),
                 fallback: h.fallback,
                 certificate: h.certificate.as_deref(),

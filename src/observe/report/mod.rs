@@ -28,9 +28,10 @@ mod timeline;
 mod user_agent;
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::observe::handshake_log::LoggedHello;
 use crate::observe::hellos_seen::{HellosSeen, SeenDocument, SeenHandshake, SeenLimits};
@@ -182,7 +183,7 @@ impl ClientRef {
 struct OwnedHandshake {
     ts: Option<u64>,
     listener: String,
-    peer: String,
+    peer: OwnedPeer,
     sni: bool,
     fallback: bool,
     certificate: Option<String>,
@@ -198,7 +199,7 @@ impl OwnedHandshake {
         Self {
             ts,
             listener: ev.listener.to_string(),
-            peer: ev.peer.to_string(),
+            peer: OwnedPeer::of(ev.peer),
             sni: ev.sni.is_some(),
             fallback: ev.fallback,
             certificate: ev.certificate.map(str::to_string),
@@ -216,13 +217,12 @@ impl OwnedHandshake {
         lock(&kinds.table).join(&self.event(&offered), self.ts, request)
     }
 
-    /// The event again. `ts` is already parsed (`self.ts`); the SNI's value
-    /// is not kept (a kind counts only whether there was one).
+    /// The event again. The SNI's value is not kept (a kind counts only whether there was one).
     fn event<'a>(&'a self, offered_versions: &'a [&'a str]) -> HandshakeEvent<'a> {
         HandshakeEvent {
-            ts: "",
+            ts: self.ts,
             listener: &self.listener,
-            peer: &self.peer,
+            peer: self.peer.borrow(),
             sni: self.sni.then_some(""),
             fallback: self.fallback,
             certificate: self.certificate.as_deref(),
@@ -236,13 +236,62 @@ impl OwnedHandshake {
     }
 }
 
+/// A handshake's client: its IP (port dropped, an IPv4-mapped address as
+/// IPv4), or the `peer` of a log line that is no address (a hand-edited
+/// log), as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Peer<'a> {
+    Ip(IpAddr),
+    Text(&'a str),
+}
+
+impl<'a> Peer<'a> {
+    /// A log line's `peer` (`ip:port`, or an IP).
+    pub(crate) fn of_log(peer: &'a str) -> Self {
+        crate::observe::log_lines::peer_ip(peer).map_or(Peer::Text(peer), Peer::Ip)
+    }
+
+    /// As the report shows it (a text bounded).
+    fn shown(self) -> String {
+        match self {
+            Peer::Ip(ip) => ip.to_string(),
+            Peer::Text(text) => clip(text, 64).into_owned(),
+        }
+    }
+}
+
+/// A [`Peer`] kept past its line.
+#[derive(Debug)]
+enum OwnedPeer {
+    Ip(IpAddr),
+    Text(String),
+}
+
+impl OwnedPeer {
+    fn of(peer: Peer<'_>) -> Self {
+        match peer {
+            Peer::Ip(ip) => OwnedPeer::Ip(ip),
+            Peer::Text(text) => OwnedPeer::Text(text.to_string()),
+        }
+    }
+
+    fn borrow(&self) -> Peer<'_> {
+        match self {
+            OwnedPeer::Ip(ip) => Peer::Ip(*ip),
+            OwnedPeer::Text(text) => Peer::Text(text),
+        }
+    }
+}
+
 /// One handshake-log record, borrowed: what live records and parsed log
 /// lines both become.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HandshakeEvent<'a> {
-    pub ts: &'a str,
+    /// Milliseconds since the Unix epoch; `None` for a log line whose
+    /// time does not parse.
+    pub ts: Option<u64>,
     pub listener: &'a str,
-    pub peer: &'a str,
+    pub peer: Peer<'a>,
     pub sni: Option<&'a str>,
     pub fallback: bool,
     pub certificate: Option<&'a str>,
@@ -257,9 +306,9 @@ pub(crate) struct HandshakeEvent<'a> {
 impl<'a> HandshakeEvent<'a> {
     fn from_record(rec: &'a HandshakeRecord) -> Self {
         Self {
-            ts: &rec.ts,
+            ts: epoch_millis(rec.ts),
             listener: &rec.listener,
-            peer: &rec.peer,
+            peer: Peer::Ip(rec.peer.ip().to_canonical()),
             sni: rec.sni.as_deref(),
             fallback: rec.fallback,
             certificate: rec.certificate.as_deref(),
@@ -375,9 +424,7 @@ impl Report {
 
     /// Counts the handshake in the hellos table (`GET /report/hellos`).
     fn hello_seen(&self, rec: &HandshakeRecord, hello: Option<&LoggedHello>) {
-        let Some(peer) = crate::observe::log_lines::peer_ip(&rec.peer) else {
-            return;
-        };
+        let peer = rec.peer.ip().to_canonical();
         let mut seen = lock(&self.hellos);
         if let Some(h) = hello.filter(|h| !seen.has_details(h.id)) {
             seen.keep_details(h.id, h.details.clone());
@@ -406,7 +453,7 @@ impl Report {
     }
 
     pub(crate) fn handshake_event(&self, ev: &HandshakeEvent<'_>) -> Option<ClientRef> {
-        let ts = parse_ts(ev.ts);
+        let ts = ev.ts;
         lock(&self.totals).add(ev, ts);
         let client = ev.tracked().then(|| {
             let key = clients::ClientKey::new(ev.peer, ev.ja4);
@@ -599,7 +646,11 @@ impl Outcomes {
 /// Milliseconds since the Unix epoch of an RFC 3339 log timestamp; `None`
 /// when it does not parse (or is before 1970). Live and offline both use it.
 pub(crate) fn parse_ts(ts: &str) -> Option<u64> {
-    let t = humantime::parse_rfc3339_weak(ts.trim()).ok()?;
+    epoch_millis(humantime::parse_rfc3339_weak(ts.trim()).ok()?)
+}
+
+/// Milliseconds since the Unix epoch; `None` before it or too far after.
+fn epoch_millis(t: SystemTime) -> Option<u64> {
     let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
     u64::try_from(ms).ok()
 }

@@ -11,14 +11,19 @@ fn ts(secs: u64, ms: u64) -> String {
     format_ts(1_790_000_000_000 + secs * 1000 + ms)
 }
 
+/// The time `ms` milliseconds after the epoch.
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
 fn handshake(conn: u64, peer: &str, sni: Option<&str>, outcome: &'static str) -> HandshakeRecord {
     HandshakeRecord {
-        ts: ts(conn, 0),
+        ts: at_ms(1_790_000_000_000 + conn * 1000),
         event: "tls_handshake",
         conn,
         listener: "main".into(),
-        local: "127.0.0.1:8443".into(),
-        peer: peer.into(),
+        local: "127.0.0.1:8443".parse().expect("an address"),
+        peer: peer.parse().expect("an address"),
         sni: sni.map(Into::into),
         fallback: sni.is_none(),
         certificate: Some("farm".into()),
@@ -363,7 +368,7 @@ fn timeline_buckets_and_drops_old_buckets() {
     let base = 1_790_000_040_000u64; // a whole minute
     let at = |ms: u64, sni: Option<&str>, outcome: &'static str| {
         let mut rec = handshake(1, "192.0.2.7:1", sni, outcome);
-        rec.ts = format_ts(base + ms);
+        rec.ts = at_ms(base + ms);
         report.handshake(&rec, None);
     };
     at(0, Some("a.test"), "ok"); // minute 0: falls out of the window later
@@ -401,7 +406,7 @@ fn timeline_does_not_depend_on_arrival_order() {
         let report = Report::new(limits.clone());
         for ms in order {
             let mut rec = handshake(1, "192.0.2.7:1", Some("a.test"), "ok");
-            rec.ts = format_ts(1_790_000_040_000 + ms);
+            rec.ts = at_ms(1_790_000_040_000 + ms);
             report.handshake(&rec, None);
         }
         report.snapshot().timeline
