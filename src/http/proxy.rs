@@ -661,8 +661,6 @@ fn version_name(v: Version) -> &'static str {
     }
 }
 
-/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
-/// `Trailer` is not among them: it announces end-to-end trailer fields, and
 /// The forwarding headers, made at compile time (`from_static` at run time
 /// checks the name on every request).
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -670,17 +668,23 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// hyper sends only the trailers a `Trailer` header names.
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), with
+/// `Upgrade` (passed on only for an upgrade the listener allows, by the
+/// caller). `Trailer` is not among them: it announces end-to-end trailer
+/// fields, and hyper sends only the trailers a `Trailer` header names.
+/// A `static`, not a `const`: a const array is built (and dropped) again at
+/// every use, nine times per proxied request.
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+    HOP_BY_HOP.contains(name)
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -699,7 +703,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for n in &HOP_BY_HOP {
         headers.remove(n);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// WebDAV COPY/MOVE name their target in `Destination` as an absolute URL.
@@ -736,6 +739,33 @@ fn rewrite_destination(headers: &mut HeaderMap, host: Option<&HeaderValue>, back
     }
 }
 
+/// Which of the headers [`rewrite_request`] reads or removes a request
+/// carries: one pass over its names, instead of a hashed lookup for each
+/// (most requests carry none of them).
+#[derive(Default)]
+struct Carried {
+    te: bool,
+    forwarded: bool,
+    real_ip: bool,
+    xff: bool,
+}
+
+impl Carried {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut carried = Carried::default();
+        for name in headers.keys() {
+            match name.as_str() {
+                "te" => carried.te = true,
+                "forwarded" => carried.forwarded = true,
+                "x-real-ip" => carried.real_ip = true,
+                "x-forwarded-for" => carried.xff = true,
+                _ => {}
+            }
+        }
+        carried
+    }
+}
+
 /// Turns the client's request into the upstream's: origin-form URI, HTTP/1.1,
 /// `Host` and `X-Forwarded-Host` the request's one host, hop-by-hop headers
 /// removed, X-Forwarded-* set, `Forwarded` and `X-Real-IP` kept only from a
@@ -749,10 +779,11 @@ fn rewrite_request(
     bytes_in: Option<Arc<AtomicU64>>,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
+    let carried = Carried::of(&parts.headers);
     // `TE: trailers` says the client takes response trailers (hyper sends
     // them only then): snigate passes trailers on, so it asks on its behalf.
-    let trailers =
-        header_tokens(&parts.headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
+    let trailers = carried.te
+        && header_tokens(&parts.headers, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(&mut parts.headers);
     if trailers {
         parts
@@ -763,8 +794,9 @@ fn rewrite_request(
     parts.headers.insert(header::HOST, host.header.clone());
     parts.headers.insert(X_FORWARDED_HOST, host.header.clone());
     let xff = X_FORWARDED_FOR;
-    let appended = match parts.headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prior) if from_trusted && !prior.trim().is_empty() => {
+    let prior = (carried.xff && from_trusted).then(|| parts.headers.get(&xff));
+    let appended = match prior.flatten().and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prior}, {}", info.peer.ip())).ok()
         }
         _ => None,
@@ -775,8 +807,10 @@ fn rewrite_request(
     // The other headers that name the client: believed only from a trusted
     // proxy, as X-Forwarded-For is; from anyone else they are a client's
     // claim about itself, dropped so no backend logs or trusts it.
-    if !from_trusted {
+    if !from_trusted && carried.forwarded {
         parts.headers.remove(header::FORWARDED);
+    }
+    if !from_trusted && carried.real_ip {
         parts.headers.remove(X_REAL_IP);
     }
     parts.headers.insert(
