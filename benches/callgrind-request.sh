@@ -12,7 +12,10 @@
 # the handshake and connection set-up cancelled out. The last dump is kept
 # for `callgrind_annotate` when KEEP=1.
 #
-# Run:   benches/callgrind-request.sh        (about 2 minutes)
+# Then nginx (1.22, one process, an upstream keep-alive pool) as the same
+# proxy, traced the same way, for comparison (WITH_NGINX=0 skips it: not NGINX, which nginx reads).
+#
+# Run:   benches/callgrind-request.sh        (about 3 minutes)
 #   env: A=100 B=1100  SNIGATE_BIN=target/release/snigate  KEEP=1
 #        SCALE=N: a hosting farm's configuration instead (issue 15 goal 5,
 #        benches/scale_config.py): N certificates and N routes, N/10 of them
@@ -30,8 +33,10 @@ done
 dir="$(mktemp -d /tmp/snigate-cg.XXXXXX)"
 chmod 755 "$dir"
 vg=""
+ng=""
 cleanup() {
     [ -n "$vg" ] && kill -TERM "$vg" 2>/dev/null || true
+    [ -n "$ng" ] && kill -TERM "$ng" 2>/dev/null || true
     [ -f "$dir/backend.pid" ] && kill -TERM "$(cat "$dir/backend.pid")" 2>/dev/null || true
     [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
@@ -87,27 +92,63 @@ fi
 valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$dir/cg.%p" \
     "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
 vg=$!
-url="https://a.test:18446/"
 proto="--http1.1"
-curl_n() {
-    local urls=()
-    for _ in $(seq "$1"); do urls+=("$url"); done
-    curl -s "$proto" --cacert "$dir/certs/ca.crt" --resolve "a.test:18446:127.0.0.1" "${urls[@]}" >/dev/null
+curl_n() { # PORT N
+    local urls=() i
+    for ((i = 0; i < $2; i++)); do urls+=("https://a.test:$1/"); done
+    curl -s "$proto" --cacert "$dir/certs/ca.crt" --resolve "a.test:$1:127.0.0.1" "${urls[@]}" >/dev/null
 }
-for _ in $(seq 300); do curl_n 1 2>/dev/null && break; sleep 0.2; done
-curl_n 50 # warm-up: pools, tables, allocator
-# instructions N: the instructions snigate spends on N requests.
+for _ in $(seq 300); do curl_n 18446 1 2>/dev/null && break; sleep 0.2; done
+curl_n 18446 50 # warm-up: pools, tables, allocator
+# instructions PID PREFIX PORT N: what the traced process spends on N requests.
 instructions() {
-    callgrind_control -z "$vg" >/dev/null
-    curl_n "$1"
-    callgrind_control -d "$vg" >/dev/null
+    callgrind_control -z "$1" >/dev/null
+    curl_n "$3" "$4"
+    callgrind_control -d "$1" >/dev/null
     local dump
-    dump="$(ls -t "$dir"/cg.* | head -1)"
+    dump="$(ls -t "$dir/$2".* | head -1)"
     awk '/^summary:|^totals:/ { print $2; exit }' "$dump"
 }
-for proto in --http1.1 --http2; do
-    ia="$(instructions "$a")"
-    ib="$(instructions "$b")"
-    echo "${proto#--}: instructions for $a requests $ia, for $b requests $ib;" \
-        "per keep-alive request: $(( (ib - ia) / (b - a) ))"
-done
+# per NAME PID PREFIX PORT: instructions per keep-alive request, both protocols.
+per() {
+    local ia ib
+    for proto in --http1.1 --http2; do
+        ia="$(instructions "$2" "$3" "$4" "$a")"
+        ib="$(instructions "$2" "$3" "$4" "$b")"
+        echo "$1 ${proto#--}: instructions for $a requests $ia, for $b requests $ib;" \
+            "per keep-alive request: $(( (ib - ia) / (b - a) ))"
+    done
+}
+per snigate "$vg" cg 18446
+[ "${WITH_NGINX:-1}" = 1 ] || exit 0
+# nginx as the same proxy (one process, upstream keep-alive pool), traced
+# the same way, for comparison.
+cat > "$dir/proxy.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $dir/proxy.pid;
+error_log $dir/proxy-error.log warn;
+events { worker_connections 1000; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  upstream backend { server 127.0.0.1:18081; keepalive 16; }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  server {
+    listen 127.0.0.1:18449 ssl http2;
+    ssl_certificate $dir/certs/a.test.crt; ssl_certificate_key $dir/certs/a.test.key;
+    location / { proxy_pass http://backend; }
+  }
+}
+EOF
+valgrind --tool=callgrind --callgrind-out-file="$dir/ng.%p" \
+    nginx -c "$dir/proxy.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
+ng=$!
+proto="--http1.1"
+for _ in $(seq 300); do curl_n 18449 1 2>/dev/null && break; sleep 0.2; done
+curl_n 18449 50
+per nginx "$ng" ng 18449
