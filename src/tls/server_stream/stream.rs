@@ -41,6 +41,9 @@ pub struct ServerTlsStream<T = TcpStream> {
     plaintext: Plaintext,
     /// The client sent close_notify: reads end once `plaintext` is taken.
     pub(super) peer_closed: bool,
+    /// The last turn ended with rustls needing bytes from the client and
+    /// none came since: another turn would find nothing to do.
+    needs_input: bool,
     /// The client closed TCP without close_notify.
     unclean_eof: bool,
     /// close_notify is queued: nothing more is written.
@@ -89,6 +92,7 @@ impl<T: Transport> ServerTlsStream<T> {
             outgoing: Outgoing::default(),
             plaintext: Plaintext::default(),
             peer_closed: false,
+            needs_input: false,
             unclean_eof: false,
             write_closed: false,
             failed: None,
@@ -114,7 +118,14 @@ impl<T: Transport> ServerTlsStream<T> {
     /// Runs rustls until it needs the socket or has done what `want`
     /// asks. Handshake records it produces go to `outgoing`, plaintext to
     /// the caller's buffer or `plaintext`.
-    pub(super) fn turn(&mut self, mut want: Want<'_, '_>) -> io::Result<Turn> {
+    pub(super) fn turn(&mut self, want: Want<'_, '_>) -> io::Result<Turn> {
+        let turn = self.run_rustls(want);
+        self.needs_input = matches!(turn, Ok(Turn::NeedsInput));
+        turn
+    }
+
+    /// [`Self::turn`]'s loop.
+    fn run_rustls(&mut self, mut want: Want<'_, '_>) -> io::Result<Turn> {
         let Self {
             conn,
             incoming,
@@ -208,6 +219,9 @@ impl<T: Transport> ServerTlsStream<T> {
         let read = poll_read_buf(Pin::new(&mut self.io), cx, &mut room);
         // Readiness was stale (the read registered for the next bytes).
         self.incoming.release_if_empty();
+        if matches!(read, Poll::Ready(Ok(n)) if n > 0) {
+            self.needs_input = false;
+        }
         read
     }
 
@@ -342,9 +356,14 @@ impl<T: Transport> AsyncRead for ServerTlsStream<T> {
             if this.unclean_eof {
                 return Poll::Ready(Err(unexpected_eof()));
             }
-            let turn = match this.turn(Want::Read(buf)) {
-                Ok(turn) => turn,
-                Err(e) => return Poll::Ready(Err(this.broken(cx, e))),
+            // Waiting for the next request: straight to the socket.
+            let turn = if this.needs_input {
+                Turn::NeedsInput
+            } else {
+                match this.turn(Want::Read(buf)) {
+                    Ok(turn) => turn,
+                    Err(e) => return Poll::Ready(Err(this.broken(cx, e))),
+                }
             };
             if buf.filled().len() > before || turn == Turn::Closed {
                 return Poll::Ready(Ok(()));
@@ -354,7 +373,9 @@ impl<T: Transport> AsyncRead for ServerTlsStream<T> {
             }
             // What rustls queued while reading (a refusal of a
             // renegotiation) goes out when the socket takes it.
-            let _ = this.outgoing.poll_send(&mut this.io, cx);
+            if !this.outgoing.is_empty() {
+                let _ = this.outgoing.poll_send(&mut this.io, cx);
+            }
             if ready!(this.poll_fill(cx))? == 0 {
                 this.unclean_eof = true;
             }
