@@ -360,8 +360,49 @@ async fn a_handshake_message_in_tiny_records_stops_at_64_kib() {
         accept(tcp, Vec::new(), server_config).await
     };
     let (_tcp, server) = within("tiny records", async { tokio::join!(client, server) }).await;
-    let e = server.err().expect("refused");
+    let Err(e) = server else {
+        panic!("a 64 KiB handshake message in tiny records was accepted")
+    };
     assert_eq!(e.to_string(), "message buffer full");
+}
+
+/// rustls' alert reaches the client, and its error the handshake log.
+#[tokio::test]
+async fn a_failed_handshake_sends_the_alert_and_returns_rustls_error() {
+    let (server_config, _) = configs(&TLS13);
+    let (_, client_config) = configs(&TLS12);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        accept(tcp, Vec::new(), server_config).await
+    };
+    let client = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("a.test").unwrap();
+        tokio_rustls::TlsConnector::from(client_config)
+            .connect(name, tcp)
+            .await
+    };
+    let (server, client) = within("refusal", async { tokio::join!(server, client) }).await;
+    let Err(e) = server else {
+        panic!("a handshake without a version in common succeeded")
+    };
+    assert_eq!(
+        crate::tls::failure::HandshakeFailure::of_io(&e),
+        crate::tls::failure::HandshakeFailure::NoVersion,
+        "{e}"
+    );
+    let Err(at_client) = client else {
+        panic!("the client got through")
+    };
+    assert!(
+        matches!(
+            rustls_error(&at_client),
+            Some(rustls::Error::AlertReceived(_))
+        ),
+        "{at_client:?}"
+    );
 }
 
 #[tokio::test]
