@@ -104,11 +104,6 @@ impl<T: Transport> ServerTlsStream<T> {
         &self.conn
     }
 
-    /// The socket.
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-
     /// Bytes of buffer capacity held now (records in and out, plaintext
     /// kept): 0 for a connection that waits for its next request.
     pub fn buffer_capacity(&self) -> usize {
@@ -217,7 +212,7 @@ impl<T: Transport> ServerTlsStream<T> {
         // Into the spare capacity: nothing is zero-filled first.
         let mut room = self.incoming.for_read().limit(max);
         let read = poll_read_buf(Pin::new(&mut self.io), cx, &mut room);
-        // Readiness was stale (the read registered for the next bytes).
+        // Nothing read (readiness was stale, EOF, an error): no room kept.
         self.incoming.release_if_empty();
         if matches!(read, Poll::Ready(Ok(n)) if n > 0) {
             self.needs_input = false;
@@ -225,7 +220,7 @@ impl<T: Transport> ServerTlsStream<T> {
         read
     }
 
-    /// The error every call returns once the stream has failed.
+    /// Why a write is refused: rustls failed, or close_notify is sent.
     fn failure(&self) -> Option<io::Error> {
         if let Some(e) = &self.failed {
             return Some(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
