@@ -8,14 +8,12 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::config::ListenerMode;
 use crate::conn::hello::read_hello;
 use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
-use crate::io::replay::PrefixedStream;
 use crate::observe::metrics::FailureReason;
 use crate::observe::outcome::HandshakeOutcome;
 use crate::observe::telemetry::millis;
@@ -23,6 +21,7 @@ use crate::state::{ListenerId, State};
 use crate::tls::decide::{decide, handshake_failure, Decision, Engine, RefusalKind, Served};
 use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHello;
+use crate::tls::server_stream::ServerTlsStream;
 use crate::tls::{self, ALERT_UNRECOGNIZED_NAME};
 
 /// Serves one accepted connection to its end.
@@ -108,7 +107,7 @@ pub async fn serve(
 /// A client connection that rustls has established, on its way to HTTP.
 struct Established {
     info: ConnInfo,
-    stream: TlsStream<PrefixedStream<TcpStream>>,
+    stream: ServerTlsStream<TcpStream>,
     /// ALPN chose h2.
     h2: bool,
 }
@@ -164,9 +163,10 @@ async fn serve_https(
     }
     let config = listener.server_config(served.certificate).clone();
     let ClientHello { bytes, info: hello } = hello;
-    let replay = PrefixedStream::new(bytes, stream);
+    // rustls reads the hello's bytes first, then the socket.
     let handshake = Box::pin(tls::handshake(
-        replay,
+        stream,
+        bytes,
         config,
         state.settings.timeouts.handshake,
     ))

@@ -1,9 +1,11 @@
 //! Replaying bytes already read from a stream.
 //!
 //! snigate reads the ClientHello off the socket itself (see [`crate::tls::hello`]) before
-//! rustls gets the connection; [`PrefixedStream`] gives rustls a stream that yields
-//! those bytes first and then continues with the socket, so the TLS library sees the
-//! connection exactly as the client sent it.
+//! a TLS library gets the connection; [`PrefixedStream`] gives OpenSSL (the legacy-tls
+//! engine) a stream that yields those bytes first and then continues with the socket,
+//! so the TLS library sees the connection exactly as the client sent it (rustls reads
+//! them from its own first buffer: see [`crate::tls::server_stream`]). HTTP uses it
+//! too, to hand bytes read ahead to a new HTTP server.
 
 use std::io;
 use std::pin::Pin;

@@ -45,7 +45,9 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    /// The failure behind an error of tokio-rustls's `accept`.
+    /// The failure behind an error of the handshake
+    /// ([`crate::tls::server_stream::accept`]): rustls' error inside it, or
+    /// the socket's.
     pub fn of_io(e: &io::Error) -> Self {
         match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
             Some(err) => err.clone().into(),

@@ -5,8 +5,9 @@
 //! handshake log, the compatibility report) — and then hand the very same bytes to
 //! rustls. So this module reads raw bytes from the client socket, under one deadline
 //! and into a bounded buffer, until one complete ClientHello handshake message has
-//! arrived, and keeps every byte it read so that [`crate::io::replay::PrefixedStream`]
-//! can replay them.
+//! arrived, and keeps every byte it read so that rustls (whose first input they are, see
+//! [`crate::tls::server_stream`]), OpenSSL or a backend (through
+//! [`crate::io::replay::PrefixedStream`]) reads them as the client sent them.
 //!
 //! Everything here is hostile input: the parser is a total function over bytes (no
 //! panics, no unchecked indexing, no allocation beyond the size of the input it was
@@ -68,7 +69,7 @@ const ECDSA_SCHEMES: [u16; 3] = [0x0403, 0x0503, 0x0603];
 pub struct ClientHello {
     /// Every byte consumed from the socket, in order: the complete ClientHello
     /// records and, if the last read returned more, whatever followed them. All of it
-    /// must be replayed to the TLS library (see [`crate::io::replay::PrefixedStream`]).
+    /// must be given to the TLS library first (see [`crate::tls::server_stream::accept`]).
     pub bytes: Vec<u8>,
     /// The parsed fields.
     pub info: ClientHelloInfo,

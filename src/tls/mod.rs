@@ -1,6 +1,7 @@
 //! TLS: the ClientHello (reading, parsing, fingerprints, diagnosis),
 //! certificates and their hygiene, session tickets, and the certificate
-//! store with the rustls handshake (`store`, re-exported here).
+//! store with the rustls handshake (`store`, re-exported here), and the
+//! client-facing TLS stream over rustls' unbuffered API (`server_stream`).
 
 pub mod certs;
 pub mod covered;
@@ -17,6 +18,7 @@ pub mod logged_hello;
 pub mod openssl;
 pub mod pfx;
 pub mod predict;
+pub mod server_stream;
 pub mod store;
 pub mod tickets;
 

@@ -3,8 +3,8 @@
 //!
 //! snigate reads and parses the ClientHello itself (see `hello.rs`) and picks
 //! the certificate from that, so the choice, the log line and the fallback
-//! all come from one place; rustls then runs the handshake on the replayed
-//! bytes with a configuration that holds exactly that certificate.
+//! all come from one place; rustls then runs the handshake, reading those
+//! bytes first, with a configuration that holds exactly that certificate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,12 +14,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::server::TlsStream;
 
 use crate::tls::certs::{KeyKind, LoadedCertificate};
 use crate::tls::failure::HandshakeFailure;
 use crate::tls::hello::ClientHelloInfo;
+use crate::tls::server_stream::{self, ServerTlsStream, Transport};
 
 /// A certificate of the [`CertificateStore`]: its place in declaration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -355,42 +354,46 @@ pub fn group_name(group: rustls::NamedGroup) -> &'static str {
     super::groups::name(u16::from(group)).unwrap_or("unknown")
 }
 
-/// Runs the rustls handshake on `stream` (which replays the ClientHello
-/// bytes) under one deadline.
-pub async fn handshake<S>(
-    stream: S,
+/// Runs the rustls handshake on `io` under one deadline; `hello` holds the
+/// bytes already read from it (the ClientHello), which rustls reads first.
+pub async fn handshake<T: Transport>(
+    io: T,
+    hello: Vec<u8>,
     config: Arc<ServerConfig>,
     timeout: Duration,
-) -> Result<(TlsStream<S>, Negotiated), HandshakeFailure>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+) -> Result<(ServerTlsStream<T>, Negotiated), HandshakeFailure> {
+    let accept = server_stream::accept(io, hello, config);
+    let tls = match tokio::time::timeout(timeout, accept).await {
         Err(_) => return Err(HandshakeFailure::Timeout),
         Ok(Err(e)) => return Err(HandshakeFailure::of_io(&e)),
         Ok(Ok(tls)) => tls,
     };
-    let (_, conn) = tls.get_ref();
-    let negotiated = Negotiated {
-        version: match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
-            _ => "?",
-        },
-        suite: conn
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_default(),
-        group: conn
-            .negotiated_key_exchange_group()
-            .map(|g| group_name(g.name())),
-        alpn: conn
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
-        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-    };
+    let negotiated = Negotiated::of(tls.session());
     Ok((tls, negotiated))
+}
+
+impl Negotiated {
+    /// What an established connection's handshake agreed on.
+    fn of(conn: &rustls::CommonState) -> Self {
+        Negotiated {
+            version: match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                _ => "?",
+            },
+            suite: conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default(),
+            group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| group_name(g.name())),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
 }
 
 /// A fatal `unrecognized_name` alert, sent before closing a strict refusal.
