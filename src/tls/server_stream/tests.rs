@@ -441,7 +441,7 @@ async fn a_connection_waiting_for_its_next_request_holds_no_buffer() {
 }
 
 #[tokio::test]
-async fn a_client_that_does_not_read_holds_back_writes_at_one_record() {
+async fn a_client_that_does_not_read_holds_back_writes_at_one_batch() {
     let (mut server, _client) = connected(&TLS13).await;
     let data = pattern(1 << 20, 6);
     let mut cx = Context::from_waker(Waker::noop());
@@ -449,16 +449,85 @@ async fn a_client_that_does_not_read_holds_back_writes_at_one_record() {
     for _ in 0..100_000 {
         match Pin::new(&mut server).poll_write(&mut cx, &data) {
             Poll::Ready(Ok(n)) => {
-                assert!((1..=16_384).contains(&n), "{n}");
+                assert!((1..=4 * 16_384).contains(&n), "{n}");
                 accepted += n;
             }
             Poll::Ready(Err(e)) => panic!("{e}"),
             Poll::Pending => {
-                assert!(server.buffer_capacity() <= 16_384 + 64);
+                assert!(server.buffer_capacity() <= 4 * (16_384 + 64));
                 assert!(accepted > 0);
                 return;
             }
         }
     }
     panic!("{accepted} bytes accepted and the socket never filled");
+}
+
+/// The largest write offered to a [`NotedWrites`] socket (only the test
+/// below uses one).
+static LARGEST_WRITE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A TCP stream that notes the largest write offered to it.
+struct NotedWrites(TcpStream);
+
+impl AsyncRead for NotedWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NotedWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        LARGEST_WRITE.fetch_max(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl Transport for NotedWrites {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+}
+
+/// A 64 KiB response is offered to the socket in one write (four records),
+/// not one system call per 16 KiB record, and arrives intact.
+#[tokio::test]
+async fn a_64_kib_response_goes_to_the_socket_in_one_write() {
+    for version in VERSIONS {
+        let (mut server, mut client) = connected_over(version, 0, NotedWrites).await;
+        LARGEST_WRITE.store(0, std::sync::atomic::Ordering::Relaxed);
+        let response = pattern(64 * 1024, 9);
+        let read = async {
+            let mut got = vec![0u8; response.len()];
+            client.read_exact(&mut got).await.map(|_| got)
+        };
+        let write = async {
+            server.write_all(&response).await?;
+            server.flush().await
+        };
+        let (got, written) = within("response", async { tokio::join!(read, write) }).await;
+        written.unwrap();
+        assert_eq!(got.unwrap(), response, "{version:?}");
+        let largest = LARGEST_WRITE.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            largest > 64 * 1024,
+            "{version:?}: largest write {largest} bytes"
+        );
+    }
 }
