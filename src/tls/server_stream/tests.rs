@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -55,45 +56,75 @@ fn configs(version: &'static SupportedProtocolVersion) -> (Arc<ServerConfig>, Ar
     (Arc::new(server), Arc::new(client))
 }
 
-/// A TCP stream whose reads take one byte at a time: every record, the
-/// ClientHello's too, reaches rustls in pieces.
-struct OneByteReads(TcpStream);
+/// The largest write offered to a [`TestSocket`] that notes writes (only
+/// one test uses one).
+static LARGEST_WRITE: AtomicUsize = AtomicUsize::new(0);
 
-impl AsyncRead for OneByteReads {
+/// A TCP stream that, for a test, reads one byte at a time (every record,
+/// the ClientHello's too, reaches rustls in pieces), or notes the largest
+/// write offered to it in [`LARGEST_WRITE`].
+struct TestSocket {
+    tcp: TcpStream,
+    one_byte_reads: bool,
+}
+
+impl TestSocket {
+    fn one_byte_reads(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            one_byte_reads: true,
+        }
+    }
+
+    fn noted_writes(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            one_byte_reads: false,
+        }
+    }
+}
+
+impl AsyncRead for TestSocket {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.one_byte_reads {
+            return Pin::new(&mut self.tcp).poll_read(cx, buf);
+        }
         let mut byte = [0u8; 1];
         let mut one = ReadBuf::new(&mut byte);
-        let read = Pin::new(&mut self.0).poll_read(cx, &mut one);
+        let read = Pin::new(&mut self.tcp).poll_read(cx, &mut one);
         buf.put_slice(one.filled());
         read
     }
 }
 
-impl AsyncWrite for OneByteReads {
+impl AsyncWrite for TestSocket {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        if !self.one_byte_reads {
+            LARGEST_WRITE.fetch_max(buf.len(), Ordering::Relaxed);
+        }
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 
-impl Transport for OneByteReads {
+impl Transport for TestSocket {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_read_ready(cx)
+        self.tcp.poll_read_ready(cx)
     }
 }
 
@@ -205,7 +236,7 @@ async fn a_mebibyte_each_way_arrives_intact_and_close_notify_ends_each_side() {
 #[tokio::test]
 async fn records_read_one_byte_at_a_time_make_the_same_connection() {
     for version in VERSIONS {
-        let (mut server, mut client) = connected_over(version, 3, OneByteReads).await;
+        let (mut server, mut client) = connected_over(version, 3, TestSocket::one_byte_reads).await;
         let up = pattern(40_000, 3);
         let client_side = async {
             client.write_all(&up).await.unwrap();
@@ -463,55 +494,13 @@ async fn a_client_that_does_not_read_holds_back_writes_at_one_batch() {
     panic!("{accepted} bytes accepted and the socket never filled");
 }
 
-/// The largest write offered to a [`NotedWrites`] socket (only the test
-/// below uses one).
-static LARGEST_WRITE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A TCP stream that notes the largest write offered to it.
-struct NotedWrites(TcpStream);
-
-impl AsyncRead for NotedWrites {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for NotedWrites {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        LARGEST_WRITE.fetch_max(buf.len(), std::sync::atomic::Ordering::Relaxed);
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl Transport for NotedWrites {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_read_ready(cx)
-    }
-}
-
 /// A 64 KiB response is offered to the socket in one write (four records),
 /// not one system call per 16 KiB record, and arrives intact.
 #[tokio::test]
 async fn a_64_kib_response_goes_to_the_socket_in_one_write() {
     for version in VERSIONS {
-        let (mut server, mut client) = connected_over(version, 0, NotedWrites).await;
-        LARGEST_WRITE.store(0, std::sync::atomic::Ordering::Relaxed);
+        let (mut server, mut client) = connected_over(version, 0, TestSocket::noted_writes).await;
+        LARGEST_WRITE.store(0, Ordering::Relaxed);
         let response = pattern(64 * 1024, 9);
         let read = async {
             let mut got = vec![0u8; response.len()];
@@ -524,7 +513,7 @@ async fn a_64_kib_response_goes_to_the_socket_in_one_write() {
         let (got, written) = within("response", async { tokio::join!(read, write) }).await;
         written.unwrap();
         assert_eq!(got.unwrap(), response, "{version:?}");
-        let largest = LARGEST_WRITE.load(std::sync::atomic::Ordering::Relaxed);
+        let largest = LARGEST_WRITE.load(Ordering::Relaxed);
         assert!(
             largest > 64 * 1024,
             "{version:?}: largest write {largest} bytes"
