@@ -21,6 +21,8 @@
 #        benches/scale_config.py): N certificates and N routes, N/10 of them
 #        wildcards, a.test among them; SCALE=3 is the same shape with only
 #        a.test's routes, the baseline to compare with.
+#        BODY=N: the backend answers N bytes (a file) instead of 19 (for the
+#        64 KiB row: BODY=65536, with fewer requests: A=20 B=220).
 # Needs: valgrind (callgrind_control), curl, nginx, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +45,12 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin" gen-certs --dir "$dir/certs" --names a.test >/dev/null
+answer='return 200 "hello world 19 B..\n";'
+if [ -n "${BODY:-}" ]; then
+    mkdir -p "$dir/www"
+    head -c "$BODY" /dev/zero | tr '\0' x >"$dir/www/body"
+    answer="root $dir/www; rewrite ^ /body break;"
+fi
 cat > "$dir/backend.conf" <<EOF
 worker_processes 1;
 pid $dir/backend.pid;
@@ -53,7 +61,7 @@ http {
   client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
   fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
   keepalive_requests 100000000;
-  server { listen 127.0.0.1:18081; location / { return 200 "hello world 19 B..\n"; } }
+  server { listen 127.0.0.1:18081; location / { $answer } }
 }
 EOF
 nginx -c "$dir/backend.conf" -p "$dir" -e "$dir/backend-error.log"

@@ -16,14 +16,17 @@
 //!   record (18 KiB) plus a 4 KiB read, or the 64 KiB rustls allows for a
 //!   handshake message joined from several records; freed when empty;
 //! - records for the client, until the socket took them: at most one
-//!   record of application data (a write takes 16 KiB at most and waits
-//!   until the last one is sent) plus what rustls queued; freed when sent;
+//!   write's records of application data (a write takes 64 KiB at most and
+//!   waits until the last one is sent) plus what rustls queued; emptied
+//!   buffers go back to a few spares per thread (`spare.rs`), not to the
+//!   allocator;
 //! - decrypted bytes the reader's buffer had no room for; freed when read.
 //!
 //! A connection waiting for its next request holds none of them.
 
 mod handshake;
 mod records;
+mod spare;
 mod stream;
 mod transport;
 

@@ -7,6 +7,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncWrite, ReadBuf};
 
+use super::spare;
+
 /// A TLS record header: content type, version, length.
 const HEADER_LEN: usize = 5;
 /// The largest record rustls accepts: 16 KiB of plaintext, 2 KiB of
@@ -106,79 +108,97 @@ pub(super) enum Fill {
     NeedsRoom(usize),
 }
 
-/// Records for the client that the socket has not taken yet.
+/// Records for the client that the socket has not taken yet, in a buffer
+/// from (and back to) the thread's spares (`spare.rs`) while it holds any.
 #[derive(Debug, Default)]
 pub(super) struct Outgoing {
+    /// Zero-filled up to its length once, so rustls writes records into it
+    /// without the room being filled again for each; records are `..end`.
     bytes: Vec<u8>,
-    /// How many of `bytes` the socket has taken.
+    end: usize,
+    /// How many of the records the socket has taken.
     sent: usize,
 }
 
 impl Outgoing {
     /// Nothing waits to be sent.
     pub(super) fn is_empty(&self) -> bool {
-        self.sent >= self.bytes.len()
+        self.sent >= self.end
     }
 
-    /// Appends what `fill` writes into room of `guess` bytes, or of the
-    /// size rustls asks for when that is too little.
+    /// Appends what `fill` writes into the room after the records (at least
+    /// `guess` bytes), or into the room rustls asks for when that is too
+    /// little.
     pub(super) fn append_with(
         &mut self,
         guess: usize,
         mut fill: impl FnMut(&mut [u8]) -> io::Result<Fill>,
     ) -> io::Result<()> {
-        let start = self.bytes.len();
-        let mut room = guess;
+        if self.bytes.is_empty() {
+            self.bytes = spare::take();
+        }
+        let start = self.end;
+        let mut room = guess.max(self.bytes.len() - start);
         // rustls names the room it needs when it has too little: the
         // second try has it.
         for _ in 0..2 {
-            self.bytes.resize(start + room, 0);
-            match fill(&mut self.bytes[start..]) {
+            if self.bytes.len() < start + room {
+                self.bytes.resize(start + room, 0);
+            }
+            match fill(&mut self.bytes[start..start + room]) {
                 Ok(Fill::Wrote(n)) => {
-                    self.bytes.truncate(start + n.min(room));
+                    self.end = start + n.min(room);
                     return Ok(());
                 }
                 Ok(Fill::NeedsRoom(needed)) if needed > room => room = needed,
                 Ok(Fill::NeedsRoom(_)) => break,
                 Err(e) => {
-                    self.truncate(start);
+                    self.release_if_empty();
                     return Err(e);
                 }
             }
         }
-        self.truncate(start);
+        self.release_if_empty();
         Err(io::Error::other(
             "rustls asked for more room than it said it needed",
         ))
     }
 
-    fn truncate(&mut self, len: usize) {
-        self.bytes.truncate(len);
+    /// Gives the buffer back once it holds nothing to send.
+    fn release_if_empty(&mut self) {
         if self.is_empty() {
-            *self = Self::default();
+            spare::give(std::mem::take(&mut self.bytes));
+            (self.end, self.sent) = (0, 0);
         }
     }
 
-    /// Writes until everything is sent (then frees the buffer) or the
+    /// Writes until everything is sent (then gives the buffer back) or the
     /// socket is full.
     pub(super) fn poll_send<T: AsyncWrite + Unpin>(
         &mut self,
         io: &mut T,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while let Some(rest) = self.bytes.get(self.sent..).filter(|r| !r.is_empty()) {
+        while self.sent < self.end {
+            let rest = &self.bytes[self.sent..self.end];
             let n = ready!(Pin::new(&mut *io).poll_write(cx, rest))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.sent += n;
         }
-        *self = Self::default();
+        self.release_if_empty();
         Poll::Ready(Ok(()))
     }
 
+    /// Bytes of buffer held (0 once everything is sent).
     pub(super) fn capacity(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    #[cfg(test)]
+    fn records(&self) -> &[u8] {
+        &self.bytes[self.sent..self.end]
     }
 }
 
@@ -272,18 +292,46 @@ mod tests {
     fn outgoing_grows_to_the_room_rustls_asks_for() {
         let mut out = Outgoing::default();
         let mut calls = 0;
+        let more = spare::SIZE + 10;
         out.append_with(0, |room| {
             calls += 1;
-            if room.len() < 10 {
-                return Ok(Fill::NeedsRoom(10));
+            if room.len() < more {
+                return Ok(Fill::NeedsRoom(more));
             }
             room[..4].copy_from_slice(b"rec!");
             Ok(Fill::Wrote(4))
         })
         .unwrap();
-        assert_eq!((calls, out.bytes.as_slice()), (2, &b"rec!"[..]));
+        assert_eq!((calls, out.records()), (2, &b"rec!"[..]));
         let refused = out.append_with(0, |_| Ok(Fill::NeedsRoom(0)));
         assert!(refused.is_err());
-        assert_eq!(out.bytes, b"rec!");
+        assert_eq!(out.records(), b"rec!");
+        out.append_with(3, |room| {
+            room[..3].copy_from_slice(b"ord");
+            Ok(Fill::Wrote(3))
+        })
+        .unwrap();
+        assert_eq!(out.records(), b"rec!ord");
+    }
+
+    #[test]
+    fn an_emptied_outgoing_buffer_goes_back_to_the_spares() {
+        let mut out = Outgoing::default();
+        out.append_with(0, |_| Err(io::Error::other("refused")))
+            .unwrap_err();
+        assert_eq!(out.capacity(), 0, "nothing queued: nothing held");
+        out.append_with(0, |room| {
+            room[..2].copy_from_slice(b"ab");
+            Ok(Fill::Wrote(2))
+        })
+        .unwrap();
+        let at = out.bytes.as_ptr();
+        let mut sink = Vec::new();
+        let waker = std::task::Waker::noop();
+        let sent = out.poll_send(&mut sink, &mut Context::from_waker(waker));
+        assert!(matches!(sent, Poll::Ready(Ok(()))));
+        assert_eq!((sink.as_slice(), out.capacity()), (&b"ab"[..], 0));
+        let next = spare::take();
+        assert_eq!(next.as_ptr(), at, "the next write reuses it");
     }
 }

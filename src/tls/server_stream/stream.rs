@@ -60,7 +60,8 @@ pub struct ServerTlsStream<T = TcpStream> {
 pub(super) enum Want<'a, 'b> {
     /// Plaintext into the caller's buffer; what does not fit is kept.
     Read(&'a mut ReadBuf<'b>),
-    /// Encrypt (the first [`WRITE_CHUNK`] bytes of) this.
+    /// Encrypt this (at most [`WRITE_BATCH`] bytes), a record per
+    /// [`WRITE_CHUNK`].
     Write(&'a [u8]),
     /// Queue close_notify.
     Close,
@@ -269,8 +270,8 @@ fn write_traffic(
         Want::Read(_) => Ok(Turn::NeedsInput),
         Want::Drive => Ok(Turn::Writable),
         Want::Write(data) => {
-            let data = &data[..data.len().min(WRITE_CHUNK)];
-            outgoing.append_with(data.len() + RECORD_OVERHEAD, |room| {
+            let records = data.len().div_ceil(WRITE_CHUNK);
+            outgoing.append_with(data.len() + records * RECORD_OVERHEAD, |room| {
                 encrypted(traffic.encrypt(data, room))
             })?;
             Ok(Turn::Wrote(data.len()))
@@ -400,39 +401,30 @@ impl<T: Transport> AsyncWrite for ServerTlsStream<T> {
         // Backpressure: new records only once the last ones are sent.
         ready!(this.outgoing.poll_send(&mut this.io, cx))?;
         let batch = &data[..data.len().min(WRITE_BATCH)];
-        let mut taken = 0;
-        while taken < batch.len() {
-            match this.turn(Want::Write(&batch[taken..])) {
-                Ok(Turn::Wrote(n)) => taken += n,
-                // What is encrypted goes out first; the next write meets
-                // the failure (remembered) or the close again.
-                Err(e) if taken > 0 => {
-                    let _ = this.broken(cx, e);
-                    break;
-                }
-                Ok(_) if taken > 0 => break,
-                Ok(Turn::Closed) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-                Ok(turn) => {
-                    return Poll::Ready(Err(io::Error::other(format!(
-                        "TLS connection cannot take application data ({turn:?})"
-                    ))))
-                }
-                Err(e) => return Poll::Ready(Err(this.broken(cx, e))),
+        match this.turn(Want::Write(batch)) {
+            Ok(Turn::Wrote(_)) => {}
+            Ok(Turn::Closed) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Ok(turn) => {
+                return Poll::Ready(Err(io::Error::other(format!(
+                    "TLS connection cannot take application data ({turn:?})"
+                ))))
             }
+            Err(e) => return Poll::Ready(Err(this.broken(cx, e))),
         }
         // Sent now if the socket takes it, else by the next write or flush.
         if let Poll::Ready(Err(e)) = this.outgoing.poll_send(&mut this.io, cx) {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(taken))
+        Poll::Ready(Ok(batch.len()))
     }
 
-    // No vectored writes: with them hyper hands a response's head and body
-    // as they lie instead of copying them into one buffer, which saves that
-    // copy but left a 64 KiB response's buffers to be freed after the
-    // write, and glibc then gave the top of the heap back to the kernel
-    // (a `brk` per response, and its pages faulted in again for the next):
-    // fewer requests per CPU-second for 64 KiB bodies, not more.
+    // No vectored writes. rustls' unbuffered API encrypts one slice per
+    // call into records of its own, and hyper, given vectored writes,
+    // hands a body in the chunks it read from the backend: a 64 KiB
+    // response became more, smaller records and cost more than hyper's
+    // copy of it into one buffer (callgrind, `BODY=65536
+    // benches/callgrind-request.sh`: 480k instructions per response
+    // against 414k; 19 B: 58.2k against 57.5k).
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
