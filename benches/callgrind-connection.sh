@@ -20,6 +20,7 @@
 #
 # Run:   benches/callgrind-connection.sh     (about 4 minutes)
 #   env: A=20 B=120  SNIGATE_BIN=target/release/snigate  KEEP=1
+#        KEY=rsa: RSA-2048 certificates (default ecdsa, P-256)
 # Needs: valgrind (callgrind_control), curl, nginx with libnginx-mod-stream,
 # a release build.
 set -euo pipefail
@@ -42,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" gen-certs --dir "$dir/certs" --names a.test >/dev/null
+"$bin" gen-certs --dir "$dir/certs" --names a.test --key "${KEY:-ecdsa}" >/dev/null
 crt="$dir/certs/a.test.crt" key="$dir/certs/a.test.key"
 temps="client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;"
 cat > "$dir/side.conf" <<NGINX
