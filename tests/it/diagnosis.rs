@@ -34,21 +34,23 @@ impl Lab {
     /// Sends `hello` to listener `listener`, waits until the proxy closes
     /// the connection, and returns the connection's handshake-log line.
     async fn attempt(&self, listener: &str, hello: &[u8]) -> Value {
-        let mut s = TcpStream::connect(self.proxy.addr(listener).unwrap())
-            .await
-            .unwrap();
+        let proxy = self.proxy.addr(listener).unwrap();
+        let mut s = TcpStream::connect(proxy).await.unwrap();
         let local = s.local_addr().unwrap();
         s.write_all(hello).await.unwrap();
         assert!(
             wait_closed(&mut s, Duration::from_secs(5)).await.is_some(),
             "the proxy kept a failing connection open"
         );
-        self.line(local).await
+        self.line(local, proxy).await
     }
 
-    async fn line(&self, peer: SocketAddr) -> Value {
-        let peer = peer.to_string();
-        wait_for_json_line(&self.handshakes, LOG_WAIT, |v| v["peer"] == peer.as_str()).await
+    /// The handshake line of the connection from `client` to `listener`.
+    async fn line(&self, client: SocketAddr, listener: SocketAddr) -> Value {
+        wait_for_json_line(&self.handshakes, LOG_WAIT, |v| {
+            is_connection(v, client, listener)
+        })
+        .await
     }
 }
 
@@ -240,16 +242,15 @@ async fn client_that_rejects_the_fallback_certificate() {
         let lab = lab().await;
         // A client without SNI that wanted portal.test: the fallback (fb.test)
         // does not cover it, so the client aborts after our certificate.
-        let tcp = TcpStream::connect(lab.proxy.addr("ecdsa").unwrap())
-            .await
-            .unwrap();
+        let proxy = lab.proxy.addr("ecdsa").unwrap();
+        let tcp = TcpStream::connect(proxy).await.unwrap();
         let local = tcp.local_addr().unwrap();
         let err = tls_over(tcp, &lab.pki.ca_der, &ClientOpts::no_sni("portal.test"))
             .await
             .err()
             .expect("the client must refuse fb.test for portal.test");
         assert!(err.to_string().contains("not valid for name"), "{err}");
-        let l = lab.line(local).await;
+        let l = lab.line(local, proxy).await;
         assert_eq!(l["outcome"], "failed");
         assert_eq!(l["fallback"], true);
         assert!(text(&l, "reason").contains("sent alert"), "{l}");

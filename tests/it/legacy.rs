@@ -600,9 +600,12 @@ impl Lab {
         self.dir.path().join("handshakes.jsonl")
     }
 
-    async fn line_of(&self, client: SocketAddr) -> Value {
-        let peer = client.to_string();
-        wait_for_json_line(&self.handshakes(), LOG_WAIT, |v| v["peer"] == peer.as_str()).await
+    /// The handshake line of the connection from `client` to `listener`.
+    async fn line_of(&self, client: SocketAddr, listener: SocketAddr) -> Value {
+        wait_for_json_line(&self.handshakes(), LOG_WAIT, |v| {
+            is_connection(v, client, listener)
+        })
+        .await
     }
 }
 
@@ -666,7 +669,7 @@ async fn captures_against(key: Key, served: &[(&str, u16)]) {
                     hello,
                     "{key:?} {file}: the legacy upstream must receive the hello byte for byte"
                 );
-                let line = lab.line_of(client).await;
+                let line = lab.line_of(client, addr).await;
                 assert_eq!(line["outcome"], "legacy_passthrough", "{line}");
                 assert_eq!(line["upstream"], "iis-legacy", "{line}");
                 assert_eq!(line["certificate"], Value::Null, "{line}");
@@ -823,7 +826,7 @@ async fn proxy_header_v1_and_v2_before_the_hello() {
             assert_eq!(source, client, "{listener}: the real client address");
             assert_eq!(destination, proxy_addr, "{listener}");
             assert_eq!(rest, &hello[..], "{listener}: then the hello, byte for byte");
-            let line = lab.line_of(client).await;
+            let line = lab.line_of(client, proxy_addr).await;
             assert_eq!(line["outcome"], outcome, "{line}");
         }
         lab.proxy.shutdown().await;
@@ -898,7 +901,7 @@ async fn an_unreachable_legacy_upstream_fails_the_handshake() {
             .await
             .unwrap();
         assert!(wait_closed(&mut s, Duration::from_secs(5)).await.is_some());
-        let line = lab.line_of(client).await;
+        let line = lab.line_of(client, lab.proxy.addr("main").unwrap()).await;
         assert_eq!(line["outcome"], "failed", "{line}");
         assert_eq!(line["upstream"], "iis-legacy", "{line}");
         let reason = line["reason"].as_str().unwrap();
@@ -929,7 +932,7 @@ async fn strict_sni_still_refuses_before_the_legacy_path() {
             .await
             .unwrap();
         assert!(wait_closed(&mut s, Duration::from_secs(5)).await.is_some());
-        let line = lab.line_of(client).await;
+        let line = lab.line_of(client, lab.proxy.addr("main").unwrap()).await;
         assert_eq!(line["outcome"], "failed", "{line}");
         assert!(
             line["reason"].as_str().unwrap().contains("sent no SNI"),

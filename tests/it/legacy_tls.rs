@@ -43,9 +43,13 @@ impl Lab {
         self.dir.path().join("access.jsonl")
     }
 
+    /// The handshake line of the connection from `client` to "main".
     async fn line_of(&self, client: SocketAddr) -> Value {
-        let peer = client.to_string();
-        wait_for_json_line(&self.handshakes(), LOG_WAIT, |v| v["peer"] == peer.as_str()).await
+        let main = self.proxy.addr("main").unwrap();
+        wait_for_json_line(&self.handshakes(), LOG_WAIT, |v| {
+            is_connection(v, client, main)
+        })
+        .await
     }
 }
 

@@ -30,10 +30,10 @@ impl Farm {
         self.proxy.addr("main").unwrap()
     }
 
-    /// The handshake line of the connection from `peer`.
+    /// The handshake line of the connection from `peer` to "main".
     async fn handshake(&self, peer: SocketAddr) -> Value {
-        let peer = peer.to_string();
-        wait_for_json_line(&self.handshakes, LOG_WAIT, |v| v["peer"] == peer.as_str()).await
+        let main = self.addr();
+        wait_for_json_line(&self.handshakes, LOG_WAIT, |v| is_connection(v, peer, main)).await
     }
 
     /// The access line of connection `conn` for `path`.

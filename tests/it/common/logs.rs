@@ -36,6 +36,18 @@ pub async fn wait_for_json_line(
     }
 }
 
+/// Whether a handshake-log line is that of the connection from `client` to
+/// `listener`. Both ends: the kernel may give connections to two listeners
+/// the same source port, so the client's address alone can name another
+/// listener's line.
+pub fn is_connection(
+    line: &Value,
+    client: std::net::SocketAddr,
+    listener: std::net::SocketAddr,
+) -> bool {
+    line["peer"] == client.to_string().as_str() && line["local"] == listener.to_string().as_str()
+}
+
 /// Polls a JSON-lines file until it holds at least `n` lines, up to
 /// `limit`; returns what is there then.
 pub async fn wait_for_json_lines(path: &Path, n: usize, limit: Duration) -> Vec<Value> {
