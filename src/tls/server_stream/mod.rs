@@ -14,7 +14,8 @@
 //! What it keeps, and for how long (see `records.rs`):
 //! - records read from the client, until rustls has used them: at most one
 //!   record (18 KiB) plus a 4 KiB read, or the 64 KiB rustls allows for a
-//!   handshake message joined from several records; freed when empty;
+//!   handshake message joined from several records; given back to the
+//!   thread's spares when empty;
 //! - records for the client, until the socket took them: at most one
 //!   write's records of application data (a write takes 64 KiB at most and
 //!   waits until the last one is sent) plus what rustls queued; emptied

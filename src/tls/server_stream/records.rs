@@ -37,6 +37,11 @@ impl Incoming {
         incoming
     }
 
+    /// Gives the buffer back to the thread's spares (`spare.rs`).
+    fn release(&mut self) {
+        spare::give_incoming(std::mem::take(&mut self.bytes));
+    }
+
     /// What rustls processes: every byte not discarded yet, in order.
     pub(super) fn filled_mut(&mut self) -> &mut [u8] {
         &mut self.bytes
@@ -46,7 +51,7 @@ impl Incoming {
     /// buffer once nothing is left.
     pub(super) fn discard(&mut self, n: usize) {
         if n >= self.bytes.len() {
-            self.bytes = Vec::new();
+            self.release();
         } else if n > 0 {
             self.bytes.drain(..n);
         }
@@ -55,7 +60,7 @@ impl Incoming {
     /// Frees the buffer if it holds nothing (after a read found nothing).
     pub(super) fn release_if_empty(&mut self) {
         if self.bytes.is_empty() {
-            self.bytes = Vec::new();
+            self.release();
         }
     }
 
@@ -80,6 +85,9 @@ impl Incoming {
             _ => len + READ_SIZE,
         }
         .min(MAX_INCOMING);
+        if self.bytes.capacity() == 0 {
+            self.bytes = spare::take_incoming();
+        }
         self.bytes.reserve_exact(target - len);
         Ok(target - len)
     }
