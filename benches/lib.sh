@@ -4,10 +4,11 @@
 #   here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 #   . "$here/benches/lib.sh"
 #
-# It sets no shell options (the scripts keep their `set -euo pipefail`),
-# only defines functions and the globals T0, PIDS, PID_FILES and SESSIONS,
-# and reads no environment variable but KEEP (see remove_tmpdir,
-# end_sessions). Every function works under `set -euo pipefail`.
+# It sets no shell options (the scripts keep their `set -euo pipefail`, and
+# every function works under it), only defines functions and the globals
+# T0, STREAM_MODULE, PIDS, PID_FILES, SESSIONS and LAST, and reads no
+# environment variable but KEEP (cleanup, end_sessions). Of the script's
+# own variables it reads only `dir` (see below).
 #
 # Two ways to stop what a script starts:
 #   - fixed-port scripts (callgrind-*, syscalls-*, passthrough-vs-nginx):
