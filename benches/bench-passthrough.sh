@@ -9,7 +9,8 @@
 # a.test -> RSA, b.test -> ECDSA, else fallback; HTTP/1.1 to $BENCH_BACKEND)
 # is met by a TLS terminator behind it: nginx, one worker, pinned to CPU 1
 # with the backend and the load generators, holding the harness's
-# certificates. The proxy under test (CPU 0, one worker) reads the
+# certificates (the configuration of bench-nginx.sh: nginx_harness_proxy in
+# benches/lib.sh). The proxy under test (CPU 0, one worker) reads the
 # ClientHello, picks an upstream by SNI (three names, all to the
 # terminator) and copies bytes both ways.
 #
@@ -21,16 +22,16 @@
 set -euo pipefail
 which="${1:?usage: bench-passthrough.sh snigate|nginx}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh" # new_tmpdir, nginx_conf, nginx_harness_proxy, ...
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 certs="${BENCH_CERT_DIR:?run me from ../shared/bench/run.sh}"
 listen="${BENCH_LISTEN:-127.0.0.1:8443}"
 backend="${BENCH_BACKEND:-127.0.0.1:8080}"
 term_addr="127.0.0.1:18443"
-module=/usr/lib/nginx/modules/ngx_stream_module.so
-[ -f "$module" ] || { echo "install libnginx-mod-stream" >&2; exit 1; }
+need_stream_module
 
-dir="$(mktemp -d /tmp/snigate-pt.XXXXXX)"
-chmod 755 "$dir"
+dir="$(new_tmpdir snigate-pt)"
 term_pid() { cat "$dir/term.pid" 2>/dev/null || true; }
 stop_terminator() {
     local p
@@ -41,12 +42,12 @@ stop_terminator() {
     kill -KILL "$p" 2>/dev/null || true
 }
 child=""
-cleanup() {
+stop_all() {
     [ -n "$child" ] && kill -TERM "$child" 2>/dev/null || true
     stop_terminator
     rm -rf "$dir"
 }
-trap cleanup EXIT
+trap stop_all EXIT
 trap 'exit 143' TERM INT
 
 # The previous start's terminator (the harness restarts the target for the
@@ -56,57 +57,20 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-cat > "$dir/term.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $dir/term.pid;
-error_log $dir/term-error.log warn;
-events { worker_connections 19000; }
+nginx_conf "$dir/term" 19000 "worker_rlimit_nofile 20000;" <<EOF
 http {
-  access_log off;
-  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
+$(nginx_http_basics "$dir")
   client_header_timeout 600s;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  upstream backend { server $backend; keepalive 128; keepalive_requests 100000000; keepalive_timeout 600s; }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  server {
-    listen $term_addr ssl default_server backlog=4096;
-    server_name _;
-    ssl_certificate $certs/fallback.crt; ssl_certificate_key $certs/fallback.key;
-    location / { proxy_pass http://backend; }
-  }
-  server {
-    listen $term_addr ssl;
-    server_name a.test;
-    ssl_certificate $certs/rsa.crt; ssl_certificate_key $certs/rsa.key;
-    location / { proxy_pass http://backend; }
-  }
-  server {
-    listen $term_addr ssl;
-    server_name b.test;
-    ssl_certificate $certs/ecdsa.crt; ssl_certificate_key $certs/ecdsa.key;
-    location / { proxy_pass http://backend; }
-  }
+$(nginx_harness_proxy "$term_addr" "$backend" "$certs")
 }
 EOF
 # nginx daemonizes (a new session) and so leaves the harness's accounting.
-taskset -c 1 nginx -c "$dir/term.conf" -p "$dir" -e "$dir/term-error.log"
+start_nginx "$dir/term" 1
 
 case "$which" in
 nginx)
-    cat > "$dir/proxy.conf" <<EOF
-load_module $module;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-master_process on;
-pid $dir/proxy.pid;
-error_log $dir/proxy-error.log warn;
-events { worker_connections 19000; }
+    nginx_conf "$dir/proxy" 19000 "load_module $STREAM_MODULE;" "worker_rlimit_nofile 20000;" \
+        "daemon off;" "master_process on;" <<EOF
 stream {
   map \$ssl_preread_server_name \$pick {
     a.test $term_addr;

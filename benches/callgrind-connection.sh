@@ -25,35 +25,21 @@
 # a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 a="${A:-20}"
 b="${B:-120}"
-module=/usr/lib/nginx/modules/ngx_stream_module.so
-for tool in valgrind callgrind_control curl nginx; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
-[ -f "$module" ] || { echo "needs libnginx-mod-stream" >&2; exit 1; }
-dir="$(mktemp -d /tmp/snigate-cgconn.XXXXXX)"
-chmod 755 "$dir"
-traced=()
-cleanup() {
-    for p in "${traced[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    [ -f "$dir/side.pid" ] && kill -TERM "$(cat "$dir/side.pid")" 2>/dev/null || true
-    [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
-}
+need valgrind callgrind_control curl nginx
+need_stream_module
+dir="$(new_tmpdir snigate-cgconn)"
 trap cleanup EXIT
 
 "$bin" gen-certs --dir "$dir/certs" --names a.test --key "${KEY:-ecdsa}" >/dev/null
 crt="$dir/certs/a.test.crt" key="$dir/certs/a.test.key"
-temps="client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;"
-cat > "$dir/side.conf" <<NGINX
-worker_processes 1;
-pid $dir/side.pid;
-error_log $dir/side-error.log warn;
-events { worker_connections 1000; }
+nginx_conf "$dir/side" 1000 <<NGINX
 http {
-  access_log off;
-  $temps
+$(nginx_http_basics "$dir")
   server { listen 127.0.0.1:18084; location / { return 200 "hello world 19 B..\n"; } }
   server {
     listen 127.0.0.1:18085 ssl;
@@ -62,21 +48,11 @@ http {
   }
 }
 NGINX
-nginx -c "$dir/side.conf" -p "$dir" -e "$dir/side-error.log"
-cat > "$dir/proxy.conf" <<NGINX
-load_module $module;
-worker_processes 1;
-master_process off;
-daemon off;
-pid $dir/proxy.pid;
-error_log $dir/proxy-error.log warn;
-events { worker_connections 1000; }
+start_nginx "$dir/side"
+nginx_conf "$dir/proxy" 1000 "load_module $STREAM_MODULE;" "master_process off;" "daemon off;" <<NGINX
 http {
-  access_log off;
-  $temps
-  upstream backend { server 127.0.0.1:18084; keepalive 16; }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
+$(nginx_http_basics "$dir")
+$(nginx_upstream_pool 127.0.0.1:18084)
   server {
     listen 127.0.0.1:18488 ssl;
     ssl_certificate $crt; ssl_certificate_key $key;
@@ -87,62 +63,42 @@ stream {
   server { listen 127.0.0.1:18489; ssl_preread on; proxy_pass 127.0.0.1:18085; }
 }
 NGINX
-cat > "$dir/snigate.toml" <<TOML
-[runtime]
-workers = 1
-[log]
-level = "warn"
-[[certificate]]
-name = "a"
-chain = "$crt"
-key = "$key"
-[[listener]]
-name = "https"
-bind = ["127.0.0.1:18486"]
-fallback_certificate = "a"
-default_upstream = "backend"
+{
+    snigate_https_conf 127.0.0.1:18486 127.0.0.1:18084 https
+    cat <<TOML
 [[listener]]
 name = "passthrough"
 mode = "passthrough"
 bind = ["127.0.0.1:18487"]
 default_upstream = "terminator"
 [[upstream]]
-name = "backend"
-servers = ["127.0.0.1:18084"]
-[[upstream]]
 name = "terminator"
 servers = ["127.0.0.1:18085"]
 TOML
+} >"$dir/snigate.toml"
 valgrind --tool=callgrind --callgrind-out-file="$dir/snigate.%p" \
     "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
-traced+=($!)
 snigate_vg=$!
+PIDS+=("$snigate_vg")
 valgrind --tool=callgrind --callgrind-out-file="$dir/nginx.%p" \
     nginx -c "$dir/proxy.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
-traced+=($!)
 nginx_vg=$!
+PIDS+=("$nginx_vg")
 
 one() { # PORT: one connection, one request
-    curl -sf -o /dev/null --http1.1 --cacert "$dir/certs/ca.crt" --resolve "a.test:$1:127.0.0.1" "https://a.test:$1/"
+    a_test_get "$1" 1 -f --http1.1
+}
+connections() { # PORT N: N connections, one request each
+    for _ in $(seq "$2"); do one "$1"; done
 }
 for port in 18486 18487 18488 18489; do
-    for _ in $(seq 300); do one "$port" 2>/dev/null && break; sleep 0.2; done
-    one "$port" || { echo "nothing answers on port $port" >&2; exit 1; }
-    for _ in $(seq 10); do one "$port"; done # warm-up: pools, tables, allocator
+    retry 300 0.2 one "$port" || { echo "nothing answers on port $port" >&2; exit 1; }
+    connections "$port" 10 # warm-up: pools, tables, allocator
 done
-# instructions VG PREFIX PORT N: what the traced process spends on N connections.
-instructions() {
-    callgrind_control -z "$1" >/dev/null
-    for _ in $(seq "$4"); do one "$3"; done
-    callgrind_control -d "$1" >/dev/null
-    local dump
-    dump="$(ls -t "$dir/$2".* | head -1)"
-    awk '/^summary:|^totals:/ { print $2; exit }' "$dump"
-}
 per() { # VG PREFIX PORT
     local ia ib
-    ia="$(instructions "$1" "$2" "$3" "$a")"
-    ib="$(instructions "$1" "$2" "$3" "$b")"
+    ia="$(callgrind_count "$1" "$2" connections "$3" "$a")"
+    ib="$(callgrind_count "$1" "$2" connections "$3" "$b")"
     echo $(( (ib - ia) / (b - a) ))
 }
 s_https="$(per "$snigate_vg" snigate 18486)"

@@ -39,6 +39,8 @@
 # in its own session and is stopped, by its saved id, on exit.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh" # log, die, sessions, nginx_conf, ...
 bin_src="${SNIGATE_BIN:-$here/target/release/snigate}"
 tools="$here/benches/loadtools.py"
 N=${N:-10000}
@@ -47,9 +49,6 @@ REQ_CONCURRENCY=${REQ_CONCURRENCY:-100}
 BACKEND=${BACKEND:-auto}
 ROUNDS=${ROUNDS:-1}
 H2_FLAG=""; [ "${H2:-0}" = 1 ] && H2_FLAG="--h2"
-T0=$(date +%s)
-log() { printf '[%4ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 [ -x "$bin_src" ] || die "no snigate binary at $bin_src (cargo build --release --bin snigate)"
 command -v python3 >/dev/null || die "python3 missing"
@@ -61,35 +60,10 @@ if [ "$BACKEND" = auto ]; then
   if command -v nginx >/dev/null; then BACKEND=nginx; else BACKEND=python; fi
 fi
 
-TMP=$(mktemp -d /tmp/snigate-idle10k.XXXXXX)
-chmod 755 "$TMP"        # nginx workers (unprivileged) must traverse it
-SESSIONS=()
-sess_members() { ps -e -o pid=,sid=,stat= | awk -v s="$1" '$2 == s && $3 !~ /^Z/ {print $1}'; }
-stop_session() {
-  local sid=$1 p i
-  for p in $(sess_members "$sid"); do kill -TERM "$p" 2>/dev/null || true; done
-  for i in $(seq 50); do [ -z "$(sess_members "$sid")" ] && break; sleep 0.1; done
-  for p in $(sess_members "$sid"); do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$sid" 2>/dev/null || true
-}
-start() {  # start LOGNAME CMD... ; sets LAST (the session id == pid)
-  local name=$1; shift
-  setsid "$@" >>"$TMP/$name.log" 2>&1 </dev/null &
-  LAST=$!
-  SESSIONS+=("$LAST")
-}
-cleanup() {
-  local rc=$? s
-  set +e
-  trap - EXIT INT TERM
-  for s in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do stop_session "$s"; done
-  if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
+TMP="$(new_tmpdir snigate-idle10k)"
+trap 'end_sessions "$TMP"' EXIT
 trap 'log interrupted; exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PROXY_PORT=$(free_port); BACKEND_PORT=$(free_port); ADMIN_PORT=$(free_port)
 # a copy, so that a rebuild during the run cannot swap the binary under us
 cp -p "$bin_src" "$TMP/snigate"; bin="$TMP/snigate"
@@ -99,17 +73,9 @@ BIN_MTIME=$(stat -c %y "$bin" | cut -d. -f1)
 # ------------------------------------------------------------------ backend
 if [ "$BACKEND" = nginx ]; then
   mkdir -p "$TMP/nginx-tmp"
-  cat >"$TMP/backend.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $TMP/backend.pid;
-error_log $TMP/backend-error.log warn;
-events { worker_connections 16000; }
+  nginx_conf "$TMP/backend" 16000 "worker_rlimit_nofile 20000;" "daemon off;" <<EOF
 http {
-  access_log off;
-  client_body_temp_path $TMP/nginx-tmp/body; proxy_temp_path $TMP/nginx-tmp/proxy;
-  fastcgi_temp_path $TMP/nginx-tmp/fcgi; uwsgi_temp_path $TMP/nginx-tmp/uwsgi; scgi_temp_path $TMP/nginx-tmp/scgi;
+$(nginx_http_basics "$TMP/nginx-tmp")
   keepalive_requests 100000000;
   keepalive_timeout 600s;
   server {
@@ -118,11 +84,10 @@ http {
   }
 }
 EOF
-  start backend nginx -c "$TMP/backend.conf"
+  start_session "$TMP/backend.log" nginx -c "$TMP/backend.conf"
 else
-  start backend python3 "$tools" backend --port "$BACKEND_PORT" --name python
+  start_session "$TMP/backend.log" python3 "$tools" backend --port "$BACKEND_PORT" --name python
 fi
-BACKEND_SID=$LAST
 
 # ------------------------------------------------------------------ snigate
 C="$TMP/certs"
@@ -146,20 +111,7 @@ access_log = "$TMP/access.jsonl"
 client_idle = "600s"
 ${CLIENT_PARK:+client_park = \"$CLIENT_PARK\"}
 
-[[certificate]]
-name = "a"
-chain = "$C/a.test.crt"
-key = "$C/a.test.key"
-
-[[certificate]]
-name = "b"
-chain = "$C/b.test.crt"
-key = "$C/b.test.key"
-
-[[certificate]]
-name = "fallback"
-chain = "$C/fallback.crt"
-key = "$C/fallback.key"
+$(snigate_lab_certificates "$C")
 
 [[listener]]
 name = "idle"
@@ -179,20 +131,12 @@ if ! "$bin" check -c "$TMP/snigate.toml" >"$TMP/check.log" 2>&1 && grep -q max_c
   PER_IP=""; write_conf
 fi
 "$bin" check -c "$TMP/snigate.toml" >"$TMP/check.log" 2>&1 || { cat "$TMP/check.log" >&2; die "snigate check failed"; }
-start snigate "$bin" run -c "$TMP/snigate.toml"
+start_session "$TMP/snigate.log" "$bin" run -c "$TMP/snigate.toml"
 SNIGATE_PID=$LAST
 
-for i in $(seq 100); do
-  curl -fs --max-time 1 "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 \
-    && [ -n "$(ss -Hltn "sport = :$BACKEND_PORT")" ] && break
-  [ -n "$(sess_members "$SNIGATE_PID")" ] || { cat "$TMP/snigate.log" >&2; die "snigate exited"; }
-  [ "$i" = 100 ] && die "snigate or backend did not come up within 10 s"
-  sleep 0.1
-done
-out=$(curl -s --max-time 10 --cacert "$C/ca.crt" --resolve "a.test:$PROXY_PORT:127.0.0.1" \
-  -w ' %{http_code}' "https://a.test:$PROXY_PORT/check") || die "check request failed"
-[ "${out##* }" = 200 ] || die "check request: got '$out'"
-log "backend $BACKEND on :$BACKEND_PORT, snigate pid $SNIGATE_PID on :$PROXY_PORT (admin :$ADMIN_PORT); check request: ${out% *}"
+wait_healthy "$SNIGATE_PID" "$TMP/snigate.log" "$ADMIN_PORT" "$BACKEND_PORT"
+out=$(check_get a.test "$PROXY_PORT" "$C/ca.crt")
+log "backend $BACKEND on :$BACKEND_PORT, snigate pid $SNIGATE_PID on :$PROXY_PORT (admin :$ADMIN_PORT); check request: $out"
 
 snap() {  # -> "rss_kib fds threads"
   local rss thr fds
@@ -225,7 +169,7 @@ row "snigate (1 worker)" "RSS MiB" "KiB/conn" "fds" "threads" "ESTABLISHED"
 row "before" "$(mib "$RSS0")" "-" "$FD0" "$THR0" "-"
 for r in $(seq "$ROUNDS"); do
   CTL="$TMP/ctl$r"; mkdir -p "$CTL"
-  start "client$r" python3 "$tools" idle --port "$PROXY_PORT" --ca "$C/ca.crt" --sni a.test -n "$N" \
+  start_session "$TMP/client$r.log" python3 "$tools" idle --port "$PROXY_PORT" --ca "$C/ca.crt" --sni a.test -n "$N" \
     --concurrency "$HS_CONCURRENCY" --req-concurrency "$REQ_CONCURRENCY" --ctl "$CTL" $H2_FLAG
   CLIENT_SID=$LAST CLIENT_LOG="$TMP/client$r.log"
   wait_file "$CTL/phase1.json" 600 "$CLIENT_SID"

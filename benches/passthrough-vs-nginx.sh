@@ -6,48 +6,35 @@
 #
 #   benches/passthrough-vs-nginx.sh [RUNS]
 #
+# env: SNIGATE_BIN=target/release/snigate  KEEP=1 (keep the temporary folder)
 # Needs (Debian): nginx, libnginx-mod-stream, wrk, openssl; a release build.
 # All traffic on 127.0.0.1 (ports 19443, 18444, 18445).
 set -euo pipefail
 runs="${1:-2}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$dir/backend.pid" ] && kill "$(cat "$dir/backend.pid")" 2>/dev/null || true
-    [ -f "$dir/stream.pid" ] && kill "$(cat "$dir/stream.pid")" 2>/dev/null || true
-    rm -rf "$dir"
-}
+need_stream_module
+# nginx's workers run unprivileged: the folder is theirs to traverse
+dir="$(new_tmpdir snigate-ptvn)"
 trap cleanup EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=b.test -keyout "$dir/b.key" -out "$dir/b.crt" 2>/dev/null
 head -c 1048576 /dev/urandom > "$dir/1m"
 head -c 65536 /dev/urandom > "$dir/64k"
-# nginx's workers run unprivileged: the files must be readable to them.
-chmod 755 "$dir" && chmod 644 "$dir/1m" "$dir/64k"
-module=/usr/lib/nginx/modules/ngx_stream_module.so
-[ -f "$module" ] || { echo "install libnginx-mod-stream" >&2; exit 1; }
+# ... and the files theirs to read.
+chmod 644 "$dir/1m" "$dir/64k"
 
-cat > "$dir/backend.conf" <<EOF
-worker_processes 1;
-pid $dir/backend.pid;
-error_log $dir/backend.err;
-events { worker_connections 4096; }
+nginx_conf "$dir/backend" 4096 <<EOF
 http {
-  access_log off;
+$(nginx_http_basics "$dir")
   keepalive_requests 1000000;
   server { listen 127.0.0.1:19443 ssl; ssl_certificate $dir/b.crt; ssl_certificate_key $dir/b.key; root $dir; }
 }
 EOF
-cat > "$dir/stream.conf" <<EOF
-load_module $module;
-worker_processes 1;
-pid $dir/stream.pid;
-error_log $dir/stream.err;
-events { worker_connections 4096; }
+nginx_conf "$dir/stream" 4096 "load_module $STREAM_MODULE;" <<EOF
 stream { server { listen 127.0.0.1:18444; ssl_preread on; proxy_pass 127.0.0.1:19443; } }
 EOF
 cat > "$dir/snigate.toml" <<EOF
@@ -67,11 +54,11 @@ name = "be"
 servers = ["127.0.0.1:19443"]
 EOF
 
-taskset -c 1 nginx -c "$dir/backend.conf"
-taskset -c 0 nginx -c "$dir/stream.conf"
+start_nginx "$dir/backend" 1
+start_nginx "$dir/stream" 0
 taskset -c 0 "$bin" run -c "$dir/snigate.toml" > "$dir/snigate.log" 2>&1 &
 snigate=$!
-pids+=("$snigate")
+PIDS+=("$snigate")
 for _ in $(seq 50); do
     curl -sk -o /dev/null https://127.0.0.1:18445/64k && curl -sk -o /dev/null https://127.0.0.1:18444/64k && break
     sleep 0.1

@@ -37,6 +37,8 @@
 # process it starts runs in its own session and is stopped by its saved id.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh" # log, die, sessions, free_port
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 gen="$here/benches/scale_config.py"
 ROUNDS=${ROUNDS:-3}
@@ -44,9 +46,6 @@ CERTS=${CERTS:-10000}
 WILDCARDS=${WILDCARDS:-1000}
 PASSES=${PASSES:-2}
 SCALE_DIR="${SCALE_DIR:-${TMPDIR:-/tmp}/snigate-scale-10k}"
-T0=$(date +%s)
-log() { printf '[%4ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 [ -x "$bin" ] || die "no snigate binary at $bin (cargo build --release)"
 python3 -c 'import cryptography' 2>/dev/null || die "python3-cryptography missing (apt-get install python3-cryptography)"
@@ -54,26 +53,8 @@ command -v ss >/dev/null || die "ss missing"
 pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
 
 TMP=$(mktemp -d /tmp/snigate-scale.XXXXXX)
-SESSIONS=()
-sess_members() { ps -e -o pid=,sid=,stat= | awk -v s="$1" '$2 == s && $3 !~ /^Z/ {print $1}'; }
-stop_session() {
-  local sid=$1 p i
-  for p in $(sess_members "$sid"); do kill -TERM "$p" 2>/dev/null || true; done
-  for i in $(seq 50); do [ -z "$(sess_members "$sid")" ] && break; sleep 0.1; done
-  for p in $(sess_members "$sid"); do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$sid" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$? s
-  set +e
-  trap - EXIT INT TERM
-  for s in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do stop_session "$s"; done
-  if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
+trap 'end_sessions "$TMP"' EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
@@ -102,9 +83,8 @@ measure() {  # SIZE ROUND
   python3 "$gen" config --certs "$certs" --wildcards "$wild" --dir "$dir" --out "$conf" \
     --listen "127.0.0.1:$port" --backend "127.0.0.1:$BACKEND_PORT" 2>/dev/null
   t0=$(now_ms)
-  setsid "${pin[@]}" "$bin" run -c "$conf" >"$logf" 2>&1 </dev/null &
-  sid=$!
-  SESSIONS+=("$sid")
+  start_session "$logf" "${pin[@]}" "$bin" run -c "$conf"
+  sid=$LAST
   # Accepting: the "listening" line comes once the socket serves (after the
   # start's certificate hygiene), not when it is bound.
   for i in $(seq 3000); do accepting "$logf" && break; sleep 0.01; done

@@ -63,6 +63,8 @@ set -euo pipefail
 MINUTES=${1:-30}
 case "$MINUTES" in '' | *[!0-9]*) echo "usage: $0 [MINUTES]" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh" # die, sessions, free_port, snigate_lab_certificates, ...
 bin_src="${SNIGATE_BIN:-$here/target/release/snigate}"
 tools="$here/benches/loadtools.py"
 WARMUP=${WARMUP:-120} SAMPLE=${SAMPLE:-10}
@@ -73,9 +75,7 @@ NOSNI_RATE=${NOSNI_RATE:-4} BAD_RATE=${BAD_RATE:-2}
 SLOW_KIBS=${SLOW_KIBS:-256}
 CLIENT_SEND=${CLIENT_SEND:-10} CLIENT_IDLE=60 CLIENT_HELLO=5
 DURATION=$((MINUTES * 60))
-T0=$(date +%s)
-log() { printf '[%5ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+log() { printf '[%5ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; } # lib.sh's, one digit wider
 
 [ -x "$bin_src" ] || die "no snigate binary at $bin_src (cargo build --release --bin snigate)"
 for t in python3 curl ss setsid; do command -v "$t" >/dev/null || die "$t missing"; done
@@ -85,37 +85,16 @@ OUT=${OUT:-/tmp/snigate-soak/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 : >"$OUT/events.log"
 
-SESSIONS=()
-sess_members() { ps -e -o pid=,sid=,stat= | awk -v s="$1" '$2 == s && $3 !~ /^Z/ {print $1}'; }
-forget() { local keep=() s; for s in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do [ "$s" = "$1" ] || keep+=("$s"); done; SESSIONS=("${keep[@]+"${keep[@]}"}"); }
-stop_session() {  # stop_session SID [SIGNAL]: SIGNAL (TERM) to every member, KILL after 5 s
-  local sid=$1 sig=${2:-TERM} p i
-  [ -n "$sid" ] || return 0
-  for p in $(sess_members "$sid"); do kill "-$sig" "$p" 2>/dev/null || true; done
-  for i in $(seq 50); do [ -z "$(sess_members "$sid")" ] && break; sleep 0.1; done
-  for p in $(sess_members "$sid"); do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$sid" 2>/dev/null || true
-  forget "$sid"
-}
-start() {  # start LOGNAME CMD... ; sets LAST (the session id == pid)
-  local name=$1; shift
-  setsid "$@" >>"$OUT/$name.log" 2>&1 </dev/null &
-  LAST=$!
-  SESSIONS+=("$LAST")
-}
 cleanup() {
-  local rc=$? s
-  set +e
-  trap - EXIT INT TERM
-  for s in "${SESSIONS[@]+"${SESSIONS[@]}"}"; do stop_session "$s"; done
+  local rc=$?
+  stop_sessions
   log "stopped everything (exit $rc); files in $OUT"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'log "interrupted / watchdog"; exit 130' INT TERM
-start watchdog bash -c "sleep $((DURATION + 600)); kill -TERM $$"
+start_session "$OUT/watchdog.log" bash -c "sleep $((DURATION + 600)); kill -TERM $$"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PROXY_PORT=$(free_port) ADMIN_PORT=$(free_port) B1_PORT=$(free_port) B2_PORT=$(free_port)
 declare -A BPORT=([b1]=$B1_PORT [b2]=$B2_PORT) BSID=()
 export SOAK_B1_PORT=$B1_PORT SOAK_B2_PORT=$B2_PORT   # for the summary (access log's server)
@@ -126,7 +105,7 @@ C="$OUT/certs"
 event() { echo "$(date +%s.%N) $*" >>"$OUT/events.log"; }
 
 start_backend() {
-  start "backend-$1" python3 "$tools" backend --port "${BPORT[$1]}" --name "$1"
+  start_session "$OUT/backend-$1.log" python3 "$tools" backend --port "${BPORT[$1]}" --name "$1"
   BSID[$1]=$LAST
   disown "$LAST"   # it gets SIGKILLed on purpose: no job-status message from bash
   local i
@@ -158,20 +137,7 @@ upstream_read = "30s"
 upstream_connect = "2s"
 shutdown_grace = "5s"
 
-[[certificate]]
-name = "a"
-chain = "$C/a.test.crt"
-key = "$C/a.test.key"
-
-[[certificate]]
-name = "b"
-chain = "$C/b.test.crt"
-key = "$C/b.test.key"
-
-[[certificate]]
-name = "fallback"
-chain = "$C/fallback.crt"
-key = "$C/fallback.key"
+$(snigate_lab_certificates "$C")
 
 [[listener]]
 name = "soak"
@@ -189,18 +155,11 @@ servers = ["127.0.0.1:$B1_PORT", "127.0.0.1:$B2_PORT"]
 health = { path = "/healthz", interval = "2s", timeout = "1s" }
 EOF
 "$bin" check -c "$CONF" >"$OUT/check.log" 2>&1 || { cat "$OUT/check.log" >&2; die "snigate check failed"; }
-start snigate "$bin" run -c "$CONF"
+start_session "$OUT/snigate.log" "$bin" run -c "$CONF"
 SNIGATE_PID=$LAST
-for i in $(seq 100); do
-  curl -fs --max-time 1 "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
-  [ -n "$(sess_members "$SNIGATE_PID")" ] || { cat "$OUT/snigate.log" >&2; die "snigate exited"; }
-  [ "$i" = 100 ] && die "snigate did not come up within 10 s"
-  sleep 0.1
-done
+wait_healthy "$SNIGATE_PID" "$OUT/snigate.log" "$ADMIN_PORT"
 for h in a.test b.test; do
-  out=$(curl -s --max-time 10 --cacert "$C/ca.crt" --resolve "$h:$PROXY_PORT:127.0.0.1" -w ' %{http_code}' \
-    "https://$h:$PROXY_PORT/check") || die "check request to $h failed"
-  [ "${out##* }" = 200 ] || die "check request to $h: got '$out'"
+  check_get "$h" "$PROXY_PORT" "$C/ca.crt" >/dev/null
 done
 log "snigate $("$bin" --version | awk '{print $2}') (binary of $(stat -c %y "$bin" | cut -d. -f1)) pid $SNIGATE_PID on :$PROXY_PORT, admin :$ADMIN_PORT, backends b1 :$B1_PORT b2 :$B2_PORT; $MINUTES min; files in $OUT"
 
@@ -209,7 +168,7 @@ ROLES=(keepalive newconn nosni badhello upload slowread stopread idlers)
 declare -A GSID=()
 gen() {  # gen ROLE ARGS...
   local role=$1; shift
-  start "gen-$role" python3 "$tools" "$role" --port "$PROXY_PORT" --ca "$C/ca.crt" --out "$OUT/gen-$role.json" "$@"
+  start_session "$OUT/gen-$role.log" python3 "$tools" "$role" --port "$PROXY_PORT" --ca "$C/ca.crt" --out "$OUT/gen-$role.json" "$@"
   GSID[$role]=$LAST
 }
 gen keepalive --conns "$KA_CONNS" --rate "$KA_RATE"

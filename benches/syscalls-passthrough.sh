@@ -16,34 +16,20 @@
 # Needs: strace, curl, nginx with libnginx-mod-stream, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 n="${N:-100}"
-module=/usr/lib/nginx/modules/ngx_stream_module.so
-for tool in strace curl nginx; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
-[ -f "$module" ] || { echo "needs libnginx-mod-stream" >&2; exit 1; }
+need strace curl nginx
+need_stream_module
 
-dir="$(mktemp -d /tmp/snigate-sys.XXXXXX)"
-chmod 755 "$dir"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for f in "$dir"/*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
-}
+dir="$(new_tmpdir snigate-sys)"
 trap cleanup EXIT
 
 "$bin" gen-certs --dir "$dir/certs" --names a.test >/dev/null
-cat > "$dir/term.conf" <<EOF
-worker_processes 1;
-pid $dir/term.pid;
-error_log $dir/term-error.log warn;
-events { worker_connections 4000; }
+nginx_conf "$dir/term" 4000 <<EOF
 http {
-  access_log off;
-  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+$(nginx_http_basics "$dir")
   server { listen 127.0.0.1:18080; location / { return 200 "hello world\n"; } }
   server {
     listen 127.0.0.1:18443 ssl;
@@ -52,14 +38,9 @@ http {
   }
 }
 EOF
-nginx -c "$dir/term.conf" -p "$dir" -e "$dir/term-error.log"
+start_nginx "$dir/term"
 
-cat > "$dir/stream.conf" <<EOF
-load_module $module;
-worker_processes 1;
-pid $dir/stream.pid;
-error_log $dir/stream-error.log warn;
-events { worker_connections 4000; }
+nginx_conf "$dir/stream" 4000 "load_module $STREAM_MODULE;" <<EOF
 stream {
   server {
     listen 127.0.0.1:18445;
@@ -68,7 +49,7 @@ stream {
   }
 }
 EOF
-nginx -c "$dir/stream.conf" -p "$dir" -e "$dir/stream-error.log"
+start_nginx "$dir/stream"
 
 cat > "$dir/snigate.toml" <<EOF
 [runtime]
@@ -85,37 +66,23 @@ name = "t"
 servers = ["127.0.0.1:18443"]
 EOF
 "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
-pids+=($!)
 snigate_pid=$!
+PIDS+=("$snigate_pid")
 
-wait_port() {
-    for _ in $(seq 100); do
-        curl -s -o /dev/null --cacert "$dir/certs/ca.crt" --resolve "a.test:$1:127.0.0.1" "https://a.test:$1/" && return 0
-        sleep 0.1
+for port in 18444 18445; do
+    retry 100 0.1 a_test_get "$port" 1 || { echo "nothing answers on port $port" >&2; exit 1; }
+done
+
+# connections NAME PORT: N connections through PORT, one request each.
+connections() {
+    for _ in $(seq "$n"); do
+        a_test_get "$2" 1 || { echo "a request through $1 failed" >&2; exit 1; }
     done
-    echo "nothing answers on port $1" >&2
-    exit 1
 }
-wait_port 18444
-wait_port 18445
-
 # count NAME PID PORT: N connections through PORT with strace on PID.
 count() {
-    local name="$1" pid="$2" port="$3" out="$dir/$1.strace"
-    strace -f -c -o "$out" -p "$pid" 2>/dev/null &
-    local tracer=$!
-    sleep 1
-    for _ in $(seq "$n"); do
-        curl -s -o /dev/null --cacert "$dir/certs/ca.crt" --resolve "a.test:$port:127.0.0.1" "https://a.test:$port/" \
-            || { echo "a request through $name failed" >&2; exit 1; }
-    done
-    sleep 0.5
-    kill -INT "$tracer"
-    wait "$tracer" 2>/dev/null || true
-    echo "== $name: system calls per connection ($n connections)"
-    awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
-            printf "  %-14s %6.2f\n", $NF, $4 / n; sum += $4 }
-         END { printf "  %-14s %6.2f\n", "total", sum / n }' "$out"
+    syscalls_per "$2" "$dir/$1.strace" "$n" "== $1: system calls per connection ($n connections)" \
+        connections "$1" "$3"
 }
 count snigate "$snigate_pid" 18444
 count nginx-stream "$(pgrep -P "$(cat "$dir/stream.pid")" | head -1)" 18445

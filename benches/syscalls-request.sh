@@ -17,104 +17,43 @@
 # Needs: strace, curl, nginx, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 n="${N:-2000}"
-for tool in strace curl nginx; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
-dir="$(mktemp -d /tmp/snigate-sysreq.XXXXXX)"
-chmod 755 "$dir"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for f in "$dir"/*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && echo "kept $dir" || rm -rf "$dir"
-}
+need strace curl nginx
+dir="$(new_tmpdir snigate-sysreq)"
 trap cleanup EXIT
 
 "$bin" gen-certs --dir "$dir/certs" --names a.test >/dev/null
-temps="client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;"
-cat > "$dir/backend.conf" <<NGINX
-worker_processes 1;
-pid $dir/backend.pid;
-error_log $dir/backend-error.log warn;
-events { worker_connections 1000; }
-http {
-  access_log off;
-  $temps
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:18082; location / { return 200 "hello world 19 B..\n"; } }
-}
-NGINX
-nginx -c "$dir/backend.conf" -p "$dir" -e "$dir/backend-error.log"
-cat > "$dir/proxy.conf" <<NGINX
-worker_processes 1;
-pid $dir/proxy.pid;
-error_log $dir/proxy-error.log warn;
-events { worker_connections 1000; }
-http {
-  access_log off;
-  $temps
-  keepalive_requests 100000000;
-  upstream backend { server 127.0.0.1:18082; keepalive 16; }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  server {
-    listen 127.0.0.1:18448 ssl http2;
-    ssl_certificate $dir/certs/a.test.crt; ssl_certificate_key $dir/certs/a.test.key;
-    location / { proxy_pass http://backend; }
-  }
-}
-NGINX
-nginx -c "$dir/proxy.conf" -p "$dir" -e "$dir/proxy-error.log"
-cat > "$dir/snigate.toml" <<TOML
-[runtime]
-workers = 1
-[log]
-level = "warn"
-[[certificate]]
-name = "a"
-chain = "$dir/certs/a.test.crt"
-key = "$dir/certs/a.test.key"
-[[listener]]
-name = "main"
-bind = ["127.0.0.1:18447"]
-fallback_certificate = "a"
-default_upstream = "backend"
-[[upstream]]
-name = "backend"
-servers = ["127.0.0.1:18082"]
-TOML
+nginx_backend_http 127.0.0.1:18082 'return 200 "hello world 19 B..\n";' | nginx_conf "$dir/backend" 1000
+start_nginx "$dir/backend"
+nginx_https_proxy_http 127.0.0.1:18448 127.0.0.1:18082 | nginx_conf "$dir/proxy" 1000
+start_nginx "$dir/proxy"
+snigate_https_conf 127.0.0.1:18447 127.0.0.1:18082 >"$dir/snigate.toml"
 "$bin" run -c "$dir/snigate.toml" >"$dir/snigate.log" 2>&1 &
-pids+=($!)
 snigate_pid=$!
+PIDS+=("$snigate_pid")
 
 # curl_n PORT PROTO N: N requests on one connection.
 curl_n() {
-    local urls=() i
-    for ((i = 0; i < $3; i++)); do urls+=("https://a.test:$1/"); done
-    curl -sf "$2" --cacert "$dir/certs/ca.crt" --resolve "a.test:$1:127.0.0.1" "${urls[@]}" >/dev/null
+    a_test_get "$1" "$3" -f "$2"
 }
 for port in 18447 18448; do
-    for _ in $(seq 100); do curl_n "$port" --http1.1 1 2>/dev/null && break; sleep 0.1; done
-    curl_n "$port" --http1.1 1 || { echo "nothing answers on port $port" >&2; exit 1; }
+    retry 100 0.1 curl_n "$port" --http1.1 1 || { echo "nothing answers on port $port" >&2; exit 1; }
 done
 
+# requests NAME PORT PROTO: N requests through PORT.
+requests() {
+    curl_n "$2" "$3" "$n" || { echo "requests through $1 failed" >&2; exit 1; }
+}
 # count NAME PID PORT PROTO: N requests through PORT with strace on PID.
 count() {
-    local name="$1" pid="$2" port="$3" proto="$4" out="$dir/$1$4.strace"
+    local name="$1" pid="$2" port="$3" proto="$4"
     curl_n "$port" "$proto" 50 # warm-up: backend pool
-    strace -f -c -o "$out" -p "$pid" 2>/dev/null &
-    local tracer=$!
-    sleep 1
-    curl_n "$port" "$proto" "$n" || { echo "requests through $name failed" >&2; exit 1; }
-    sleep 0.5
-    kill -INT "$tracer"
-    wait "$tracer" 2>/dev/null || true
-    echo "== $name ${proto#--}: system calls per request ($n requests, one connection)"
-    awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
-            printf "  %-14s %6.2f\n", $NF, $4 / n; sum += $4 }
-         END { printf "  %-14s %6.2f\n", "total", sum / n }' "$out"
+    syscalls_per "$pid" "$dir/$name$proto.strace" "$n" \
+        "== $name ${proto#--}: system calls per request ($n requests, one connection)" \
+        requests "$name" "$port" "$proto"
 }
 nginx_worker="$(pgrep -P "$(cat "$dir/proxy.pid")" | head -1)"
 for proto in --http1.1 --http2; do
