@@ -696,8 +696,11 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !present.contains(&true) {
         return;
     }
-    // Headers named in Connection are hop-by-hop too.
+    // Headers named in Connection are hop-by-hop too. Only those present
+    // are collected: the usual tokens (`keep-alive`, `close`) name none,
+    // and a lookup by `&str` allocates nothing where a `HeaderName` would.
     let named: Vec<HeaderName> = header_tokens(headers, &header::CONNECTION)
+        .filter(|n| headers.contains_key(*n))
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
