@@ -84,17 +84,20 @@ pub trait Retirement {
 /// (see [`builder`]) until the client closes, stays idle too long, or
 /// `life` retires the connection: parked until bytes arrive, then hyper
 /// until the connection is between requests again. `phase` is the one `io`
-/// and `service` share.
+/// and `service` share. `builder` makes each stretch's hyper: from the
+/// state the connection is bound to then (after a reload, the new one's
+/// listener settings), so the connection keeps no builder (104 bytes)
+/// while parked.
 ///
 /// Not an `async fn`: one would keep its `io` argument's space (the TLS
 /// stream: 1.3 KiB) beside the stream's working place for the connection's
 /// whole life; the block below works on the stream where it was captured.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-pub fn serve<IO, S, L>(
+pub fn serve<IO, S, L, B>(
     mut io: HeadTimer<IO>,
     phase: Arc<Phase>,
     mut service: S,
-    builder: http1::Builder,
+    builder: B,
     life: L,
     park_after: Duration,
 ) -> impl Future<Output = Result<(), ConnectionError>>
@@ -103,6 +106,7 @@ where
     S: HttpService<Incoming, ResBody = ResponseBody>,
     S::Error: Into<ConnectionError>,
     L: Retirement,
+    B: Fn() -> http1::Builder,
 {
     async move {
         let mut leftover = Bytes::new();
@@ -112,9 +116,11 @@ where
             };
             let stream = TokioIo::new(PrefixedStream::new(replay, io));
             // Boxed: a parked connection keeps none of hyper's state.
-            let mut hyper = Box::new(builder.serve_connection(stream, service).with_upgrades());
-            if let Stretch::Ended(r) = stretch(&mut hyper, &phase, life.retired(), park_after).await
-            {
+            let mut hyper = Box::new(builder().serve_connection(stream, service).with_upgrades());
+            // Boxed too: its timer and wait for retirement (464 bytes) would
+            // otherwise make every parked connection that much larger.
+            let stretch = Box::pin(stretch(&mut hyper, &phase, life.retired(), park_after));
+            if let Stretch::Ended(r) = stretch.await {
                 return r.map_err(Into::into);
             }
             let Some(parts) = hyper.into_parts() else {
@@ -306,7 +312,7 @@ mod tests {
             io,
             phase.clone(),
             service,
-            http1::Builder::new(),
+            http1::Builder::new,
             life,
             park_after,
         ));

@@ -94,7 +94,11 @@ where
         Box::pin(serve_h2(conn, life, stall).map(move |r| ended(r.map_err(Into::into))))
     } else {
         let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
-        let builder = crate::http::h1::builder(settings);
+        let bound = life.bound.clone();
+        let builder = move || {
+            let now = bound.load();
+            crate::http::h1::builder(&now.state.listener(now.info.listener).settings)
+        };
         let park = timeouts.client_park;
         Box::pin(crate::http::h1::serve(io, phase, service, builder, life, park).map(ended))
     }
