@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::config::ListenerMode;
 use crate::conn::hello::read_hello;
-use crate::conn::{emit, established, next_conn_id, peer_ip, record, ConnInfo};
+use crate::conn::{emit, established, next_conn_id, record, ConnInfo};
 use crate::frontend::pending::Pending;
 use crate::http::proxy;
 use crate::observe::metrics::FailureReason;
@@ -87,7 +87,6 @@ async fn open(
         sni: None,
         certificate: None,
         tls: false,
-        peer_ip: peer_ip(peer.ip()),
         affinity: Default::default(),
         report: None,
     };

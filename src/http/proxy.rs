@@ -810,7 +810,7 @@ fn rewrite_request(
     };
     parts
         .headers
-        .insert(xff, appended.unwrap_or_else(|| info.peer_ip.clone()));
+        .insert(xff, appended.unwrap_or_else(|| info.forwarded_for()));
     // The other headers that name the client: believed only from a trusted
     // proxy, as X-Forwarded-For is; from anyone else they are a client's
     // claim about itself, dropped so no backend logs or trusts it.
