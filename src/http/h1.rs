@@ -84,10 +84,8 @@ pub trait Retirement {
 /// (see [`builder`]) until the client closes, stays idle too long, or
 /// `life` retires the connection: parked until bytes arrive, then hyper
 /// until the connection is between requests again. `phase` is the one `io`
-/// and `service` share. `builder` makes each stretch's hyper: from the
-/// state the connection is bound to then (after a reload, the new one's
-/// listener settings), so the connection keeps no builder (104 bytes)
-/// while parked.
+/// and `service` share. `builder` makes each stretch's hyper (see
+/// [`Limits`]): the connection keeps no builder while parked.
 ///
 /// Not an `async fn`: one would keep its `io` argument's space (the TLS
 /// stream: 1.3 KiB) beside the stream's working place for the connection's
@@ -242,26 +240,50 @@ fn joined(a: &[u8], b: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// hyper's HTTP/1.1 server as a listener's settings want it.
-pub fn builder(settings: &ListenerSettings) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    let case = settings.preserve_header_case;
-    builder
-        .timer(TokioTimer::new())
-        // The idle and head timers are the stream's (see head_timer.rs).
-        .header_read_timeout(None)
-        // Larger heads get 431 (as do more fields than max_headers).
-        .max_header_size(settings.max_header_bytes)
-        // Exact case costs a map per request (a seventh of the proxy's CPU
-        // per request); Title-Case is what IIS and browsers write anyway.
-        .preserve_header_case(case)
-        .title_case_headers(!case);
-    if settings.max_headers != DEFAULT_MAX_HEADERS {
-        // hyper parses into a stack array of the default size; any other
-        // count costs a heap allocation per request.
-        builder.max_headers(settings.max_headers);
+/// The listener settings hyper's HTTP/1.1 server is built with, as the
+/// connection was accepted with them (a reload leaves an open connection's
+/// HTTP limits as they were: README, "Reload and stop"). A connection keeps
+/// these (24 bytes) and makes each stretch's builder from them, rather than
+/// keeping a builder (104 bytes, and an Arc for its timer) while parked.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    max_header_bytes: usize,
+    max_headers: usize,
+    preserve_header_case: bool,
+}
+
+impl Limits {
+    /// A listener's.
+    pub fn of(settings: &ListenerSettings) -> Self {
+        Self {
+            max_header_bytes: settings.max_header_bytes,
+            max_headers: settings.max_headers,
+            preserve_header_case: settings.preserve_header_case,
+        }
     }
-    builder
+
+    /// hyper's HTTP/1.1 server as these settings want it.
+    pub fn builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        let case = self.preserve_header_case;
+        builder
+            .timer(TokioTimer::new())
+            // The idle and head timers are the stream's (see head_timer.rs).
+            .header_read_timeout(None)
+            // Larger heads get 431 (as do more fields than max_headers).
+            .max_header_size(self.max_header_bytes)
+            // Exact case costs a map per request (a seventh of the proxy's
+            // CPU per request); Title-Case is what IIS and browsers write
+            // anyway.
+            .preserve_header_case(case)
+            .title_case_headers(!case);
+        if self.max_headers != DEFAULT_MAX_HEADERS {
+            // hyper parses into a stack array of the default size; any
+            // other count costs a heap allocation per request.
+            builder.max_headers(self.max_headers);
+        }
+        builder
+    }
 }
 
 #[cfg(test)]

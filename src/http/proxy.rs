@@ -94,11 +94,8 @@ where
         Box::pin(serve_h2(conn, life, stall).map(move |r| ended(r.map_err(Into::into))))
     } else {
         let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
-        let bound = life.bound.clone();
-        let builder = move || {
-            let now = bound.load();
-            crate::http::h1::builder(&now.state.listener(now.info.listener).settings)
-        };
+        let limits = crate::http::h1::Limits::of(settings);
+        let builder = move || limits.builder();
         let park = timeouts.client_park;
         Box::pin(crate::http::h1::serve(io, phase, service, builder, life, park).map(ended))
     }
