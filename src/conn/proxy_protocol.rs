@@ -278,7 +278,7 @@ pub fn parse(buf: &[u8]) -> Result<Addresses, ProxyHeaderError> {
 
 /// On a `proxy_protocol` listener: checks that the socket's peer may send a
 /// header, reads it, and puts the client and destination it names into
-/// `info` (`peer`, `peer_ip`, `local`). `false` when the connection must be
+/// `info` (`peer`, `local`). `false` when the connection must be
 /// closed; it has been logged then (a `rejected` handshake line).
 pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpStream) -> bool {
     let start = Instant::now();
@@ -303,7 +303,6 @@ pub(crate) async fn accept(state: &State, info: &mut ConnInfo, stream: &mut TcpS
             destination,
         }) => {
             info.peer = source;
-            info.peer_ip = crate::conn::peer_ip(source.ip());
             info.local = destination;
             true
         }

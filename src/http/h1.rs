@@ -44,7 +44,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use crate::config::{ListenerSettings, DEFAULT_MAX_HEADERS};
@@ -84,17 +84,18 @@ pub trait Retirement {
 /// (see [`builder`]) until the client closes, stays idle too long, or
 /// `life` retires the connection: parked until bytes arrive, then hyper
 /// until the connection is between requests again. `phase` is the one `io`
-/// and `service` share.
+/// and `service` share. `builder` makes each stretch's hyper (see
+/// [`Limits`]): the connection keeps no builder while parked.
 ///
 /// Not an `async fn`: one would keep its `io` argument's space (the TLS
 /// stream: 1.3 KiB) beside the stream's working place for the connection's
 /// whole life; the block below works on the stream where it was captured.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-pub fn serve<IO, S, L>(
+pub fn serve<IO, S, L, B>(
     mut io: HeadTimer<IO>,
     phase: Arc<Phase>,
     mut service: S,
-    builder: http1::Builder,
+    builder: B,
     life: L,
     park_after: Duration,
 ) -> impl Future<Output = Result<(), ConnectionError>>
@@ -103,18 +104,27 @@ where
     S: HttpService<Incoming, ResBody = ResponseBody>,
     S::Error: Into<ConnectionError>,
     L: Retirement,
+    B: Fn() -> http1::Builder,
 {
     async move {
         let mut leftover = Bytes::new();
         loop {
-            let Some(replay) = park(&mut io, life.retired(), leftover).await? else {
+            let replay = {
+                // Pinned here rather than in `park`, which would keep it
+                // twice (the argument and the pinned copy).
+                let retired = std::pin::pin!(life.retired());
+                park(&mut io, retired, leftover).await?
+            };
+            let Some(replay) = replay else {
                 return Ok(());
             };
             let stream = TokioIo::new(PrefixedStream::new(replay, io));
             // Boxed: a parked connection keeps none of hyper's state.
-            let mut hyper = Box::new(builder.serve_connection(stream, service).with_upgrades());
-            if let Stretch::Ended(r) = stretch(&mut hyper, &phase, life.retired(), park_after).await
-            {
+            let mut hyper = Box::new(builder().serve_connection(stream, service).with_upgrades());
+            // Boxed too: its timer and wait for retirement (464 bytes) would
+            // otherwise make every parked connection that much larger.
+            let stretch = Box::pin(stretch(&mut hyper, &phase, life.retired(), park_after));
+            if let Stretch::Ended(r) = stretch.await {
                 return r.map_err(Into::into);
             }
             let Some(parts) = hyper.into_parts() else {
@@ -190,21 +200,29 @@ where
 /// keep-alive timer): `leftover` and the bytes read, or `None` when the
 /// client closed or the connection was retired (then the
 /// connection is closed as hyper closes an idle one).
-async fn park<IO>(
+///
+/// Polled by hand rather than with `tokio::select!`, whose futures and
+/// their copies made this the largest state of a parked connection (344
+/// bytes; see `parked_stage_is_small`).
+async fn park<IO, R>(
     io: &mut HeadTimer<IO>,
-    retired: impl Future<Output = ()>,
+    mut retired: Pin<&mut R>,
     leftover: Bytes,
 ) -> Result<Option<Bytes>, ConnectionError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
+    R: Future<Output = ()>,
 {
     let mut buf = [0u8; WAKE_READ];
-    let read = tokio::select! {
+    let read = poll_fn(|cx| {
         // Bytes first: a request already on its way is served.
-        biased;
-        r = io.read(&mut buf) => r?,
-        _ = retired => 0,
-    };
+        let mut read = ReadBuf::new(&mut buf);
+        if let Poll::Ready(r) = Pin::new(&mut *io).poll_read(cx, &mut read) {
+            return Poll::Ready(r.map(|()| read.filled().len()));
+        }
+        retired.as_mut().poll(cx).map(|()| Ok(0))
+    })
+    .await?;
     if read == 0 {
         // The client closed, or the state was retired: as hyper ends an
         // idle connection (TLS: close_notify), within `client_send`.
@@ -222,26 +240,50 @@ fn joined(a: &[u8], b: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// hyper's HTTP/1.1 server as a listener's settings want it.
-pub fn builder(settings: &ListenerSettings) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    let case = settings.preserve_header_case;
-    builder
-        .timer(TokioTimer::new())
-        // The idle and head timers are the stream's (see head_timer.rs).
-        .header_read_timeout(None)
-        // Larger heads get 431 (as do more fields than max_headers).
-        .max_header_size(settings.max_header_bytes)
-        // Exact case costs a map per request (a seventh of the proxy's CPU
-        // per request); Title-Case is what IIS and browsers write anyway.
-        .preserve_header_case(case)
-        .title_case_headers(!case);
-    if settings.max_headers != DEFAULT_MAX_HEADERS {
-        // hyper parses into a stack array of the default size; any other
-        // count costs a heap allocation per request.
-        builder.max_headers(settings.max_headers);
+/// The listener settings hyper's HTTP/1.1 server is built with, as the
+/// connection was accepted with them (a reload leaves an open connection's
+/// HTTP limits as they were: README, "Reload and stop"). A connection keeps
+/// these (24 bytes) and makes each stretch's builder from them, rather than
+/// keeping a builder (104 bytes, and an Arc for its timer) while parked.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    max_header_bytes: usize,
+    max_headers: usize,
+    preserve_header_case: bool,
+}
+
+impl Limits {
+    /// A listener's.
+    pub fn of(settings: &ListenerSettings) -> Self {
+        Self {
+            max_header_bytes: settings.max_header_bytes,
+            max_headers: settings.max_headers,
+            preserve_header_case: settings.preserve_header_case,
+        }
     }
-    builder
+
+    /// hyper's HTTP/1.1 server as these settings want it.
+    pub fn builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        let case = self.preserve_header_case;
+        builder
+            .timer(TokioTimer::new())
+            // The idle and head timers are the stream's (see head_timer.rs).
+            .header_read_timeout(None)
+            // Larger heads get 431 (as do more fields than max_headers).
+            .max_header_size(self.max_header_bytes)
+            // Exact case costs a map per request (a seventh of the proxy's
+            // CPU per request); Title-Case is what IIS and browsers write
+            // anyway.
+            .preserve_header_case(case)
+            .title_case_headers(!case);
+        if self.max_headers != DEFAULT_MAX_HEADERS {
+            // hyper parses into a stack array of the default size; any
+            // other count costs a heap allocation per request.
+            builder.max_headers(self.max_headers);
+        }
+        builder
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +348,7 @@ mod tests {
             io,
             phase.clone(),
             service,
-            http1::Builder::new(),
+            http1::Builder::new,
             life,
             park_after,
         ));
@@ -367,6 +409,27 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
             .unwrap_or_else(|_| panic!("parked {} times, not {n}", phase.parks()));
+    }
+
+    /// What a connection keeps while parked, beside its stream: the
+    /// future's size is its largest state, so a stretch's state (it is
+    /// boxed), a builder kept for the next stretch or `select!`'s copies
+    /// would show here. 264 bytes as written (with this test's
+    /// retirement); with `proxy::serve`'s types the future was 2,032 bytes,
+    /// 640 beside the TLS stream's 1,392, before it was boxed and slimmed.
+    #[tokio::test]
+    async fn parked_stage_is_small() {
+        let (_client, server) = tokio::io::duplex(64);
+        let phase = Arc::new(Phase::default());
+        let io = HeadTimer::new(server, phase.clone(), LONG, LONG, LONG);
+        let stream = std::mem::size_of_val(&io);
+        let service = service_fn(|_: http::Request<Incoming>| async {
+            Ok::<_, Infallible>(http::Response::new(ResponseBody::full("")))
+        });
+        let retire = Retire(Arc::new(Notify::new()));
+        let stage = serve(io, phase, service, http1::Builder::new, retire, LONG);
+        let beside = std::mem::size_of_val(&stage) - stream;
+        assert!(beside <= 300, "{beside} bytes beside the stream");
     }
 
     #[tokio::test]

@@ -94,7 +94,8 @@ where
         Box::pin(serve_h2(conn, life, stall).map(move |r| ended(r.map_err(Into::into))))
     } else {
         let io = HeadTimer::new(io, phase.clone(), idle, timeouts.client_header, send);
-        let builder = crate::http::h1::builder(settings);
+        let limits = crate::http::h1::Limits::of(settings);
+        let builder = move || limits.builder();
         let park = timeouts.client_park;
         Box::pin(crate::http::h1::serve(io, phase, service, builder, life, park).map(ended))
     }
@@ -809,7 +810,7 @@ fn rewrite_request(
     };
     parts
         .headers
-        .insert(xff, appended.unwrap_or_else(|| info.peer_ip.clone()));
+        .insert(xff, appended.unwrap_or_else(|| info.forwarded_for()));
     // The other headers that name the client: believed only from a trusted
     // proxy, as X-Forwarded-For is; from anyone else they are a client's
     // claim about itself, dropped so no backend logs or trusts it.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -267,10 +268,11 @@ pub async fn accept_loop(
         };
         let active = listener.metrics.connection();
         let current = current.clone();
-        tracker.spawn(async move {
-            crate::frontend::connection::serve(state, index, stream, peer, local, current).await;
-            drop((permit, source, active));
-        });
+        // `map`, not an async block that awaits it: a block would keep the
+        // connection's future twice (the captured one and the one awaited).
+        let serving =
+            crate::frontend::connection::serve(state, index, stream, peer, local, current);
+        tracker.spawn(serving.map(move |()| drop((permit, source, active))));
     }
 }
 
