@@ -45,8 +45,33 @@ impl ConnInfo {
     /// 100 bytes (the value's 40, its bytes, and the shared copy its first
     /// clone made) for one formatted address per request.
     pub fn forwarded_for(&self) -> HeaderValue {
-        forwarded_for(self.peer.ip())
+        last_forwarded_for(self.peer.ip())
     }
+}
+
+thread_local! {
+    /// The last address made into a value on this thread, and its value.
+    static LAST_FORWARDED_FOR: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`forwarded_for`], remembered for the last address on this thread:
+/// formatting an address costs more than the rest of what a request adds
+/// to its headers (about 1.5k instructions; callgrind-request), and a
+/// keep-alive client's requests come one after another from one address.
+/// A clone of the value shares its bytes.
+fn last_forwarded_for(ip: IpAddr) -> HeaderValue {
+    LAST_FORWARDED_FOR.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, value)) if *at == ip => value.clone(),
+            _ => {
+                let value = forwarded_for(ip);
+                *last = Some((ip, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// `ip` as an X-Forwarded-For value.
@@ -79,6 +104,14 @@ pub fn established(info: &mut ConnInfo, hello: &ClientHelloInfo, certificate: Ce
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_remembered_value_is_always_the_address_asked_for() {
+        for ip in ["192.0.2.7", "192.0.2.7", "2001:db8::1", "192.0.2.7"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(last_forwarded_for(ip), ip.to_string().as_str());
+        }
+    }
 
     #[test]
     fn forwarded_for_is_the_address_as_text() {
