@@ -137,6 +137,22 @@ async fn connected_over<T: Transport>(
     wrap: fn(TcpStream) -> T,
 ) -> (ServerTlsStream<T>, ClientTls<TcpStream>) {
     let (server_config, client_config) = configs(version);
+    let (server, client) = shake_hands(server_config, client_config, pre_read, wrap).await;
+    (server.unwrap(), client.unwrap())
+}
+
+/// Both ends' outcomes of a handshake over loopback: `accept` with
+/// `server_config` (its socket wrapped by `wrap` after `pre_read` bytes were
+/// read off it) against a tokio-rustls client with `client_config`.
+async fn shake_hands<T: Transport>(
+    server_config: Arc<ServerConfig>,
+    client_config: Arc<ClientConfig>,
+    pre_read: usize,
+    wrap: fn(TcpStream) -> T,
+) -> (
+    io::Result<ServerTlsStream<T>>,
+    io::Result<ClientTls<TcpStream>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = async {
@@ -152,8 +168,7 @@ async fn connected_over<T: Transport>(
             .connect(name, tcp)
             .await
     };
-    let (server, client) = within("handshake", async { tokio::join!(server, client) }).await;
-    (server.unwrap(), client.unwrap())
+    within("handshake", async { tokio::join!(server, client) }).await
 }
 
 async fn connected(
@@ -405,20 +420,7 @@ async fn a_handshake_message_in_tiny_records_stops_at_64_kib() {
 async fn a_failed_handshake_sends_the_alert_and_returns_rustls_error() {
     let (server_config, _) = configs(&TLS13);
     let (_, client_config) = configs(&TLS12);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = async {
-        let (tcp, _) = listener.accept().await.unwrap();
-        accept(tcp, Vec::new(), server_config).await
-    };
-    let client = async {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = ServerName::try_from("a.test").unwrap();
-        tokio_rustls::TlsConnector::from(client_config)
-            .connect(name, tcp)
-            .await
-    };
-    let (server, client) = within("refusal", async { tokio::join!(server, client) }).await;
+    let (server, client) = shake_hands(server_config, client_config, 0, |tcp| tcp).await;
     let Err(e) = server else {
         panic!("a handshake without a version in common succeeded")
     };
