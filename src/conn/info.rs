@@ -1,7 +1,6 @@
 //! What snigate knows about one client connection, from accept to its
 //! end: ids, addresses, what TLS settled; shared by every stage after it.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,10 +39,10 @@ pub fn next_conn_id() -> u64 {
 }
 
 impl ConnInfo {
-    /// The client's address as an X-Forwarded-For value, made for each
-    /// request: kept in the connection, it cost every connection about
+    /// The client's address as an X-Forwarded-For value, for a request.
+    /// Not kept in the connection: there it cost every connection about
     /// 100 bytes (the value's 40, its bytes, and the shared copy its first
-    /// clone made) for one formatted address per request.
+    /// clone made); [`last_forwarded_for`] keeps one per thread instead.
     pub fn forwarded_for(&self) -> HeaderValue {
         last_forwarded_for(self.peer.ip())
     }
@@ -74,19 +73,10 @@ fn last_forwarded_for(ip: IpAddr) -> HeaderValue {
     })
 }
 
-/// `ip` as an X-Forwarded-For value.
+/// `ip` as an X-Forwarded-For value (made once per address change on a
+/// thread, see [`last_forwarded_for`]).
 fn forwarded_for(ip: IpAddr) -> HeaderValue {
-    // The longest text of an address: IPv6 with an IPv4 tail.
-    let mut text = [0u8; 45];
-    let mut out = std::io::Cursor::new(&mut text[..]);
-    let value = match write!(out, "{ip}") {
-        Ok(()) => {
-            let len = usize::try_from(out.position()).unwrap_or(0);
-            HeaderValue::from_bytes(&text[..len])
-        }
-        Err(_) => HeaderValue::from_str(&ip.to_string()),
-    };
-    value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// What HTTP needs to know of a completed TLS handshake (rustls or the
