@@ -44,8 +44,16 @@ struct Shape {
     alpn_first_ends: Option<[u8; 2]>,
 }
 
+/// The map's hasher: foldhash, seeded at random per process. The keys are
+/// what clients send, so no fixed hash (FNV, Fx) whose collisions can be
+/// computed offline; SipHash, std's, cost 4.6k instructions per connection
+/// over the details (`benches/callgrind-connection.sh`). A flood of
+/// colliding hellos could at worst fill the bounded map.
+type Hasher = foldhash::fast::RandomState;
+
 thread_local! {
-    static KNOWN: RefCell<HashMap<Shape, Arc<HelloFacts>>> = RefCell::new(HashMap::new());
+    static KNOWN: RefCell<HashMap<Shape, Arc<HelloFacts>, Hasher>> =
+        RefCell::new(HashMap::with_hasher(Hasher::default()));
 }
 
 /// The facts of `hello`, computed or looked up.
