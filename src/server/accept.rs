@@ -14,9 +14,11 @@
 //! ([`crate::conn::proxy_protocol`]), so a slow or silent balancer connection never
 //! holds up the loop.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -231,13 +233,16 @@ pub async fn accept_loop(
                 }
             }
         };
-        let accepted = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            // The permit is this state's: take the next connection with the
-            // state that replaced it.
-            _ = state.retire.cancelled() => continue,
-            r = socket.accept() => r,
+        let accepted = match queued(&socket, &cancel, &state.retire) {
+            Some(r) => r,
+            None => tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                // The permit is this state's: take the next connection with
+                // the state that replaced it.
+                _ = state.retire.cancelled() => continue,
+                r = poll_fn(|cx| socket.poll_accept(cx)) => r,
+            },
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -276,6 +281,26 @@ pub async fn accept_loop(
     }
 }
 
+/// A connection the kernel has already queued on `socket`, taken without
+/// waiting (and so without setting up the wait on `cancel` and `retire`,
+/// which cost as much as the accept itself), unless either is cancelled.
+/// `None`: nothing queued, or a cancellation the caller's wait will see.
+fn queued(
+    socket: &TcpListener,
+    cancel: &CancellationToken,
+    retire: &CancellationToken,
+) -> Option<io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+    if cancel.is_cancelled() || retire.is_cancelled() {
+        return None;
+    }
+    // Nothing queued leaves a no-op waker in the socket's slot; the wait
+    // that follows polls it again with the task's own.
+    match socket.poll_accept(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +322,29 @@ mod tests {
         assert!(stream.nodelay().unwrap());
         let sock = socket2::SockRef::from(&stream);
         assert_eq!(sock.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
+    }
+
+    /// A connection already queued is taken at once; none queued, or a
+    /// cancellation pending, leaves it to the wait.
+    #[tokio::test]
+    async fn queued_connections_are_taken_without_waiting() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cancel, retire) = (CancellationToken::new(), CancellationToken::new());
+        assert!(
+            queued(&listener, &cancel, &retire).is_none(),
+            "nothing queued"
+        );
+        // The connect completes once the kernel has queued the connection.
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_, peer) = queued(&listener, &cancel, &retire)
+            .expect("a queued connection")
+            .unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert!(queued(&listener, &cancel, &retire).is_none(), "taken once");
+        let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        retire.cancel();
+        assert!(queued(&listener, &cancel, &retire).is_none(), "retired");
+        assert!(queued(&listener, &cancel, &CancellationToken::new()).is_some());
     }
 }
