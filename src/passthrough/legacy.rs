@@ -6,6 +6,7 @@
 //! PROXY header if it wants one and the hello bytes as read, then copies
 //! both ways.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
@@ -21,25 +22,17 @@ use crate::upstream::Upstream;
 
 /// The first bytes for an upstream's raw TLS stream: the PROXY header if
 /// the upstream has `send_proxy_protocol`, then `hello` (the client's bytes
-/// as read).
-pub(crate) fn preamble(
-    state: &State,
-    upstream: &Upstream,
-    info: &ConnInfo,
-    hello: &[u8],
-) -> Vec<u8> {
-    let version = state
-        .settings
-        .upstreams
-        .iter()
-        .find(|u| u.name == upstream.name)
-        .and_then(|u| u.send_proxy_protocol);
-    let mut out = match version {
-        Some(v) => crate::conn::proxy_protocol::header(v, info.peer, info.local),
-        None => Vec::new(),
-    };
-    out.extend_from_slice(hello);
-    out
+/// as read), in one buffer so that they leave in one segment; without a
+/// header, `hello` itself.
+pub(crate) fn preamble<'a>(upstream: &Upstream, info: &ConnInfo, hello: &'a [u8]) -> Cow<'a, [u8]> {
+    match upstream.send_proxy_protocol {
+        Some(v) => {
+            let mut out = crate::conn::proxy_protocol::header(v, info.peer, info.local);
+            out.extend_from_slice(hello);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(hello),
+    }
 }
 
 /// Hands a client rustls cannot serve to the listener's `legacy_upstream`:
@@ -96,12 +89,14 @@ pub(crate) async fn forward(
     rec.ms = millis(start.elapsed());
     crate::conn::emit(state, info, &rec);
     drop(rec);
-    let first = preamble(state, upstream, info, &hello);
-    drop(hello);
-    if backend.write_all(&first).await.is_err() {
+    if backend
+        .write_all(&preamble(upstream, info, &hello))
+        .await
+        .is_err()
+    {
         return;
     }
-    drop(first);
+    drop(hello);
     let idle = state.settings.timeouts.client_idle;
     crate::io::splice::copy_tcp_both_ways(client, backend, idle).await;
 }

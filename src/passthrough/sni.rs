@@ -58,12 +58,12 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     emit(&state, &info, &rec);
     drop(rec);
     // The PROXY header first when the upstream asks for one, then the hello.
-    let first = crate::passthrough::legacy::preamble(&state, upstream, &info, &hello.bytes);
-    drop(hello);
+    let first = crate::passthrough::legacy::preamble(upstream, &info, &hello.bytes);
     if backend.write_all(&first).await.is_err() {
         return;
     }
     drop(first);
+    drop(hello);
     let idle = state.settings.timeouts.client_idle;
     crate::io::splice::copy_tcp_both_ways(stream, backend, idle).await;
 }

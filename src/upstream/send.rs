@@ -22,7 +22,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{HealthSettings, RequestTimeouts, Timeouts, UpstreamSettings};
+use crate::config::{
+    HealthSettings, ProxyProtocolVersion, RequestTimeouts, Timeouts, UpstreamSettings,
+};
 use crate::observe::metrics::Metrics;
 use crate::route::{normalize_host, UpstreamId};
 use crate::upstream::backend_tls::UpstreamTls;
@@ -126,6 +128,8 @@ pub struct Upstream {
     pinned: Gauge,
     /// Re-encryption towards the servers (`tls = { ... }`).
     tls: Option<UpstreamTls>,
+    /// The PROXY protocol header its raw TLS streams start with, if any.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -191,6 +195,7 @@ impl Upstream {
             preserve_header_case,
             pinned: metrics.pinned().clone(),
             tls,
+            send_proxy_protocol: settings.send_proxy_protocol,
         }
     }
 
@@ -724,7 +729,7 @@ impl Upstream {
     /// A raw TCP connection for `client` to the server the balancer
     /// chooses, or the next reachable one (passthrough). Passthrough
     /// connections are not counted for least-conn.
-    pub async fn connect_raw(&self, client: IpAddr) -> Result<(String, TcpStream), UpstreamError> {
+    pub async fn connect_raw(&self, client: IpAddr) -> Result<(&str, TcpStream), UpstreamError> {
         let Some(mut index) = self.pick(client, &[]) else {
             return Err(self.no_server());
         };
@@ -734,7 +739,7 @@ impl Upstream {
             match self.dial(server.clone()).await {
                 Ok((server, stream)) => {
                     server.health.connected();
-                    return Ok((server.addr.clone(), stream));
+                    return Ok((self.servers[index].addr.as_str(), stream));
                 }
                 Err(e) => index = self.failover(&server, index, e, client, &mut tried)?,
             }
