@@ -23,8 +23,11 @@ pub async fn read_hello(
     stream: &mut TcpStream,
     start: Instant,
 ) -> Option<ClientHello> {
-    // A stop does not wait for hellos that have not arrived.
+    // A stop does not wait for hellos that have not arrived. The read
+    // first: a hello already in (most are, by the time the connection is
+    // accepted) then costs no wait on the stop.
     let read = tokio::select! {
+        biased;
         r = read_client_hello(stream, state.settings.timeouts.client_hello) => r,
         _ = state.stop.cancelled() => return None,
     };

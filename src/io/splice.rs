@@ -65,7 +65,10 @@ impl Activity {
 /// Runs `copy` until it ends or the connection has been idle for `idle`;
 /// on idle the caller drops both sides, which closes them.
 async fn until_idle(copy: impl Future<Output = ()>, activity: &Activity, idle: Duration) {
+    // The copy first: most wakes are its sockets' (and no random draw
+    // per poll for the order).
     tokio::select! {
+        biased;
         _ = copy => {}
         _ = activity.idle_for(idle) => {}
     }
