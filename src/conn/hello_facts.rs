@@ -10,21 +10,25 @@
 //! instructions per passthrough connection (`benches/callgrind-connection.sh`);
 //! a lookup is the details' hash and one comparison.
 //!
-//! The key is the details themselves (GREASE made one value, extensions
-//! sorted) with the one fact JA4 reads that they leave out: the first ALPN
-//! name's first and last byte as sent (the details keep the name with
-//! invalid UTF-8 replaced). JA4 is a function of that key, so a hit is
-//! exact: no hash is trusted to tell two hellos apart. Hand-written: a
-//! bounded map per thread is all it needs.
+//! The key is what the details keep, written as bytes without building
+//! them: GREASE made one value, extensions sorted, every list prefixed by
+//! its length (so no two hellos write the same bytes), and the one fact
+//! JA4 reads that the details leave out, the first ALPN name's first and
+//! last byte as sent (the details keep the name with invalid UTF-8
+//! replaced). JA4 and the details are functions of that key, so a hit is
+//! exact: no hash is trusted to tell two hellos apart. The key is written
+//! into a buffer kept per thread, so a hit allocates nothing (building the
+//! details to look them up was 6 allocations per connection).
+//! Hand-written: a bounded map per thread is all it needs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::observe::handshake_log::LoggedHello;
-use crate::observe::hello_details::HelloDetails;
+use crate::observe::hello_details::GREASE;
 use crate::tls::fingerprint::ja4;
-use crate::tls::hello::ClientHelloInfo;
+use crate::tls::hello::{is_grease, ClientHelloInfo};
 use crate::tls::logged_hello::details;
 
 /// Distinct hellos kept per thread; when full the map starts again (a
@@ -38,12 +42,6 @@ pub struct HelloFacts {
     pub logged: Arc<LoggedHello>,
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Shape {
-    details: HelloDetails,
-    alpn_first_ends: Option<[u8; 2]>,
-}
-
 /// The map's hasher: foldhash, seeded at random per process. The keys are
 /// what clients send, so no fixed hash (FNV, Fx) whose collisions can be
 /// computed offline; SipHash, std's, cost 4.6k instructions per connection
@@ -51,32 +49,95 @@ struct Shape {
 /// colliding hellos could at worst fill the bounded map.
 type Hasher = foldhash::fast::RandomState;
 
+/// The facts known on this thread, and the buffers a lookup writes its key
+/// into.
+struct Known {
+    facts: HashMap<Box<[u8]>, Arc<HelloFacts>, Hasher>,
+    key: Vec<u8>,
+    extensions: Vec<u16>,
+}
+
 thread_local! {
-    static KNOWN: RefCell<HashMap<Shape, Arc<HelloFacts>, Hasher>> =
-        RefCell::new(HashMap::with_hasher(Hasher::default()));
+    static KNOWN: RefCell<Known> = RefCell::new(Known {
+        facts: HashMap::with_hasher(Hasher::default()),
+        key: Vec::new(),
+        extensions: Vec::new(),
+    });
 }
 
 /// The facts of `hello`, computed or looked up.
 pub fn facts(hello: &ClientHelloInfo) -> Arc<HelloFacts> {
-    let shape = Shape {
-        details: details(hello),
-        alpn_first_ends: hello.alpn_first_ends,
-    };
     KNOWN.with(|known| {
-        let mut known = known.borrow_mut();
-        if let Some(facts) = known.get(&shape) {
+        let known = &mut *known.borrow_mut();
+        write_key(hello, &mut known.key, &mut known.extensions);
+        if let Some(facts) = known.facts.get(known.key.as_slice()) {
             return facts.clone();
         }
         let facts = Arc::new(HelloFacts {
             ja4: ja4(hello),
-            logged: Arc::new(LoggedHello::new(shape.details.clone())),
+            logged: Arc::new(LoggedHello::new(details(hello))),
         });
-        if known.len() >= KEPT {
-            known.clear();
+        if known.facts.len() >= KEPT {
+            known.facts.clear();
         }
-        known.insert(shape, facts.clone());
+        known
+            .facts
+            .insert(known.key.as_slice().into(), facts.clone());
         facts
     })
+}
+
+/// Writes `hello`'s key into `key` (see the module's doc); `extensions` is
+/// room to sort them in.
+fn write_key(hello: &ClientHelloInfo, key: &mut Vec<u8>, extensions: &mut Vec<u16>) {
+    key.clear();
+    key.extend_from_slice(&hello.record_version.to_be_bytes());
+    key.extend_from_slice(&hello.client_version.to_be_bytes());
+    write_values(key, &hello.supported_versions);
+    write_values(key, &hello.cipher_suites);
+    extensions.clear();
+    extensions.extend(hello.extensions.iter().copied().map(ungreased));
+    extensions.sort_unstable();
+    write_values(key, extensions);
+    write_values(key, &hello.groups);
+    write_values(key, &hello.signature_algorithms);
+    write_bytes(key, &hello.ec_point_formats);
+    write_len(key, hello.alpn.len());
+    for name in &hello.alpn {
+        write_bytes(key, name.as_bytes());
+    }
+    key.push(u8::from(hello.sslv2));
+    match hello.alpn_first_ends {
+        Some(ends) => {
+            key.push(1);
+            key.extend_from_slice(&ends);
+        }
+        None => key.push(0),
+    }
+}
+
+fn ungreased(value: u16) -> u16 {
+    if is_grease(value) {
+        GREASE
+    } else {
+        value
+    }
+}
+
+fn write_len(key: &mut Vec<u8>, len: usize) {
+    key.extend_from_slice(&(len as u64).to_be_bytes());
+}
+
+fn write_values(key: &mut Vec<u8>, values: &[u16]) {
+    write_len(key, values.len());
+    for v in values {
+        key.extend_from_slice(&ungreased(*v).to_be_bytes());
+    }
+}
+
+fn write_bytes(key: &mut Vec<u8>, bytes: &[u8]) {
+    write_len(key, bytes.len());
+    key.extend_from_slice(bytes);
 }
 
 #[cfg(test)]
@@ -125,7 +186,7 @@ mod tests {
     /// them gives, and only the latter make new entries.
     #[test]
     fn looked_up_facts_are_the_computed_ones() {
-        KNOWN.with(|k| k.borrow_mut().clear());
+        KNOWN.with(|k| k.borrow_mut().facts.clear());
         let identity: Vec<usize> = (0..16).collect();
         // Fixed permutations (a seeded shuffle, written out).
         let shuffled = [
@@ -139,7 +200,7 @@ mod tests {
             assert_eq!(cached(&again), fresh(&again));
             assert_eq!(cached(&again), fresh(&base));
         }
-        assert_eq!(KNOWN.with(|k| k.borrow().len()), 1);
+        assert_eq!(KNOWN.with(|k| k.borrow().facts.len()), 1);
 
         // Without SNI, as such a client sends it: no server_name extension.
         let mut no_sni = hello(0x0a0a, &identity, false, &["h2", "http/1.1"]);
@@ -152,20 +213,46 @@ mod tests {
             assert_eq!(cached(other), fresh(other));
             assert_ne!(cached(other), fresh(&base));
         }
-        assert_eq!(KNOWN.with(|k| k.borrow().len()), 5);
+        assert_eq!(KNOWN.with(|k| k.borrow().facts.len()), 5);
     }
 
     /// A flood of distinct hellos keeps at most `KEPT`, and every answer
     /// stays right.
     #[test]
     fn the_map_is_bounded() {
-        KNOWN.with(|k| k.borrow_mut().clear());
+        KNOWN.with(|k| k.borrow_mut().facts.clear());
         let identity: Vec<usize> = (0..16).collect();
         for n in 0..(KEPT as u16 + 10) {
             let mut h = hello(0x0a0a, &identity, true, &["h2"]);
             h.cipher_suites.push(0x1000 + n);
             assert_eq!(cached(&h), fresh(&h));
-            assert!(KNOWN.with(|k| k.borrow().len()) <= KEPT);
+            assert!(KNOWN.with(|k| k.borrow().facts.len()) <= KEPT);
         }
+    }
+
+    /// Values moved from one list to the next, or an ALPN name whose bytes
+    /// as sent end differently (the details keep it with invalid UTF-8
+    /// replaced): other hellos, other keys.
+    #[test]
+    fn hellos_that_differ_only_in_where_a_list_ends_are_apart() {
+        KNOWN.with(|k| k.borrow_mut().facts.clear());
+        let identity: Vec<usize> = (0..16).collect();
+        let base = hello(0x0a0a, &identity, true, &["h2"]);
+        let mut moved = base.clone();
+        let last = moved.cipher_suites.pop().unwrap();
+        moved.groups.insert(0, last);
+        let mut raw_ends = base.clone();
+        raw_ends.alpn_first_ends = Some([b'h', 0xff]);
+        for h in [&base, &moved, &raw_ends] {
+            assert_eq!(cached(h), fresh(h));
+        }
+        assert_ne!(cached(&moved), cached(&base));
+        assert_eq!(
+            cached(&raw_ends).1,
+            cached(&base).1,
+            "the same details, so the same id"
+        );
+        assert_ne!(cached(&raw_ends).0, cached(&base).0, "another JA4");
+        assert_eq!(KNOWN.with(|k| k.borrow().facts.len()), 3);
     }
 }
