@@ -626,6 +626,16 @@ fn parse_tls_hello(
     msg_total: usize,
     record_version: u16,
 ) -> Result<ClientHelloInfo, HelloError> {
+    // Most hellos come in one record: parse them where they lie.
+    let first = be16(bytes, 3).map(usize::from).unwrap_or(0);
+    if msg_total <= first {
+        let body = bytes
+            .get(RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN..RECORD_HEADER_LEN + msg_total)
+            .ok_or_else(|| malformed("truncated handshake message"))?;
+        let mut info = parse_hello_body(body)?;
+        info.record_version = record_version;
+        return Ok(info);
+    }
     let mut msg: Vec<u8> = Vec::with_capacity(msg_total);
     let mut offset = 0usize;
     while offset < records_end && msg.len() < msg_total {
