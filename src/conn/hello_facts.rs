@@ -91,8 +91,8 @@ pub fn facts(hello: &ClientHelloInfo) -> Arc<HelloFacts> {
 /// room to sort them in.
 fn write_key(hello: &ClientHelloInfo, key: &mut Vec<u8>, extensions: &mut Vec<u16>) {
     key.clear();
-    key.extend_from_slice(&hello.record_version.to_be_bytes());
-    key.extend_from_slice(&hello.client_version.to_be_bytes());
+    key.extend_from_slice(&hello.record_version.to_ne_bytes());
+    key.extend_from_slice(&hello.client_version.to_ne_bytes());
     write_values(key, &hello.supported_versions);
     write_values(key, &hello.cipher_suites);
     extensions.clear();
@@ -125,13 +125,17 @@ fn ungreased(value: u16) -> u16 {
 }
 
 fn write_len(key: &mut Vec<u8>, len: usize) {
-    key.extend_from_slice(&(len as u64).to_be_bytes());
+    key.extend_from_slice(&(len as u64).to_ne_bytes());
 }
 
 fn write_values(key: &mut Vec<u8>, values: &[u16]) {
     write_len(key, values.len());
-    for v in values {
-        key.extend_from_slice(&ungreased(*v).to_be_bytes());
+    // Sized once and filled in place: a 2-byte `extend_from_slice` per
+    // value was most of the key's cost.
+    let start = key.len();
+    key.resize(start + 2 * values.len(), 0);
+    for (out, v) in key[start..].chunks_exact_mut(2).zip(values) {
+        out.copy_from_slice(&ungreased(*v).to_ne_bytes());
     }
 }
 
