@@ -150,7 +150,7 @@ fn failed_client_listed_with_reason_and_hint() {
     report.handshake(&rec, None);
     report.handshake(&rec, None);
     let mut rejected = handshake(8, "203.0.113.10:1234", None, "rejected");
-    rejected.ja4 = String::new();
+    rejected.ja4 = "".into();
     rejected.reason = Some("not a TLS ClientHello".into());
     report.handshake(&rejected, None);
 
@@ -261,7 +261,7 @@ fn bounded_under_a_flood_of_random_clients() {
         let outcome = if i.is_multiple_of(3) { "failed" } else { "ok" };
         failed += u64::from(i.is_multiple_of(3));
         let mut rec = handshake(i, &peer, None, outcome);
-        rec.ja4 = format!("t12i{rng:016x}");
+        rec.ja4 = format!("t12i{rng:016x}").into();
         report.handshake(&rec, None);
         total += 1;
     }
@@ -710,7 +710,7 @@ fn a_kind_seen_again_is_found_by_its_borrowed_key() {
     ] {
         let mut rec = handshake(conn, peer, Some("a.test"), "passthrough");
         rec.listener = listener.into();
-        rec.ja4 = long_ja4.clone();
+        rec.ja4 = long_ja4.as_str().into();
         assert!(report.handshake(&rec, None).is_none());
     }
     // A User-Agent already normalised and one that normalises to it.
@@ -720,7 +720,7 @@ fn a_kind_seen_again_is_found_by_its_borrowed_key() {
         (6, "Outlook/16.0.17126 install=…"),
     ] {
         let mut rec = handshake(conn, "10.0.0.3:1", Some("a.test"), "ok");
-        rec.ja4 = long_ja4.clone();
+        rec.ja4 = long_ja4.as_str().into();
         let c = report.handshake(&rec, None).unwrap();
         report.request(&c, &access(conn, "a.test", ua, true));
     }
