@@ -10,7 +10,9 @@
 //! addresses and details are bounded by [`SeenLimits`], details must hash
 //! to their id, and what does not fit is counted, not kept.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -63,12 +65,101 @@ pub enum HelloKey {
 }
 
 /// What is grouped together: one listener, one hello, one SNI.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Hashed as its borrowed view ([`KindRef`]), so that a handshake of a
+/// kind already in the table is looked up without making a key (three
+/// allocations) first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KindKey {
     pub listener: String,
     pub hello: HelloKey,
     pub sni: Option<String>,
 }
+
+impl KindKey {
+    fn of(key: KindRef<'_>) -> Self {
+        KindKey {
+            listener: key.listener.to_string(),
+            hello: match key.hello {
+                HelloRef::Id(id) => HelloKey::Id(id),
+                HelloRef::Ja4(ja4) => HelloKey::Ja4(ja4.to_string()),
+            },
+            sni: key.sni.map(str::to_string),
+        }
+    }
+}
+
+/// A [`KindKey`], borrowed (its texts already clipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct KindRef<'a> {
+    listener: &'a str,
+    hello: HelloRef<'a>,
+    sni: Option<&'a str>,
+}
+
+/// A [`HelloKey`], borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum HelloRef<'a> {
+    Id(HelloId),
+    Ja4(&'a str),
+}
+
+/// What the kinds map is looked up by: a [`KindKey`] or a [`KindRef`],
+/// hashed and compared as the latter.
+trait AsKindRef {
+    fn kind_ref(&self) -> KindRef<'_>;
+}
+
+impl AsKindRef for KindKey {
+    fn kind_ref(&self) -> KindRef<'_> {
+        KindRef {
+            listener: &self.listener,
+            hello: match &self.hello {
+                HelloKey::Id(id) => HelloRef::Id(*id),
+                HelloKey::Ja4(ja4) => HelloRef::Ja4(ja4),
+            },
+            sni: self.sni.as_deref(),
+        }
+    }
+}
+
+impl AsKindRef for KindRef<'_> {
+    fn kind_ref(&self) -> KindRef<'_> {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn AsKindRef + 'a> for KindKey {
+    fn borrow(&self) -> &(dyn AsKindRef + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn AsKindRef + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind_ref().hash(state);
+    }
+}
+
+impl PartialEq for dyn AsKindRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind_ref() == other.kind_ref()
+    }
+}
+
+impl Eq for dyn AsKindRef + '_ {}
+
+/// As its [`KindRef`], which `Borrow` requires.
+impl Hash for KindKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind_ref().hash(state);
+    }
+}
+
+/// The tables' hasher: foldhash, seeded at random per process (the keys
+/// are what clients send; SipHash, std's, cost about 1k instructions per
+/// handshake here).
+pub type SeenHasher = foldhash::fast::RandomState;
 
 /// One kind as it was seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,7 +171,7 @@ pub struct Observed {
     pub reason: Option<String>,
     pub handshakes: u64,
     /// Distinct peer addresses (IP, no port).
-    pub addresses: HashSet<IpAddr>,
+    pub addresses: HashSet<IpAddr, SeenHasher>,
     /// Some addresses were not remembered ([`SeenLimits::addresses`]).
     pub addresses_capped: bool,
 }
@@ -121,9 +212,9 @@ pub struct SeenHandshake<'a> {
 /// The table.
 #[derive(Debug)]
 pub struct HellosSeen {
-    pub kinds: HashMap<KindKey, Observed>,
+    pub kinds: HashMap<KindKey, Observed, SeenHasher>,
     pub listeners: BTreeMap<String, ListenerTotals>,
-    pub details: HashMap<HelloId, HelloDetails>,
+    pub details: HashMap<HelloId, HelloDetails, SeenHasher>,
     limits: SeenLimits,
     addresses: usize,
     detail_values: usize,
@@ -132,9 +223,9 @@ pub struct HellosSeen {
 impl HellosSeen {
     pub fn new(limits: SeenLimits) -> Self {
         HellosSeen {
-            kinds: HashMap::new(),
+            kinds: HashMap::default(),
             listeners: BTreeMap::new(),
-            details: HashMap::new(),
+            details: HashMap::default(),
             limits,
             addresses: 0,
             detail_values: 0,
@@ -145,22 +236,28 @@ impl HellosSeen {
     /// that were not TLS, a bad PROXY header: no id and no JA4).
     pub fn add(&mut self, seen: &SeenHandshake<'_>) -> bool {
         let hello = match (seen.hello, seen.ja4) {
-            (Some(id), _) => HelloKey::Id(id),
+            (Some(id), _) => HelloRef::Id(id),
             (None, "") => return false,
-            (None, ja4) => HelloKey::Ja4(clip(ja4)),
+            (None, ja4) => HelloRef::Ja4(clipped(ja4)),
         };
-        let key = KindKey {
-            listener: clip(seen.listener),
+        let key = KindRef {
+            listener: clipped(seen.listener),
             hello,
-            sni: seen.sni.map(clip),
+            sni: seen.sni.map(clipped),
         };
-        let mut outcomes = BTreeMap::new();
-        outcomes.insert(seen.outcome.as_str(), 1);
         let reason = match seen.outcome {
-            HandshakeOutcome::Failed => seen.reason.map(clip),
+            HandshakeOutcome::Failed => seen.reason,
             _ => None,
         };
-        self.merge_kind(key, seen.ja4, outcomes, reason, 1, &[seen.peer], false);
+        self.merge_kind(
+            key,
+            seen.ja4,
+            [(seen.outcome.as_str(), 1)],
+            reason,
+            1,
+            &[seen.peer],
+            false,
+        );
         true
     }
 
@@ -183,35 +280,35 @@ impl HellosSeen {
     }
 
     /// Adds a kind's counts (one handshake, or a saved document's kind).
+    /// Allocates only for a listener or kind not seen before.
     #[allow(clippy::too_many_arguments)]
     fn merge_kind(
         &mut self,
-        key: KindKey,
+        key: KindRef<'_>,
         ja4: &str,
-        outcomes: BTreeMap<&'static str, u64>,
-        reason: Option<String>,
+        outcomes: impl IntoIterator<Item = (&'static str, u64)>,
+        reason: Option<&str>,
         handshakes: u64,
         peers: &[IpAddr],
         capped: bool,
     ) {
-        if !self.listeners.contains_key(&key.listener) && self.listeners.len() >= self.limits.kinds
-        {
+        let listeners_full = self.listeners.len() >= self.limits.kinds;
+        let totals = match self.listeners.get_mut(key.listener) {
+            Some(totals) => totals,
             // Only a document can name this many listeners: nothing to keep.
-            return;
-        }
-        if !self.listeners.contains_key(&key.listener) {
-            self.listeners
-                .insert(key.listener.clone(), ListenerTotals::default());
-        }
-        let Some(totals) = self.listeners.get_mut(&key.listener) else {
-            return;
+            None if listeners_full => return,
+            None => self.listeners.entry(key.listener.to_string()).or_default(),
         };
         totals.handshakes = totals.handshakes.saturating_add(handshakes);
-        if !self.kinds.contains_key(&key) && self.kinds.len() >= self.limits.kinds {
-            totals.more = totals.more.saturating_add(handshakes);
-            return;
-        }
-        let kind = self.kinds.entry(key).or_default();
+        let kinds_full = self.kinds.len() >= self.limits.kinds;
+        let kind = match self.kinds.get_mut(&key as &dyn AsKindRef) {
+            Some(kind) => kind,
+            None if kinds_full => {
+                totals.more = totals.more.saturating_add(handshakes);
+                return;
+            }
+            None => self.kinds.entry(KindKey::of(key)).or_default(),
+        };
         if kind.ja4.is_empty() {
             kind.ja4 = clip(ja4);
         }
@@ -220,8 +317,8 @@ impl HellosSeen {
             let count = kind.outcomes.entry(name).or_default();
             *count = count.saturating_add(n);
         }
-        if reason.is_some() {
-            kind.reason = reason;
+        if let Some(reason) = reason {
+            kind.reason = Some(clip(reason));
         }
         kind.addresses_capped |= capped;
         for ip in peers {
@@ -321,31 +418,30 @@ impl HellosSeen {
     /// when it is not one snigate could have written.
     fn merge_saved_kind(&mut self, kind: SeenKind) -> Option<(String, u64)> {
         let hello = match &kind.hello_id {
-            Some(id) => HelloKey::Id(HelloId::parse(id)?),
+            Some(id) => HelloRef::Id(HelloId::parse(id)?),
             None if kind.ja4.is_empty() => return None,
-            None => HelloKey::Ja4(clip(&kind.ja4)),
+            None => HelloRef::Ja4(clipped(&kind.ja4)),
         };
         let mut outcomes = BTreeMap::new();
         for (name, n) in &kind.outcomes {
             let outcome = HandshakeOutcome::from_name(name)?;
             outcomes.insert(outcome.as_str(), *n);
         }
-        let listener = clip(&kind.listener);
-        let key = KindKey {
-            listener: listener.clone(),
+        let key = KindRef {
+            listener: clipped(&kind.listener),
             hello,
-            sni: kind.sni.as_deref().map(clip),
+            sni: kind.sni.as_deref().map(clipped),
         };
         self.merge_kind(
             key,
             &kind.ja4,
             outcomes,
-            kind.reason.as_deref().map(clip),
+            kind.reason.as_deref(),
             kind.handshakes,
             &kind.addresses,
             kind.addresses_capped,
         );
-        Some((listener, kind.handshakes))
+        Some((key.listener.to_string(), kind.handshakes))
     }
 }
 
@@ -386,11 +482,16 @@ pub struct SeenKind {
 
 /// `text`, cut to [`MAX_TEXT`] bytes at a character boundary.
 pub fn clip(text: &str) -> String {
+    clipped(text).to_string()
+}
+
+/// [`clip`], borrowed.
+fn clipped(text: &str) -> &str {
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_string()
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -517,6 +618,114 @@ mod tests {
                 more: 5
             }
         );
+    }
+
+    #[test]
+    fn a_kind_seen_again_is_found_by_its_borrowed_key() {
+        use std::hash::BuildHasher;
+        let mut seen = HellosSeen::new(SeenLimits::LIVE);
+        let (a, b) = (HelloId(1), HelloId(2));
+        let long_sni = "s".repeat(MAX_TEXT + 10);
+        let by_ja4 = |sni| SeenHandshake {
+            hello: None,
+            ja4: "t12i0000h1_old_line",
+            ..handshake("192.0.2.7", sni, HelloId(0))
+        };
+        let handshakes = [
+            handshake("192.0.2.1", None, a),
+            handshake("192.0.2.1", None, a),
+            handshake("192.0.2.2", Some("x.test"), a),
+            SeenHandshake {
+                listener: "other",
+                ..handshake("192.0.2.1", None, a)
+            },
+            SeenHandshake {
+                outcome: HandshakeOutcome::Failed,
+                reason: Some("no shared cipher"),
+                ..handshake("192.0.2.3", None, a)
+            },
+            SeenHandshake {
+                outcome: HandshakeOutcome::Passthrough,
+                ..handshake("192.0.2.1", Some("x.test"), a)
+            },
+            handshake("192.0.2.1", None, b),
+            // Texts past the limit: one kind, found again once clipped.
+            handshake("192.0.2.1", Some(&long_sni), b),
+            handshake("192.0.2.4", Some(&long_sni[..MAX_TEXT]), b),
+            by_ja4(None),
+            by_ja4(None),
+            by_ja4(Some("x.test")),
+        ];
+        for h in &handshakes {
+            assert!(seen.add(h));
+        }
+        let doc = seen.document();
+        let kinds: Vec<_> = doc
+            .kinds
+            .iter()
+            .map(|k| {
+                let outcomes: Vec<_> = k.outcomes.iter().map(|(o, n)| (o.as_str(), *n)).collect();
+                (
+                    k.listener.as_str(),
+                    k.hello_id.clone(),
+                    k.sni.as_ref().map(String::len),
+                    outcomes,
+                    k.handshakes,
+                    k.addresses.len(),
+                    k.reason.as_deref(),
+                )
+            })
+            .collect();
+        let (ha, hb) = (Some(a.as_hex()), Some(b.as_hex()));
+        let failed = Some("no shared cipher");
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "main",
+                    ha.clone(),
+                    None,
+                    vec![("failed", 1), ("ok", 2)],
+                    3,
+                    2,
+                    failed
+                ),
+                (
+                    "main",
+                    ha.clone(),
+                    Some(6),
+                    vec![("ok", 1), ("passthrough", 1)],
+                    2,
+                    2,
+                    None
+                ),
+                (
+                    "main",
+                    hb.clone(),
+                    Some(MAX_TEXT),
+                    vec![("ok", 2)],
+                    2,
+                    2,
+                    None
+                ),
+                ("main", None, None, vec![("ok", 2)], 2, 1, None),
+                ("main", hb, None, vec![("ok", 1)], 1, 1, None),
+                ("main", None, Some(6), vec![("ok", 1)], 1, 1, None),
+                ("other", ha, None, vec![("ok", 1)], 1, 1, None),
+            ]
+        );
+        assert_eq!(seen.listeners["main"].handshakes, 11);
+        assert_eq!(seen.listeners["other"].handshakes, 1);
+        // The map's contract: a key and its borrowed view hash alike.
+        let hasher = SeenHasher::default();
+        for key in seen.kinds.keys() {
+            let view = key.kind_ref();
+            assert_eq!(
+                hasher.hash_one(key),
+                hasher.hash_one(&view as &dyn AsKindRef)
+            );
+            assert!(seen.kinds.contains_key(&view as &dyn AsKindRef));
+        }
     }
 
     #[test]

@@ -238,15 +238,15 @@ pub struct HandshakeRecord {
     pub event: &'static str,
     /// Connection id, unique in the process; the access log's `conn`.
     pub conn: u64,
-    /// The listener's name.
-    pub listener: String,
+    /// The listener's name (shared: see `conn::record`).
+    pub listener: Arc<str>,
     /// The local address the client connected to (a PROXY header's
     /// destination behind a balancer).
     pub local: SocketAddr,
     /// The client's address (a PROXY header's source behind a balancer).
     pub peer: SocketAddr,
     /// The SNI as sent; null when the extension is absent.
-    pub sni: Option<String>,
+    pub sni: Option<Arc<str>>,
     /// https: the listener's fallback certificate was served (always
     /// `false` on `legacy_passthrough`); passthrough: `default_upstream`.
     pub fallback: bool,
@@ -263,7 +263,7 @@ pub struct HandshakeRecord {
     /// JA3 of the hello (MD5 hex); `""` without one.
     pub ja3: String,
     /// JA4 of the hello; `""` without one.
-    pub ja4: String,
+    pub ja4: Arc<str>,
     /// What came of it: `ok`, `failed` (with `reason`), `rejected` (not a
     /// usable ClientHello, or no valid PROXY header), `passthrough` or
     /// `legacy_passthrough`.
@@ -343,18 +343,18 @@ impl Serialize for HandshakeRecord {
         line.serialize_field("ts", &timestamp(*ts))?;
         line.serialize_field("event", event)?;
         line.serialize_field("conn", conn)?;
-        line.serialize_field("listener", listener)?;
+        line.serialize_field("listener", &**listener)?;
         // serde writes an address as its text (`Display`) in JSON.
         line.serialize_field("local", local)?;
         line.serialize_field("peer", peer)?;
-        line.serialize_field("sni", sni)?;
+        line.serialize_field("sni", &sni.as_deref())?;
         line.serialize_field("fallback", fallback)?;
         line.serialize_field("certificate", certificate)?;
         line.serialize_field("offered_versions", offered_versions)?;
         line.serialize_field("offered_suites", offered_suites)?;
         line.serialize_field("offered_alpn", offered_alpn)?;
         line.serialize_field("ja3", ja3)?;
-        line.serialize_field("ja4", ja4)?;
+        line.serialize_field("ja4", &**ja4)?;
         line.serialize_field("client", &self.client().map(|c| c.name.as_str()))?;
         line.serialize_field("outcome", outcome)?;
         line.serialize_field("version", version)?;

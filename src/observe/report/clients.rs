@@ -93,7 +93,7 @@ impl ClientTable {
         ev: &HandshakeEvent<'_>,
         ts: Option<u64>,
     ) -> Place {
-        let (place, client, evicted) = self.table.entry(&key, Client::default);
+        let (place, client, evicted) = self.table.entry(&key, || key.clone(), Client::default);
         client.facts.handshake(self.per_client, ev, ts);
         if let Some((_, old)) = evicted {
             let (other, old) = (&mut self.other, &old.facts);

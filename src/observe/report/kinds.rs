@@ -9,9 +9,9 @@
 //! exactly as 64-bit hashes under a shared budget; once that is spent a
 //! kind's count becomes a lower bound ("at least").
 
-use std::collections::hash_map::DefaultHasher;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use super::facts::Facts;
 use super::snapshot::{KindReport, OtherKinds};
@@ -21,30 +21,99 @@ use super::{clip, HandshakeEvent, RequestEvent};
 /// Example addresses kept per kind.
 const EXAMPLES: usize = 5;
 
-/// What makes a kind.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What makes a kind. Hashed as its borrowed view ([`KindRef`]), so that
+/// a handshake of a kind already in the table is looked up without making
+/// a key first.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct KindKey {
     ja4: String,
     user_agent: String,
 }
 
-impl KindKey {
-    pub(super) fn new(ja4: &str, user_agent: Option<&str>) -> Self {
-        Self {
-            ja4: clip(ja4, 64).into_owned(),
-            user_agent: user_agent
-                .map(|ua| super::user_agent::normalise(ua).into_owned())
-                .unwrap_or_default(),
+/// A [`KindKey`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct KindRef<'a> {
+    ja4: &'a str,
+    user_agent: &'a str,
+}
+
+impl<'a> KindRef<'a> {
+    /// A kind's JA4 and User-Agent as the table keeps them: clipped and
+    /// normalised, borrowed when they already are.
+    fn parts(ja4: &'a str, user_agent: Option<&'a str>) -> (Cow<'a, str>, Cow<'a, str>) {
+        (
+            clip(ja4, 64),
+            user_agent.map_or(Cow::Borrowed(""), super::user_agent::normalise),
+        )
+    }
+
+    fn of(ja4: &'a str, user_agent: &'a str) -> Self {
+        Self { ja4, user_agent }
+    }
+
+    fn to_key(self) -> KindKey {
+        KindKey {
+            ja4: self.ja4.to_string(),
+            user_agent: self.user_agent.to_string(),
         }
     }
 }
+
+/// What the kinds table is looked up by: a [`KindKey`] or a [`KindRef`],
+/// hashed and compared as the latter.
+trait AsKindRef {
+    fn kind_ref(&self) -> KindRef<'_>;
+}
+
+impl AsKindRef for KindKey {
+    fn kind_ref(&self) -> KindRef<'_> {
+        KindRef::of(&self.ja4, &self.user_agent)
+    }
+}
+
+impl AsKindRef for KindRef<'_> {
+    fn kind_ref(&self) -> KindRef<'_> {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn AsKindRef + 'a> for KindKey {
+    fn borrow(&self) -> &(dyn AsKindRef + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn AsKindRef + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind_ref().hash(state);
+    }
+}
+
+impl PartialEq for dyn AsKindRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind_ref() == other.kind_ref()
+    }
+}
+
+impl Eq for dyn AsKindRef + '_ {}
+
+/// As its [`KindRef`], which `Borrow` requires.
+impl Hash for KindKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind_ref().hash(state);
+    }
+}
+
+/// The address sets' hasher: the values are hashes already, but of what
+/// clients send, so still seeded per process.
+type SetHasher = foldhash::fast::RandomState;
 
 /// Everything kept about one kind.
 #[derive(Debug, Default)]
 struct Kind {
     facts: Facts,
     /// Hashes of the distinct addresses counted exactly.
-    addresses: HashSet<u64>,
+    addresses: HashSet<u64, SetHasher>,
     /// Some address could not be counted (budget spent).
     inexact: bool,
     examples: Vec<String>,
@@ -102,7 +171,10 @@ pub(super) struct KindTable {
     /// Address hashes that may still be kept, over all kinds.
     budget: usize,
     /// Every distinct address, over all kinds (its own budget: `limit`).
-    all: HashSet<u64>,
+    all: HashSet<u64, SetHasher>,
+    /// What an address is counted by: a 64-bit hash, seeded per process
+    /// (a collision, as unlikely as with SipHash before, undercounts by one).
+    address_hash: foldhash::quality::RandomState,
     all_limit: usize,
     all_inexact: bool,
 }
@@ -114,7 +186,8 @@ impl KindTable {
             table: Table::new(limit),
             other: OtherKinds::default(),
             budget: addresses,
-            all: HashSet::new(),
+            all: HashSet::default(),
+            address_hash: foldhash::quality::RandomState::default(),
             all_limit: addresses,
             all_inexact: false,
         }
@@ -129,15 +202,16 @@ impl KindTable {
         request: Option<(&RequestEvent<'_>, Option<u64>)>,
     ) -> Place {
         let user_agent = request.and_then(|(r, _)| r.user_agent);
-        let key = KindKey::new(handshake.ja4, user_agent);
-        let (place, kind, evicted) = self.table.entry(&key, Kind::default);
+        let (ja4, user_agent) = KindRef::parts(handshake.ja4, user_agent);
+        let key = KindRef::of(&ja4, &user_agent);
+        let (place, kind, evicted) =
+            self.table
+                .entry(&key as &dyn AsKindRef, || key.to_key(), Kind::default);
         kind.facts.handshake(self.per_kind, handshake, ts);
         if let Some((r, ts)) = request {
             kind.facts.request(self.per_kind, r, ts);
         }
-        let mut hasher = DefaultHasher::new();
-        handshake.peer.hash(&mut hasher);
-        let hash = hasher.finish();
+        let hash = self.address_hash.hash_one(handshake.peer);
         if self.all.len() < self.all_limit {
             self.all.insert(hash);
         } else if !self.all.contains(&hash) {
@@ -190,5 +264,24 @@ impl KindTable {
     /// lower bound).
     pub(super) fn addresses(&self) -> (u64, bool) {
         (self.all.len() as u64, !self.all_inexact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_and_its_borrowed_view_hash_and_compare_alike() {
+        let hasher = foldhash::fast::RandomState::default();
+        for (ja4, ua) in [("t13d_x_y", ""), ("t13d_x_y", "curl/8"), ("", "curl/8")] {
+            let key = KindRef::of(ja4, ua).to_key();
+            let view = KindRef::of(ja4, ua);
+            assert_eq!(
+                hasher.hash_one(&key),
+                hasher.hash_one(&view as &dyn AsKindRef)
+            );
+            assert!(<KindKey as Borrow<dyn AsKindRef>>::borrow(&key) == &view as &dyn AsKindRef);
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! entry's own). The random numbers come from a fixed-seed generator, so
 //! the same events in the same order give the same table, live or offline.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -45,7 +46,8 @@ pub(super) struct Place {
 /// The bounded table.
 pub(super) struct Table<K, V> {
     limit: usize,
-    index: HashMap<K, u32>,
+    /// Seeded per process: keys are what clients send.
+    index: HashMap<K, u32, foldhash::fast::RandomState>,
     slots: Vec<Slot<K, V>>,
     rng: u64,
 }
@@ -54,22 +56,27 @@ impl<K: Clone + Eq + Hash, V: Ranked> Table<K, V> {
     pub(super) fn new(limit: usize) -> Self {
         Self {
             limit: limit.max(1),
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
-    /// The entry of `key`, made with `make` when there is none; with the
-    /// entry it evicted to make room, if any.
-    pub(super) fn entry(
+    /// The entry of `key` (looked up as any form `K` borrows as), made
+    /// with `make_key` and `make` when there is none; with the entry it
+    /// evicted to make room, if any.
+    pub(super) fn entry<Q: Hash + Eq + ?Sized>(
         &mut self,
-        key: &K,
+        key: &Q,
+        make_key: impl FnOnce() -> K,
         make: impl FnOnce() -> V,
-    ) -> (Place, &mut V, Option<(K, V)>) {
+    ) -> (Place, &mut V, Option<(K, V)>)
+    where
+        K: Borrow<Q>,
+    {
         let (pos, evicted) = match self.index.get(key) {
             Some(&pos) => (pos, None),
-            None => self.insert(key.clone(), make()),
+            None => self.insert(make_key(), make()),
         };
         let slot = &mut self.slots[pos as usize];
         let place = Place {

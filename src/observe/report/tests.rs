@@ -150,7 +150,7 @@ fn failed_client_listed_with_reason_and_hint() {
     report.handshake(&rec, None);
     report.handshake(&rec, None);
     let mut rejected = handshake(8, "203.0.113.10:1234", None, "rejected");
-    rejected.ja4 = String::new();
+    rejected.ja4 = "".into();
     rejected.reason = Some("not a TLS ClientHello".into());
     report.handshake(&rejected, None);
 
@@ -261,7 +261,7 @@ fn bounded_under_a_flood_of_random_clients() {
         let outcome = if i.is_multiple_of(3) { "failed" } else { "ok" };
         failed += u64::from(i.is_multiple_of(3));
         let mut rec = handshake(i, &peer, None, outcome);
-        rec.ja4 = format!("t12i{rng:016x}");
+        rec.ja4 = format!("t12i{rng:016x}").into();
         report.handshake(&rec, None);
         total += 1;
     }
@@ -695,4 +695,57 @@ fn evicted_kinds_are_added_up_in_other_kinds() {
     let requests: u64 = s.kinds.iter().map(|k| k.requests).sum();
     assert_eq!(requests + s.other_kinds.requests, 100);
     assert_eq!(s.other_kinds.ok, s.other_kinds.handshakes);
+}
+
+#[test]
+fn a_kind_seen_again_is_found_by_its_borrowed_key() {
+    let report = Report::new(ReportLimits::default());
+    let long_ja4 = format!("t13d1516h2_{}", "a".repeat(80));
+    // Passthrough joins its kind at once; the same JA4 on another listener
+    // and from another address is the same kind.
+    for (conn, listener, peer) in [
+        (1, "main", "10.0.0.1:1"),
+        (2, "main", "10.0.0.1:2"),
+        (3, "other", "10.0.0.2:1"),
+    ] {
+        let mut rec = handshake(conn, peer, Some("a.test"), "passthrough");
+        rec.listener = listener.into();
+        rec.ja4 = long_ja4.as_str().into();
+        assert!(report.handshake(&rec, None).is_none());
+    }
+    // A User-Agent already normalised and one that normalises to it.
+    for (conn, ua) in [
+        (4, "Outlook/16.0.17126 install=…"),
+        (5, "Outlook/16.0.17126   install=a1b2c3d4e5f6a7b8c9d0"),
+        (6, "Outlook/16.0.17126 install=…"),
+    ] {
+        let mut rec = handshake(conn, "10.0.0.3:1", Some("a.test"), "ok");
+        rec.ja4 = long_ja4.as_str().into();
+        let c = report.handshake(&rec, None).unwrap();
+        report.request(&c, &access(conn, "a.test", ua, true));
+    }
+    let s = report.snapshot();
+    let kinds: Vec<_> = s
+        .kinds
+        .iter()
+        .map(|k| {
+            (
+                k.ja4.as_str(),
+                k.user_agent.as_str(),
+                k.handshakes,
+                k.addresses,
+                k.listeners.items.len(),
+            )
+        })
+        .collect();
+    let clipped = clip(&long_ja4, 64);
+    assert_eq!(clipped.len(), 64);
+    assert_eq!(
+        kinds,
+        [
+            (&*clipped, "", 3, 2, 2),
+            (&*clipped, "Outlook/16.0.17126 install=…", 3, 1, 1),
+        ]
+    );
+    assert_eq!(s.summary.addresses, 3);
 }
