@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# CPU per new passthrough connection, user and kernel apart: nginx `stream`
+# + `ssl_preread` against snigate `mode = "passthrough"` (and, with
+# BEFORE_BIN, a second snigate build), measured in turns in one sitting.
+#
+# What: an nginx TLS terminator (one worker, ECDSA, pinned to CPU 1) behind
+# each proxy (one worker each, pinned to CPU 0): nginx stream on
+# 127.0.0.1:38444, snigate on :38445, the BEFORE_BIN build on :38446. For
+# each in turn, h2load (on CPU 1) makes N new TLS connections through it,
+# 50 at a time, one request each ('Connection: close'), and the script
+# prints the proxy's utime and stime from /proc per connection (µs). The
+# harness's "per CPU-s" rows for passthrough are dominated by the noise of
+# a proxy at 20 % of a core; this adds the split between user space and
+# kernel, and runs the builds side by side on the same terminator.
+#
+# Run:   benches/cpu-passthrough.sh        (about 1 minute per round)
+#   env: N=20000 RUNS=3  SNIGATE_BIN=target/release/snigate  BEFORE_BIN=
+# Needs: nginx with libnginx-mod-stream, h2load (nghttp2-client), openssl,
+# curl, a release build.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/benches/lib.sh"
+bin="${SNIGATE_BIN:-$here/target/release/snigate}"
+before="${BEFORE_BIN:-}"
+n="${N:-20000}"
+need nginx h2load openssl curl taskset
+need_stream_module
+dir="$(new_tmpdir snigate-cpupt)"
+trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=b.test -keyout "$dir/b.key" -out "$dir/b.crt" 2>/dev/null
+echo hello >"$dir/s"
+chmod 644 "$dir/s"
+nginx_conf "$dir/backend" 4096 <<EOT
+http {
+$(nginx_http_basics "$dir")
+  server { listen 127.0.0.1:39443 ssl; ssl_certificate $dir/b.crt; ssl_certificate_key $dir/b.key; root $dir; }
+}
+EOT
+nginx_conf "$dir/stream" 4096 "load_module $STREAM_MODULE;" <<EOT
+stream { server { listen 127.0.0.1:38444; ssl_preread on; proxy_pass 127.0.0.1:39443; } }
+EOT
+start_nginx "$dir/backend" 1
+start_nginx "$dir/stream" 0
+
+# snigate_on NAME BIN PORT: a passthrough snigate on CPU 0; sets LAST_PID.
+LAST_PID=
+snigate_on() {
+    cat >"$dir/$1.toml" <<EOT
+[runtime]
+workers = 1
+[log]
+level = "warn"
+[[listener]]
+name = "pt"
+bind = ["127.0.0.1:$3"]
+mode = "passthrough"
+default_upstream = "be"
+[[upstream]]
+name = "be"
+servers = ["127.0.0.1:39443"]
+EOT
+    taskset -c 0 "$2" run -c "$dir/$1.toml" >"$dir/$1.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+targets=("nginx 38444")
+snigate_on snigate "$bin" 38445
+targets+=("snigate 38445 $LAST_PID")
+if [ -n "$before" ]; then
+    snigate_on before "$before" 38446
+    targets+=("before 38446 $LAST_PID")
+fi
+get() { curl -sk -o /dev/null "https://127.0.0.1:$1/s"; }
+for t in "${targets[@]}"; do
+    read -r _ port _ <<<"$t"
+    retry 100 0.1 get "$port" || { echo "nothing answers on port $port" >&2; exit 1; }
+done
+nginx_worker="$(pgrep -P "$(cat "$dir/stream.pid")" | head -1)"
+targets[0]="nginx 38444 $nginx_worker"
+
+tck="$(getconf CLK_TCK)"
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# measure NAME PORT PID: N connections through PORT; PID's CPU per connection.
+measure() {
+    local u0 s0 u1 s1
+    read -r u0 s0 < <(ticks "$3")
+    taskset -c 1 h2load --h1 -n "$n" -c 50 -H 'Connection: close' \
+        "https://127.0.0.1:$2/s" >"$dir/$1.h2load" 2>&1
+    read -r u1 s1 < <(ticks "$3")
+    grep -q " $n succeeded, 0 failed" "$dir/$1.h2load" ||
+        { echo "$1: not every request succeeded:" >&2; grep "requests:" "$dir/$1.h2load" >&2; exit 1; }
+    awk -v n="$n" -v t="$tck" -v name="$1" -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
+        k = 1e6 / t / n
+        printf "%-8s user %6.1f  kernel %6.1f  total %6.1f  µs per connection\n", name, u * k, s * k, (u + s) * k }'
+}
+for _ in $(seq "${RUNS:-3}"); do
+    for t in "${targets[@]}"; do
+        # shellcheck disable=SC2086 # NAME PORT PID
+        measure $t
+    done
+done
