@@ -213,6 +213,8 @@ mod tests {
 
     use tokio::net::TcpListener;
 
+    use crate::io::test_pattern;
+
     /// A connected pair of loopback sockets.
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,19 +223,6 @@ mod tests {
             listener.accept()
         );
         (near.unwrap(), far.unwrap().0)
-    }
-
-    /// `len` bytes of a fixed pseudo-random pattern (xorshift, seed `seed`).
-    fn pattern(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     fn bounded<F: Future>(f: F) -> tokio::time::Timeout<F> {
@@ -298,8 +287,8 @@ mod tests {
                 proxy_out,
                 Duration::from_secs(60),
             ));
-            let up = pattern(1, LEN);
-            let down = pattern(2, LEN);
+            let up = test_pattern(LEN, 1);
+            let down = test_pattern(LEN, 2);
             let (mut cr, mut cw) = client.into_split();
             let (mut sr, mut sw) = server.into_split();
             let client_side = async {

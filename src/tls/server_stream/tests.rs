@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream as ClientTls;
 
 use super::{accept, ServerTlsStream, Transport};
+use crate::io::test_pattern;
 
 /// The longest any step may take.
 const WAIT: Duration = Duration::from_secs(30);
@@ -177,19 +178,6 @@ async fn connected(
     connected_over(version, 0, |tcp| tcp).await
 }
 
-/// `len` bytes that differ with `seed` (xorshift).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Polls `stream`'s read once, with no one to wake.
 fn poll_read_once<T: Transport>(stream: &mut ServerTlsStream<T>) -> Poll<io::Result<usize>> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -211,8 +199,8 @@ async fn a_mebibyte_each_way_arrives_intact_and_close_notify_ends_each_side() {
         let (mut server, mut client) = connected(version).await;
         assert_eq!(server.session().protocol_version(), Some(version.version));
         assert_eq!(server.session().alpn_protocol(), Some(&b"http/1.1"[..]));
-        let up = pattern(1 << 20, 1);
-        let down = pattern(1 << 20, 2);
+        let up = test_pattern(1 << 20, 1);
+        let down = test_pattern(1 << 20, 2);
         let client_side = async {
             client.write_all(&up).await.unwrap();
             // close_notify, then TCP's FIN.
@@ -252,7 +240,7 @@ async fn a_mebibyte_each_way_arrives_intact_and_close_notify_ends_each_side() {
 async fn records_read_one_byte_at_a_time_make_the_same_connection() {
     for version in VERSIONS {
         let (mut server, mut client) = connected_over(version, 3, TestSocket::one_byte_reads).await;
-        let up = pattern(40_000, 3);
+        let up = test_pattern(40_000, 3);
         let client_side = async {
             client.write_all(&up).await.unwrap();
             client.flush().await.unwrap();
@@ -329,7 +317,7 @@ async fn a_tcp_close_without_close_notify_is_an_unexpected_eof_even_mid_record()
 #[tokio::test]
 async fn hostile_bytes_after_the_handshake_are_an_error_not_a_panic() {
     let mut body = vec![0x17, 0x03, 0x03, 0x01, 0x00];
-    body.extend(pattern(256, 4));
+    body.extend(test_pattern(256, 4));
     let cases: Vec<Vec<u8>> = vec![
         b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".to_vec(),
         vec![0; 64],
@@ -337,7 +325,7 @@ async fn hostile_bytes_after_the_handshake_are_an_error_not_a_panic() {
         body,
         // A plaintext handshake record once traffic keys are in use.
         [&[0x16, 0x03, 0x03, 0x00, 0x04][..], &[1, 0, 0, 0]].concat(),
-        pattern(4096, 5),
+        test_pattern(4096, 5),
     ];
     for version in VERSIONS {
         for bytes in &cases {
@@ -446,7 +434,7 @@ async fn a_connection_waiting_for_its_next_request_holds_no_buffer() {
     for version in VERSIONS {
         let (mut server, mut client) = connected(version).await;
         for round in 0..2u64 {
-            let request = pattern(300, round);
+            let request = test_pattern(300, round);
             client.write_all(&request).await.unwrap();
             client.flush().await.unwrap();
             // A one-byte read: the rest of the record is kept...
@@ -459,7 +447,7 @@ async fn a_connection_waiting_for_its_next_request_holds_no_buffer() {
             within("request", server.read_exact(&mut rest))
                 .await
                 .unwrap();
-            let response = pattern(20_000, round + 10);
+            let response = test_pattern(20_000, round + 10);
             within("response", server.write_all(&response))
                 .await
                 .unwrap();
@@ -479,7 +467,7 @@ async fn a_connection_waiting_for_its_next_request_holds_no_buffer() {
 #[tokio::test]
 async fn a_client_that_does_not_read_holds_back_writes_at_one_batch() {
     let (mut server, _client) = connected(&TLS13).await;
-    let data = pattern(1 << 20, 6);
+    let data = test_pattern(1 << 20, 6);
     let mut cx = Context::from_waker(Waker::noop());
     let mut accepted = 0usize;
     for _ in 0..100_000 {
@@ -506,7 +494,7 @@ async fn a_64_kib_response_goes_to_the_socket_in_one_write() {
     for version in VERSIONS {
         let (mut server, mut client) = connected_over(version, 0, TestSocket::noted_writes).await;
         LARGEST_WRITE.store(0, Ordering::Relaxed);
-        let response = pattern(64 * 1024, 9);
+        let response = test_pattern(64 * 1024, 9);
         let read = async {
             let mut got = vec![0u8; response.len()];
             client.read_exact(&mut got).await.map(|_| got)
