@@ -10,9 +10,8 @@
 //! addresses and details are bounded by [`SeenLimits`], details must hash
 //! to their id, and what does not fit is counted, not kept.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -104,11 +103,7 @@ enum HelloRef<'a> {
     Ja4(&'a str),
 }
 
-/// What the kinds map is looked up by: a [`KindKey`] or a [`KindRef`],
-/// hashed and compared as the latter.
-trait AsKindRef {
-    fn kind_ref(&self) -> KindRef<'_>;
-}
+crate::observe::borrowed_key::borrowed_key!(KindKey, KindRef, AsKindRef, kind_ref);
 
 impl AsKindRef for KindKey {
     fn kind_ref(&self) -> KindRef<'_> {
@@ -120,39 +115,6 @@ impl AsKindRef for KindKey {
             },
             sni: self.sni.as_deref(),
         }
-    }
-}
-
-impl AsKindRef for KindRef<'_> {
-    fn kind_ref(&self) -> KindRef<'_> {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn AsKindRef + 'a> for KindKey {
-    fn borrow(&self) -> &(dyn AsKindRef + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn AsKindRef + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.kind_ref().hash(state);
-    }
-}
-
-impl PartialEq for dyn AsKindRef + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind_ref() == other.kind_ref()
-    }
-}
-
-impl Eq for dyn AsKindRef + '_ {}
-
-/// As its [`KindRef`], which `Borrow` requires.
-impl Hash for KindKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.kind_ref().hash(state);
     }
 }
 

@@ -1,6 +1,7 @@
 //! What snigate tells an operator: the human and JSON-lines logs, metrics,
 //! the compatibility report, and rate-limited refusal summaries.
 
+pub(crate) mod borrowed_key;
 pub mod catalogue;
 pub mod handshake_log;
 pub mod hello_details;

@@ -9,9 +9,9 @@
 //! exactly as 64-bit hashes under a shared budget; once that is spent a
 //! kind's count becomes a lower bound ("at least").
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 
 use super::facts::Facts;
 use super::snapshot::{KindReport, OtherKinds};
@@ -59,48 +59,11 @@ impl<'a> KindRef<'a> {
     }
 }
 
-/// What the kinds table is looked up by: a [`KindKey`] or a [`KindRef`],
-/// hashed and compared as the latter.
-trait AsKindRef {
-    fn kind_ref(&self) -> KindRef<'_>;
-}
+crate::observe::borrowed_key::borrowed_key!(KindKey, KindRef, AsKindRef, kind_ref);
 
 impl AsKindRef for KindKey {
     fn kind_ref(&self) -> KindRef<'_> {
         KindRef::of(&self.ja4, &self.user_agent)
-    }
-}
-
-impl AsKindRef for KindRef<'_> {
-    fn kind_ref(&self) -> KindRef<'_> {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn AsKindRef + 'a> for KindKey {
-    fn borrow(&self) -> &(dyn AsKindRef + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn AsKindRef + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.kind_ref().hash(state);
-    }
-}
-
-impl PartialEq for dyn AsKindRef + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind_ref() == other.kind_ref()
-    }
-}
-
-impl Eq for dyn AsKindRef + '_ {}
-
-/// As its [`KindRef`], which `Borrow` requires.
-impl Hash for KindKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.kind_ref().hash(state);
     }
 }
 
@@ -281,7 +244,10 @@ mod tests {
                 hasher.hash_one(&key),
                 hasher.hash_one(&view as &dyn AsKindRef)
             );
-            assert!(<KindKey as Borrow<dyn AsKindRef>>::borrow(&key) == &view as &dyn AsKindRef);
+            assert!(
+                <KindKey as std::borrow::Borrow<dyn AsKindRef>>::borrow(&key)
+                    == &view as &dyn AsKindRef
+            );
         }
     }
 }
