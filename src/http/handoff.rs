@@ -29,7 +29,10 @@ where
     use tokio::io::AsyncReadExt;
     async move {
         let mut buf = [0u8; FIRST_READ];
+        // The read first: bytes already in need no wait on stop set up
+        // (and no random draw for the order).
         let read = tokio::select! {
+            biased;
             r = tokio::time::timeout(idle, stream.read(&mut buf)) => r,
             _ = cancel.cancelled() => return None,
         };
