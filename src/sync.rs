@@ -2,6 +2,13 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+/// The hasher of maps keyed by what clients send (hellos, SNIs, JA4s,
+/// addresses): foldhash, seeded at random per process, so no collisions
+/// can be computed offline (as with a fixed hash such as FNV or Fx), at a
+/// fraction of SipHash's cost (std's default: 4.6k instructions per
+/// connection over a hello's details, `benches/callgrind-connection.sh`).
+pub type ClientKeyHasher = foldhash::fast::RandomState;
+
 /// Locks `m`, taking the data over if a thread panicked while holding it.
 /// Every mutex in snigate guards state that is whole at each unlock
 /// (counters, lists, pools, a log line being built), so a panic elsewhere

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use crate::observe::handshake_log::LoggedHello;
 use crate::observe::hello_details::GREASE;
+use crate::sync::ClientKeyHasher;
 use crate::tls::fingerprint::ja4;
 use crate::tls::hello::{is_grease, ClientHelloInfo};
 use crate::tls::logged_hello::details;
@@ -42,24 +43,17 @@ pub struct HelloFacts {
     pub logged: Arc<LoggedHello>,
 }
 
-/// The map's hasher: foldhash, seeded at random per process. The keys are
-/// what clients send, so no fixed hash (FNV, Fx) whose collisions can be
-/// computed offline; SipHash, std's, cost 4.6k instructions per connection
-/// over the details (`benches/callgrind-connection.sh`). A flood of
-/// colliding hellos could at worst fill the bounded map.
-type Hasher = foldhash::fast::RandomState;
-
 /// The facts known on this thread, and the buffers a lookup writes its key
 /// into.
 struct Known {
-    facts: HashMap<Box<[u8]>, Arc<HelloFacts>, Hasher>,
+    facts: HashMap<Box<[u8]>, Arc<HelloFacts>, ClientKeyHasher>,
     key: Vec<u8>,
     extensions: Vec<u16>,
 }
 
 thread_local! {
     static KNOWN: RefCell<Known> = RefCell::new(Known {
-        facts: HashMap::with_hasher(Hasher::default()),
+        facts: HashMap::with_hasher(ClientKeyHasher::default()),
         key: Vec::new(),
         extensions: Vec::new(),
     });

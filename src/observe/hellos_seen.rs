@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::hello_details::{HelloDetails, HelloId};
 use crate::observe::outcome::HandshakeOutcome;
+use crate::sync::ClientKeyHasher;
 
 /// The first bytes of a saved [`SeenDocument`] (`GET /report/hellos`):
 /// how `--against` tells one from a log file.
@@ -118,11 +119,6 @@ impl AsKindRef for KindKey {
     }
 }
 
-/// The tables' hasher: foldhash, seeded at random per process (the keys
-/// are what clients send; SipHash, std's, cost about 1k instructions per
-/// handshake here).
-pub type SeenHasher = foldhash::fast::RandomState;
-
 /// One kind as it was seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -133,7 +129,7 @@ pub struct Observed {
     pub reason: Option<String>,
     pub handshakes: u64,
     /// Distinct peer addresses (IP, no port).
-    pub addresses: HashSet<IpAddr, SeenHasher>,
+    pub addresses: HashSet<IpAddr, ClientKeyHasher>,
     /// Some addresses were not remembered ([`SeenLimits::addresses`]).
     pub addresses_capped: bool,
 }
@@ -174,9 +170,9 @@ pub struct SeenHandshake<'a> {
 /// The table.
 #[derive(Debug)]
 pub struct HellosSeen {
-    pub kinds: HashMap<KindKey, Observed, SeenHasher>,
+    pub kinds: HashMap<KindKey, Observed, ClientKeyHasher>,
     pub listeners: BTreeMap<String, ListenerTotals>,
-    pub details: HashMap<HelloId, HelloDetails, SeenHasher>,
+    pub details: HashMap<HelloId, HelloDetails, ClientKeyHasher>,
     limits: SeenLimits,
     addresses: usize,
     detail_values: usize,
@@ -679,7 +675,7 @@ mod tests {
         assert_eq!(seen.listeners["main"].handshakes, 11);
         assert_eq!(seen.listeners["other"].handshakes, 1);
         // The map's contract: a key and its borrowed view hash alike.
-        let hasher = SeenHasher::default();
+        let hasher = ClientKeyHasher::default();
         for key in seen.kinds.keys() {
             let view = key.kind_ref();
             assert_eq!(

@@ -17,6 +17,7 @@ use super::facts::Facts;
 use super::snapshot::{KindReport, OtherKinds};
 use super::table::{Place, Ranked, Table};
 use super::{clip, HandshakeEvent, RequestEvent};
+use crate::sync::ClientKeyHasher;
 
 /// Example addresses kept per kind.
 const EXAMPLES: usize = 5;
@@ -67,16 +68,12 @@ impl AsKindRef for KindKey {
     }
 }
 
-/// The address sets' hasher: the values are hashes already, but of what
-/// clients send, so still seeded per process.
-type SetHasher = foldhash::fast::RandomState;
-
 /// Everything kept about one kind.
 #[derive(Debug, Default)]
 struct Kind {
     facts: Facts,
     /// Hashes of the distinct addresses counted exactly.
-    addresses: HashSet<u64, SetHasher>,
+    addresses: HashSet<u64, ClientKeyHasher>,
     /// Some address could not be counted (budget spent).
     inexact: bool,
     examples: Vec<String>,
@@ -134,7 +131,7 @@ pub(super) struct KindTable {
     /// Address hashes that may still be kept, over all kinds.
     budget: usize,
     /// Every distinct address, over all kinds (its own budget: `limit`).
-    all: HashSet<u64, SetHasher>,
+    all: HashSet<u64, ClientKeyHasher>,
     /// What an address is counted by: a 64-bit hash, seeded per process
     /// (a collision, as unlikely as with SipHash before, undercounts by one).
     address_hash: foldhash::quality::RandomState,
@@ -236,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_key_and_its_borrowed_view_hash_and_compare_alike() {
-        let hasher = foldhash::fast::RandomState::default();
+        let hasher = ClientKeyHasher::default();
         for (ja4, ua) in [("t13d_x_y", ""), ("t13d_x_y", "curl/8"), ("", "curl/8")] {
             let key = KindRef::of(ja4, ua).to_key();
             let view = KindRef::of(ja4, ua);

@@ -20,6 +20,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::sync::ClientKeyHasher;
+
 /// Entries compared to choose one to evict.
 const SAMPLE: usize = 8;
 
@@ -46,8 +48,7 @@ pub(super) struct Place {
 /// The bounded table.
 pub(super) struct Table<K, V> {
     limit: usize,
-    /// Seeded per process: keys are what clients send.
-    index: HashMap<K, u32, foldhash::fast::RandomState>,
+    index: HashMap<K, u32, ClientKeyHasher>,
     slots: Vec<Slot<K, V>>,
     rng: u64,
 }
