@@ -26,11 +26,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::observe::handshake_log::LoggedHello;
-use crate::observe::hello_details::GREASE;
 use crate::sync::ClientKeyHasher;
 use crate::tls::fingerprint::ja4;
-use crate::tls::hello::{is_grease, ClientHelloInfo};
-use crate::tls::logged_hello::details;
+use crate::tls::hello::ClientHelloInfo;
+use crate::tls::logged_hello::{details, ungreased_value};
 
 /// Distinct hellos kept per thread; when full the map starts again (a
 /// flood of made-up hellos costs what every hello cost before).
@@ -90,7 +89,7 @@ fn write_key(hello: &ClientHelloInfo, key: &mut Vec<u8>, extensions: &mut Vec<u1
     write_values(key, &hello.supported_versions);
     write_values(key, &hello.cipher_suites);
     extensions.clear();
-    extensions.extend(hello.extensions.iter().copied().map(ungreased));
+    extensions.extend(hello.extensions.iter().copied().map(ungreased_value));
     extensions.sort_unstable();
     write_values(key, extensions);
     write_values(key, &hello.groups);
@@ -110,14 +109,6 @@ fn write_key(hello: &ClientHelloInfo, key: &mut Vec<u8>, extensions: &mut Vec<u1
     }
 }
 
-fn ungreased(value: u16) -> u16 {
-    if is_grease(value) {
-        GREASE
-    } else {
-        value
-    }
-}
-
 fn write_len(key: &mut Vec<u8>, len: usize) {
     key.extend_from_slice(&(len as u64).to_ne_bytes());
 }
@@ -129,7 +120,7 @@ fn write_values(key: &mut Vec<u8>, values: &[u16]) {
     let start = key.len();
     key.resize(start + 2 * values.len(), 0);
     for (out, v) in key[start..].chunks_exact_mut(2).zip(values) {
-        out.copy_from_slice(&ungreased(*v).to_ne_bytes());
+        out.copy_from_slice(&ungreased_value(*v).to_ne_bytes());
     }
 }
 

@@ -57,10 +57,17 @@ pub fn replayed(details: &HelloDetails, sni: Option<&str>) -> ClientHelloInfo {
 
 /// `values` with every GREASE value written as [`GREASE`].
 fn ungreased(values: &[u16]) -> Vec<u16> {
-    values
-        .iter()
-        .map(|v| if is_grease(*v) { GREASE } else { *v })
-        .collect()
+    values.iter().copied().map(ungreased_value).collect()
+}
+
+/// `value`, or [`GREASE`] if it is a GREASE value: what the details keep
+/// (and what `conn::hello_facts` keys a hello by, so the two agree).
+pub fn ungreased_value(value: u16) -> u16 {
+    if is_grease(value) {
+        GREASE
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]
