@@ -24,7 +24,7 @@ use crate::upstream::Upstream;
 /// the upstream has `send_proxy_protocol`, then `hello` (the client's bytes
 /// as read), in one buffer so that they leave in one segment; without a
 /// header, `hello` itself.
-pub(crate) fn preamble<'a>(upstream: &Upstream, info: &ConnInfo, hello: &'a [u8]) -> Cow<'a, [u8]> {
+fn preamble<'a>(upstream: &Upstream, info: &ConnInfo, hello: &'a [u8]) -> Cow<'a, [u8]> {
     match upstream.send_proxy_protocol {
         Some(v) => {
             let mut out = crate::conn::proxy_protocol::header(v, info.peer, info.local);
@@ -68,7 +68,7 @@ pub(crate) async fn forward(
         let _ = client.write_all(&crate::tls::ALERT_HANDSHAKE_FAILURE).await;
         return;
     };
-    let mut backend = match upstream.connect_raw(info.peer.ip()).await {
+    let backend = match upstream.connect_raw(info.peer.ip()).await {
         Ok((server, backend)) => {
             tracing::debug!(conn = info.conn, %server, reason, "legacy passthrough");
             backend
@@ -89,6 +89,21 @@ pub(crate) async fn forward(
     rec.ms = millis(start.elapsed());
     crate::conn::emit(state, info, &rec);
     drop(rec);
+    hand_over(state, upstream, info, hello, client, backend).await;
+}
+
+/// Hands `client`'s raw TLS stream to `backend` (a connection to
+/// `upstream`): the [`preamble`] (PROXY header if wanted, then the `hello`
+/// bytes as read), then the bytes both ways under `client_idle`, half-closes
+/// passed on. Passthrough listeners and the legacy path alike.
+pub(crate) async fn hand_over(
+    state: &State,
+    upstream: &Upstream,
+    info: &ConnInfo,
+    hello: Vec<u8>,
+    client: TcpStream,
+    mut backend: TcpStream,
+) {
     if backend
         .write_all(&preamble(upstream, info, &hello))
         .await

@@ -40,7 +40,7 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     let upstream = state.upstream(route.upstream());
     rec.upstream = Some(upstream.name.clone());
     rec.fallback = matches!(route, crate::route::RouteMatch::Default(_));
-    let mut backend = match upstream.connect_raw(info.peer.ip()).await {
+    let backend = match upstream.connect_raw(info.peer.ip()).await {
         Ok((server, b)) => {
             tracing::debug!(conn = info.conn, %server, "passthrough");
             b
@@ -57,13 +57,6 @@ pub async fn serve(state: Arc<State>, info: ConnInfo, mut stream: TcpStream) {
     rec.ms = millis(start.elapsed());
     emit(&state, &info, &rec);
     drop(rec);
-    // The PROXY header first when the upstream asks for one, then the hello.
-    let first = crate::passthrough::legacy::preamble(upstream, &info, &hello.bytes);
-    if backend.write_all(&first).await.is_err() {
-        return;
-    }
-    drop(first);
-    drop(hello);
-    let idle = state.settings.timeouts.client_idle;
-    crate::io::splice::copy_tcp_both_ways(stream, backend, idle).await;
+    crate::passthrough::legacy::hand_over(&state, upstream, &info, hello.bytes, stream, backend)
+        .await;
 }
