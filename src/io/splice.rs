@@ -182,9 +182,10 @@ fn relay(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        Poll::Ready(Ok(match read.get(written..) {
-            Some(rest) if !rest.is_empty() => Relayed::Left(rest.to_vec()),
-            _ => Relayed::Sent,
+        Poll::Ready(Ok(if written < read.len() {
+            Relayed::Left(read[written..].to_vec())
+        } else {
+            Relayed::Sent
         }))
     })
 }
