@@ -21,6 +21,10 @@
 # Run:   benches/callgrind-connection.sh     (about 4 minutes)
 #   env: A=20 B=120  SNIGATE_BIN=target/release/snigate  KEEP=1
 #        KEY=rsa: RSA-2048 certificates (default ecdsa, P-256)
+#        RESUME=1: the https connections resume a TLS 1.3 session: one curl
+#        makes each batch, every request closing its connection, so all but
+#        the first connection of a batch resume (the first cancels out in
+#        B - A); passthrough is skipped.
 # Needs: valgrind (callgrind_control), curl, nginx with libnginx-mod-stream,
 # a release build.
 set -euo pipefail
@@ -89,7 +93,11 @@ one() { # PORT: one connection, one request
     a_test_get "$1" 1 -f --http1.1
 }
 connections() { # PORT N: N connections, one request each
-    for _ in $(seq "$2"); do one "$1"; done
+    if [ "${RESUME:-0}" = 1 ]; then
+        a_test_get "$1" "$2" -f --http1.1 -H 'Connection: close'
+    else
+        for _ in $(seq "$2"); do one "$1"; done
+    fi
 }
 for port in 18486 18487 18488 18489; do
     retry 300 0.2 one "$port" || { echo "nothing answers on port $port" >&2; exit 1; }
@@ -103,9 +111,13 @@ per() { # VG PREFIX PORT
 }
 s_https="$(per "$snigate_vg" snigate 18486)"
 n_https="$(per "$nginx_vg" nginx 18488)"
-s_pass="$(per "$snigate_vg" snigate 18487)"
-n_pass="$(per "$nginx_vg" nginx 18489)"
 ratio() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.2f", s / n }'; }
 echo "instructions per new connection (user space; $a and $b connections):"
+if [ "${RESUME:-0}" = 1 ]; then
+    echo "  https, resumed handshake + 1 request: snigate $s_https, nginx $n_https (snigate / nginx $(ratio "$s_https" "$n_https"))"
+    exit 0
+fi
+s_pass="$(per "$snigate_vg" snigate 18487)"
+n_pass="$(per "$nginx_vg" nginx 18489)"
 echo "  https, full handshake + 1 request: snigate $s_https, nginx $n_https (snigate / nginx $(ratio "$s_https" "$n_https"))"
 echo "  passthrough:                       snigate $s_pass, nginx stream $n_pass (snigate / nginx $(ratio "$s_pass" "$n_pass"))"
