@@ -354,7 +354,10 @@ impl Upstream {
             let done = progress.done.notified();
             tokio::pin!(done);
             loop {
+                // Biased: an answer or the end of the upload is seen before
+                // the stall timer, and no random number is drawn per poll.
                 tokio::select! {
+                    biased;
                     r = &mut send => return Ok(r),
                     _ = &mut done => break,
                     _ = tokio::time::sleep(stall) => {
