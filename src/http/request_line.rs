@@ -107,7 +107,7 @@ impl RequestLines {
                     };
                 }
                 _ => {
-                    let (part, end) = match bytes.iter().position(|b| *b == b'\n') {
+                    let (part, end) = match memchr::memchr(b'\n', bytes) {
                         Some(i) => (&bytes[..i], true),
                         None => (bytes, false),
                     };
@@ -115,14 +115,17 @@ impl RequestLines {
                         self.stop();
                         return;
                     }
-                    self.line.extend_from_slice(part);
                     bytes = &bytes[part.len() + usize::from(end)..];
-                    if end {
+                    if !end {
+                        self.line.extend_from_slice(part);
+                    } else if self.line.is_empty() {
+                        // The whole line is in this read (the usual case):
+                        // followed where it lies, not copied.
+                        self.line_done(without_cr(part));
+                    } else {
                         let mut line = std::mem::take(&mut self.line);
-                        if line.last() == Some(&b'\r') {
-                            line.pop();
-                        }
-                        self.line_done(&line);
+                        line.extend_from_slice(part);
+                        self.line_done(without_cr(&line));
                         // Keep the allocation for the next line.
                         line.clear();
                         self.line = line;
@@ -254,6 +257,11 @@ impl RequestLines {
             (false, None, _) => State::Start,
         }
     }
+}
+
+/// A line without the `\r` of its CRLF end.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn trim(mut v: &[u8]) -> &[u8] {
