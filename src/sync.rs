@@ -16,3 +16,19 @@ pub type ClientKeyHasher = foldhash::fast::RandomState;
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The worker thread this code runs on: 0 to workers − 1 on the threads
+/// `server::workers` starts, 0 on any other thread. Per-worker state (the
+/// upstream pools) is indexed by it.
+pub fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// Marks the calling thread as worker `index` (see [`worker`]).
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}

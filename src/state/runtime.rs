@@ -117,11 +117,21 @@ pub struct Shared {
     /// `None` only when the crypto provider cannot make a ticketer; every
     /// build then fails with that reason.
     pub tls: Result<Arc<TlsShared>, String>,
+    /// Worker threads serving connections (1: the one runtime); upstream
+    /// connections are pooled per worker.
+    pub workers: usize,
 }
 
 impl Shared {
+    /// For connections served on one runtime.
     pub fn new() -> Shared {
+        Shared::for_workers(1)
+    }
+
+    /// For connections spread over `workers` worker threads.
+    pub fn for_workers(workers: usize) -> Shared {
         Shared {
+            workers: workers.max(1),
             metrics: Arc::new(Metrics::new()),
             report: Arc::new(Report::new(ReportLimits::default())),
             tls: TlsShared::new(crate::tls::crypto_provider())
@@ -254,7 +264,14 @@ impl State {
                 for note in u.tls.iter().flat_map(|t| UpstreamTls::notes(&u.name, t)) {
                     tracing::warn!("{note}");
                 }
-                Upstream::new(u, settings.timeouts, preserve_header_case, &metrics, tls)
+                Upstream::new(
+                    u,
+                    settings.timeouts,
+                    preserve_header_case,
+                    &metrics,
+                    tls,
+                    shared.workers,
+                )
             })
             .collect();
         let upstream_id = |name: &str| {

@@ -4,6 +4,7 @@
 pub mod backend_tls;
 pub mod balance;
 pub mod health;
+pub mod pool;
 pub mod request_body;
 pub mod score;
 pub mod send;

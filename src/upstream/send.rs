@@ -1,12 +1,11 @@
-//! Upstreams: servers, balancing and a keep-alive pool of HTTP/1.1
-//! connections.
+//! Upstreams: servers, balancing, and requests sent over the keep-alive
+//! pools of HTTP/1.1 connections (`upstream::pool`).
 //!
 //! A hand-written pool rather than hyper-util's legacy client because the
 //! farm needs control per connection: a request that was never written is
 //! retried on a fresh connection (hyper hands it back), and connection
 //! affinity for NTLM/Negotiate needs to take a connection out of the pool.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +29,9 @@ use crate::route::{normalize_host, UpstreamId};
 use crate::upstream::backend_tls::UpstreamTls;
 use crate::upstream::balance::Balancer;
 use crate::upstream::health::ServerHealth;
+use crate::upstream::pool::IdlePools;
 use crate::upstream::request_body::{RequestBody, UploadProgress};
 use crate::upstream::score::ServerScore;
-
-/// Idle connections kept per server; more are closed.
-const MAX_IDLE_PER_SERVER: usize = 512;
 
 /// Why an upstream request failed, and so what the client gets.
 #[derive(Debug, thiserror::Error)]
@@ -91,18 +88,10 @@ impl UpstreamError {
     }
 }
 
-struct Idle {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
-    /// The server name (SNI) the connection was opened with (TLS upstreams
-    /// only): it is reused only for requests that would use the same name.
-    tls_name: Option<ServerName<'static>>,
-}
-
 /// One backend server and its idle connections.
 struct Server {
     addr: String,
-    idle: Mutex<VecDeque<Idle>>,
+    idle: IdlePools,
     /// In rotation or out (passive and active health); holds the
     /// `snigate_upstream_server_up` gauge.
     health: Arc<ServerHealth>,
@@ -150,13 +139,15 @@ impl Upstream {
     /// listener asks for exact header-name case. Its servers' up/down state
     /// and pinned connections are counted in `metrics`. With `tls` its
     /// servers are reached over TLS (built from `settings.tls` by the caller,
-    /// which reports configuration errors).
+    /// which reports configuration errors). Idle connections are pooled
+    /// per worker thread, `workers` of them ([`crate::upstream::pool`]).
     pub fn new(
         settings: &UpstreamSettings,
         timeouts: Timeouts,
         preserve_header_case: bool,
         metrics: &Metrics,
         tls: Option<UpstreamTls>,
+        workers: usize,
     ) -> Self {
         Self {
             name: settings.name.clone(),
@@ -166,7 +157,7 @@ impl Upstream {
                 .map(|addr| {
                     Arc::new(Server {
                         addr: addr.clone(),
-                        idle: Mutex::new(VecDeque::new()),
+                        idle: IdlePools::new(workers),
                         health: Arc::new(ServerHealth::new(
                             &settings.name,
                             addr,
@@ -269,7 +260,9 @@ impl Upstream {
         // fresh one. A request the pool could not send comes back and tries
         // the next connection; an idempotent request without a body that died
         // on a reused connection is rebuilt and tried once on a fresh one.
-        while let Some(mut sender) = server.checkout(self.timeouts.upstream_idle, tls_name.as_ref())
+        while let Some(mut sender) = server
+            .idle
+            .checkout(self.timeouts.upstream_idle, tls_name.as_ref())
         {
             // The backend may close a kept-alive connection just as a request
             // arrives (its keep-alive timer, a recycle): a GET or HEAD that
@@ -752,51 +745,8 @@ impl Upstream {
     /// Closes idle connections older than `upstream_idle`.
     pub fn prune_idle(&self) {
         for s in &self.servers {
-            s.prune(self.timeouts.upstream_idle);
+            s.idle.prune(self.timeouts.upstream_idle);
         }
-    }
-}
-
-impl Server {
-    /// The most recently used live idle connection opened with `tls_name`
-    /// (the server name, TLS only), if any. Dead ones passed over are dropped.
-    fn checkout(
-        &self,
-        max_idle: Duration,
-        tls_name: Option<&ServerName<'static>>,
-    ) -> Option<SendRequest<RequestBody>> {
-        let mut idle = crate::sync::lock(&self.idle);
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            let c = &idle[i];
-            if c.since.elapsed() >= max_idle || c.sender.is_closed() {
-                idle.remove(i);
-            } else if c.tls_name.as_ref() == tls_name {
-                return idle.remove(i).map(|c| c.sender);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, sender: SendRequest<RequestBody>, tls_name: Option<ServerName<'static>>) {
-        // hyper may not report the connection ready yet (it finishes the
-        // previous exchange on its next turn); a request sent before then is
-        // queued by hyper, and handed back unsent if the connection closes.
-        let mut idle = crate::sync::lock(&self.idle);
-        if idle.len() >= MAX_IDLE_PER_SERVER {
-            idle.pop_front();
-        }
-        idle.push_back(Idle {
-            sender,
-            since: Instant::now(),
-            tls_name,
-        });
-    }
-
-    fn prune(&self, max_idle: Duration) {
-        let mut idle = crate::sync::lock(&self.idle);
-        idle.retain(|c| c.since.elapsed() < max_idle && !c.sender.is_closed());
     }
 }
 
@@ -941,7 +891,7 @@ impl PoolReturn {
     pub fn release(self) {
         if let Some(sender) = self.sender {
             if !sender.is_closed() {
-                self.server.checkin(sender, self.tls_name);
+                self.server.idle.checkin(sender, self.tls_name);
             }
         }
     }
