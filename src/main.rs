@@ -214,25 +214,14 @@ fn load(config: &Path) -> Result<Settings, ExitCode> {
     })
 }
 
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = if workers == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        workers
-    };
-    // One worker: a current-thread runtime has no work-stealing overhead.
-    if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
+/// The process's runtime: single-threaded. With `[runtime] workers` above
+/// one, connections are served on worker threads of their own
+/// (`snigate::server::workers`); this one keeps signals, reloads, the admin
+/// endpoint and health checks.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn run(config: PathBuf) -> ExitCode {
@@ -241,7 +230,7 @@ fn run(config: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     snigate::observe::telemetry::init_tracing(&settings.log.level, settings.log.format);
-    let rt = match runtime(settings.workers) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -438,7 +427,7 @@ fn gen_certs(dir: PathBuf, names: Vec<String>, key: KeyAlgorithm) -> ExitCode {
 
 fn demo(dir: PathBuf) -> ExitCode {
     snigate::observe::telemetry::init_tracing("info", LogFormat::Text);
-    let rt = match runtime(0) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -11,6 +11,11 @@
 //! [`crate::http::proxy::serve`]), else it completes its current request and
 //! closes (h2: GOAWAY). A failed reload logs every error and changes nothing.
 //! Stop: stop accepting, retire everything, wait up to `shutdown_grace`.
+//!
+//! Connections are served on the runtime the proxy started on, or with
+//! [`Proxy::start_with_workers`] on worker threads ([`crate::server::workers`]),
+//! each accepting on a socket of its own for every address; the starting
+//! runtime then keeps signals, reloads, the admin endpoint and health checks.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,19 +24,25 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::server::accept::{bind_keys, BindKey};
+use crate::server::workers::Workers;
 use crate::state::ListenerId;
 use crate::state::{Shared, State};
 use crate::sync::lock;
 use crate::tls::hygiene::Finding;
 
-/// A running proxy. Dropping it does not stop it; call [`Proxy::shutdown`].
+/// A running proxy. Dropping it does not stop what runs on the starting
+/// runtime, but does stop its worker threads (and the connections on them);
+/// call [`Proxy::shutdown`].
 pub struct Proxy {
     control: Arc<Control>,
+    /// The worker threads serving connections, if it has its own.
+    workers: Option<Workers>,
 }
 
 /// Why a proxy could not start: every problem, in plain words.
@@ -49,6 +60,9 @@ pub struct Control {
     tracker: TaskTracker,
     /// The accept loops, so a stop can wait until no socket listens.
     accepting: TaskTracker,
+    /// The worker threads' runtimes, which accept and serve connections;
+    /// none: the runtime the proxy started on does.
+    serving: Vec<Handle>,
     sockets: Mutex<Vec<Bound>>,
     admin: Mutex<Option<Bound>>,
     /// One reload at a time.
@@ -99,12 +113,28 @@ pub struct ReloadOutcome {
 
 impl Proxy {
     /// Builds the state and binds every address; fails without serving
-    /// anything if any part is wrong.
+    /// anything if any part is wrong. Connections are served on the calling
+    /// runtime.
     pub async fn start(settings: Settings) -> Result<Proxy, StartError> {
+        Proxy::start_on(settings, None).await
+    }
+
+    /// As [`Proxy::start`], with connections served on `workers`.
+    pub async fn start_with_workers(
+        settings: Settings,
+        workers: Workers,
+    ) -> Result<Proxy, StartError> {
+        Proxy::start_on(settings, Some(workers)).await
+    }
+
+    async fn start_on(settings: Settings, workers: Option<Workers>) -> Result<Proxy, StartError> {
         for what in &settings.inactive {
             tracing::warn!("configured but not active in this version: {what}");
         }
-        let shared = Shared::new();
+        let serving = workers
+            .as_ref()
+            .map_or(Vec::new(), |w| w.handles().to_vec());
+        let shared = Shared::for_workers(serving.len());
         let stop = CancellationToken::new();
         let mut state = State::build_with(settings, &shared).map_err(StartError)?;
         tracing::info!(
@@ -136,7 +166,7 @@ impl Proxy {
             return Err(StartError(errors));
         }
         for (key, index) in keys {
-            match bind_for(&state, &key, index, &shared_ports) {
+            match bind_for(&state, &key, index, &shared_ports, serving.len()) {
                 Ok(s) => sockets.push((key, index, s)),
                 Err(e) => errors.push(e),
             }
@@ -162,6 +192,7 @@ impl Proxy {
             stop,
             tracker: TaskTracker::new(),
             accepting: TaskTracker::new(),
+            serving,
             sockets: Mutex::new(Vec::new()),
             admin: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
@@ -186,7 +217,7 @@ impl Proxy {
         control.inspect_certificates_aside().await;
         tokio::spawn(daily_hygiene(control.clone()));
         tokio::spawn(crate::io::timer_floor::hold(control.stop.clone()));
-        Ok(Proxy { control })
+        Ok(Proxy { control, workers })
     }
 
     /// The addresses a listener is bound to (port 0 resolved).
@@ -228,7 +259,7 @@ impl Proxy {
     /// the current response, h2 sends GOAWAY) and waits for them up to
     /// `shutdown_grace`. Returns how many were still open then.
     pub async fn shutdown(self) -> usize {
-        let control = self.control;
+        let Proxy { control, workers } = self;
         control.stop.cancel();
         // Every listening socket closes before anything else.
         control.accepting.close();
@@ -239,7 +270,7 @@ impl Proxy {
         );
         control.tracker.close();
         let grace = control.current.load().settings.timeouts.shutdown_grace;
-        match tokio::time::timeout(grace, control.tracker.wait()).await {
+        let left = match tokio::time::timeout(grace, control.tracker.wait()).await {
             Ok(()) => 0,
             Err(_) => {
                 let left = control.tracker.len();
@@ -249,7 +280,13 @@ impl Proxy {
                 );
                 left
             }
+        };
+        // The worker threads end (dropping what still runs on them) off
+        // this runtime, which must not block while they join.
+        if let Some(workers) = workers {
+            let _ = tokio::task::spawn_blocking(move || drop(workers)).await;
         }
+        left
     }
 }
 
@@ -370,7 +407,7 @@ impl Control {
             let sockets = lock(&self.sockets);
             for (key, index) in &wanted {
                 if !sockets.iter().any(|b| b.key == *key) {
-                    match bind_for(&state, key, *index, &shared_ports) {
+                    match bind_for(&state, key, *index, &shared_ports, self.serving.len()) {
                         Ok(s) => added.push((key.clone(), *index, s)),
                         Err(mut e) => {
                             let addr = key.addr();
@@ -498,20 +535,47 @@ impl Control {
         });
     }
 
-    fn serve_socket(&self, state: &State, key: BindKey, index: ListenerId, socket: TcpListener) {
+    /// Accept loops for the sockets of `key`: one on the runtime the proxy
+    /// started on, or one per worker, each on its own socket (see
+    /// [`bind_for`]).
+    fn serve_socket(
+        &self,
+        state: &State,
+        key: BindKey,
+        index: ListenerId,
+        sockets: Vec<TcpListener>,
+    ) {
         let name = state.listener(index).settings.name.clone();
-        let Ok(addr) = socket.local_addr() else {
+        let Some(Ok(addr)) = sockets.first().map(TcpListener::local_addr) else {
             return;
         };
         tracing::info!(listener = %name, %addr, mode = ?state.listener(index).settings.mode, "listening");
         let stop = self.stop.child_token();
-        self.accepting.spawn(crate::server::accept::accept_loop(
-            self.current.clone(),
-            key.clone(),
-            socket,
-            stop.clone(),
-            self.tracker.clone(),
-        ));
+        for (worker, socket) in sockets.into_iter().enumerate() {
+            let (current, key, stop) = (self.current.clone(), key.clone(), stop.clone());
+            let tracker = self.tracker.clone();
+            let accepting = move |socket| {
+                crate::server::accept::accept_loop(current, key, socket, stop, tracker)
+            };
+            match self.serving.get(worker) {
+                None => {
+                    self.accepting.spawn(accepting(socket));
+                }
+                Some(runtime) => {
+                    // Registered again, with the worker's own runtime.
+                    let socket = socket.into_std();
+                    let on_worker = async move {
+                        match socket.and_then(TcpListener::from_std) {
+                            Ok(socket) => accepting(socket).await,
+                            Err(e) => {
+                                tracing::error!(%addr, worker, error = %e, "worker cannot accept")
+                            }
+                        }
+                    };
+                    self.accepting.spawn_on(on_worker, runtime);
+                }
+            }
+        }
         lock(&self.sockets).push(Bound {
             key,
             listener: name,
@@ -550,20 +614,38 @@ fn addrs_of(keys: &[(BindKey, ListenerId)]) -> Vec<SocketAddr> {
     keys.iter().map(|(k, _)| k.addr()).collect()
 }
 
+/// The listening sockets of `key`: one, or with `workers` worker threads
+/// one per worker, all on the same address with `SO_REUSEPORT` so the
+/// kernel spreads new connections over them (no worker is woken for a
+/// connection another takes).
 fn bind_for(
     state: &State,
     key: &BindKey,
     index: ListenerId,
     shared_ports: &[(bool, u16)],
-) -> Result<TcpListener, String> {
+    workers: usize,
+) -> Result<Vec<TcpListener>, String> {
     let addr = key.addr();
     let shared = crate::server::accept::is_shared(addr, shared_ports);
-    crate::server::accept::bind(addr, shared).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         format!(
             "listener \"{}\": cannot listen on {addr}: {e}",
             state.listener(index).settings.name
         )
-    })
+    };
+    let reuse_port = shared || workers > 1;
+    // Shared ports were probed before any socket of ours took them.
+    if reuse_port && !shared && addr.port() != 0 {
+        crate::server::accept::probe_free(addr).map_err(cannot)?;
+    }
+    let first = crate::server::accept::bind(addr, reuse_port).map_err(cannot)?;
+    // Port 0: the others take the port the first was given.
+    let at = first.local_addr().map_err(cannot)?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(crate::server::accept::bind(at, true).map_err(cannot)?);
+    }
+    Ok(sockets)
 }
 
 /// Certificate hygiene once a day (certificates approach expiry without
@@ -597,7 +679,17 @@ async fn prune_upstreams(state: Arc<State>, cancel: CancellationToken) {
 pub async fn run_until_signal(settings: Settings) -> Result<(), StartError> {
     let pid_file = settings.pid_file.clone();
     let signals = stop_signals();
-    let proxy = Proxy::start(settings).await?;
+    // One worker: everything on this thread's runtime, as no thread of
+    // its own would do less.
+    let proxy = match crate::server::workers::count(settings.workers) {
+        1 => Proxy::start(settings).await?,
+        n => {
+            let workers = Workers::start(n)
+                .map_err(|e| StartError(vec![format!("cannot start {n} worker threads: {e}")]))?;
+            tracing::info!(workers = n, "serving on worker threads");
+            Proxy::start_with_workers(settings, workers).await?
+        }
+    };
     if let Some(path) = &pid_file {
         match write_pid_file(path) {
             Ok(()) => {

@@ -62,3 +62,4 @@ mod shared_port;
 mod smuggling;
 mod tls_selection;
 mod upstream_tls;
+mod workers;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::common::process::Snigate;
 use crate::common::{
-    backend, bounded, bounded_for, dead_addr, get, https_once, start_proxy, tls_connect, toml_str,
-    ChannelBody, ClientOpts, Key, Leaf, Pki, TestBody,
+    backend, bounded, bounded_for, dead_addr, get, https_once, start_proxy, start_proxy_on,
+    streaming_backend, tls_connect, toml_str, ChannelBody, ClientOpts, Key, Leaf, Pki,
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -26,38 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 
 const LONG: Duration = Duration::from_secs(40);
-
-/// A backend where `GET /stream` answers with a body the test feeds
-/// through the sender it receives; anything else gets "hello".
-async fn streaming_backend() -> (SocketAddr, mpsc::UnboundedReceiver<mpsc::Sender<Bytes>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let body: TestBody = if req.uri().path() == "/stream" {
-                            let (feed, body) = ChannelBody::new();
-                            let _ = tx.send(feed);
-                            body.boxed()
-                        } else {
-                            common::full("hello")
-                        };
-                        Ok::<_, std::convert::Infallible>(Response::new(body))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, rx)
-}
 
 /// A folder with a test PKI and the certificate files site.crt/site.key
 /// holding leaf "v1" for site.test.
@@ -219,6 +187,17 @@ async fn a_reload_serves_the_new_certificate_while_an_open_response_keeps_stream
 
 #[tokio::test]
 async fn a_reload_adds_removes_and_moves_listeners() {
+    adds_removes_and_moves_listeners(None).await;
+}
+
+/// The same with connections served on two worker threads: a socket a
+/// reload adds accepts on every worker, and one it removes closes on all.
+#[tokio::test]
+async fn a_reload_adds_removes_and_moves_listeners_on_worker_threads() {
+    adds_removes_and_moves_listeners(Some(2)).await;
+}
+
+async fn adds_removes_and_moves_listeners(workers: Option<usize>) {
     bounded(async {
         let site = Site::new();
         let farm = backend("farm").await;
@@ -226,7 +205,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
             let text = site_toml(site.path(), listeners, farm.addr, false);
             std::fs::write(site.path().join("snigate.toml"), text).unwrap();
         };
-        let proxy = start_proxy(
+        let proxy = start_proxy_on(
             site.path(),
             &site_toml(
                 site.path(),
@@ -234,6 +213,7 @@ async fn a_reload_adds_removes_and_moves_listeners() {
                 farm.addr,
                 false,
             ),
+            workers,
         )
         .await;
         let one = proxy.addr("one").unwrap();
@@ -315,10 +295,21 @@ async fn a_reload_adds_removes_and_moves_listeners() {
 /// the new configuration, over HTTP/1.1 and h2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_served_with_the_new_configuration_after_a_reload() {
+    idle_connections_take_the_new_configuration(None).await;
+}
+
+/// The same on two worker threads, which serve the connections while the
+/// reload runs on the test's runtime.
+#[tokio::test]
+async fn idle_keep_alive_connections_on_worker_threads_take_the_new_configuration() {
+    idle_connections_take_the_new_configuration(Some(2)).await;
+}
+
+async fn idle_connections_take_the_new_configuration(workers: Option<usize>) {
     bounded(async {
         let site = Site::new();
         let (old, new) = (backend("old").await, backend("new").await);
-        let proxy = start_proxy(site.path(), &site.web(old.addr, false)).await;
+        let proxy = start_proxy_on(site.path(), &site.web(old.addr, false), workers).await;
         let web = proxy.addr("web").unwrap();
         let h1 = tls_connect(web, &site.pki.ca_der, &ClientOpts::sni("site.test"))
             .await

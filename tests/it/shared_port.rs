@@ -6,13 +6,25 @@
 use crate::common;
 
 use crate::common::{
-    bounded, cert_toml, dead_addr, start_proxy, tls_connect, ClientOpts, Key, Pki,
+    bounded, cert_toml, dead_addr, start_proxy_on, tls_connect, ClientOpts, Key, Pki,
 };
 use snigate::config::Settings;
+use snigate::server::workers::Workers;
 use snigate::server::Proxy;
 
 #[tokio::test]
 async fn a_wildcard_and_an_address_listener_share_a_port() {
+    wildcard_and_address_share_a_port(None).await;
+}
+
+/// The same with two worker threads, each with its own socket on both
+/// addresses.
+#[tokio::test]
+async fn a_wildcard_and_an_address_listener_share_a_port_on_worker_threads() {
+    wildcard_and_address_share_a_port(Some(2)).await;
+}
+
+async fn wildcard_and_address_share_a_port(workers: Option<usize>) {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
@@ -42,7 +54,7 @@ servers = ["{}"]
             cert_toml("app", &app),
             farm.addr
         );
-        let proxy = start_proxy(dir.path(), &text).await;
+        let proxy = start_proxy_on(dir.path(), &text, workers).await;
 
         // Without SNI, the address the client connected to decides.
         let to = |ip: &str| format!("{ip}:{port}").parse().unwrap();
@@ -64,7 +76,11 @@ servers = ["{}"]
         // A second instance on the same configuration is refused, not
         // handed half of the connections.
         let settings = Settings::parse(&dir.path().join("snigate.toml"), &text).unwrap();
-        let err = match Proxy::start(settings).await {
+        let second = match workers {
+            None => Proxy::start(settings).await,
+            Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
+        };
+        let err = match second {
             Ok(_) => panic!("a second proxy started on the same addresses"),
             Err(e) => e.to_string(),
         };

@@ -33,6 +33,8 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
 pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 /// Starts an echo backend named `name`.
@@ -44,12 +46,14 @@ pub async fn backend(name: &str) -> Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
-    let (n, r) = (name.to_string(), requests.clone());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (n, r, c) = (name.to_string(), requests.clone(), connections.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            c.fetch_add(1, Ordering::SeqCst);
             let (name, requests) = (n.clone(), r.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
@@ -63,7 +67,11 @@ pub async fn backend(name: &str) -> Backend {
             });
         }
     });
-    Backend { addr, requests }
+    Backend {
+        addr,
+        requests,
+        connections,
+    }
 }
 
 async fn echo(name: &str, req: Request<Incoming>) -> Response<TestBody> {
@@ -131,6 +139,41 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<TestBody> {
         .header("content-type", "application/json")
         .body(full(doc.to_string()))
         .unwrap()
+}
+
+/// A backend where `GET /stream` answers with a body the test feeds
+/// through the sender it receives; anything else gets "hello".
+pub async fn streaming_backend() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<tokio::sync::mpsc::Sender<Bytes>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body: TestBody = if req.uri().path() == "/stream" {
+                            let (feed, body) = ChannelBody::new();
+                            let _ = tx.send(feed);
+                            body.boxed()
+                        } else {
+                            full("hello")
+                        };
+                        Ok::<_, Infallible>(Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
 }
 
 /// Reads a body to its end, hashing it; never holds more than one frame.

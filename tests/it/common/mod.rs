@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use snigate::config::Settings;
+use snigate::server::workers::Workers;
 use snigate::server::Proxy;
 use tokio::net::TcpListener;
 
@@ -49,13 +50,24 @@ pub async fn bounded_for<F: Future>(limit: Duration, f: F) -> F::Output {
 // The proxy
 // ---------------------------------------------------------------------------
 
-/// Writes `toml` to `dir/snigate.toml`, parses it and starts the proxy.
+/// Writes `toml` to `dir/snigate.toml`, parses it and starts the proxy,
+/// serving on the test's runtime.
 pub async fn start_proxy(dir: &Path, toml: &str) -> Proxy {
+    start_proxy_on(dir, toml, None).await
+}
+
+/// As [`start_proxy`], serving on `workers` threads of its own (`None`: on
+/// the test's runtime).
+pub async fn start_proxy_on(dir: &Path, toml: &str, workers: Option<usize>) -> Proxy {
     let path = dir.join("snigate.toml");
     std::fs::write(&path, toml).unwrap();
     let settings = Settings::parse(&path, toml)
         .unwrap_or_else(|e| panic!("configuration rejected:\n{e}\n---\n{toml}"));
-    match Proxy::start(settings).await {
+    let started = match workers {
+        None => Proxy::start(settings).await,
+        Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
+    };
+    match started {
         Ok(p) => p,
         Err(e) => panic!("proxy did not start:\n{e}\n---\n{toml}"),
     }
