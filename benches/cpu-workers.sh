@@ -15,7 +15,12 @@
 # one that keeps each connection on one.
 #
 # Run:   BEFORE_BIN=/tmp/old-snigate benches/cpu-workers.sh
+#        BEFORE_BIN=target/release/snigate BEFORE_WORKERS=1 benches/cpu-workers.sh
+#        (one build at two workers against itself at one: the cost of
+#        spreading the work, which a machine with spare cores for the load
+#        would turn into the scaling figure)
 #   env: N=200000 RUNS=3 WORKERS=2 SNIGATE_BIN=target/release/snigate BEFORE_BIN=
+#        BEFORE_WORKERS (default WORKERS)
 # Needs: nginx, h2load (nghttp2-client), curl, taskset, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +30,7 @@ bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 before="${BEFORE_BIN:-}"
 n="${N:-200000}"
 workers="${WORKERS:-2}"
+before_workers="${BEFORE_WORKERS:-$workers}"
 need nginx h2load curl taskset
 dir="$(new_tmpdir snigate-cpuw)"
 trap cleanup EXIT
@@ -35,21 +41,20 @@ $(nginx_backend_http 127.0.0.1:39481 'return 200 "hello\n";')
 EOT
 start_nginx "$dir/backend" 1
 
-# snigate_on NAME BIN PORT: snigate with $workers workers on CPUs 0 and 1;
-# sets LAST_PID.
+# snigate_on NAME BIN PORT WORKERS: snigate on CPUs 0 and 1; sets LAST_PID.
 LAST_PID=
 snigate_on() {
     snigate_https_conf "127.0.0.1:$3" 127.0.0.1:39481 |
-        sed "s/^workers = 1$/workers = $workers/" >"$dir/$1.toml"
+        sed "s/^workers = 1$/workers = $4/" >"$dir/$1.toml"
     taskset -c 0,1 "$2" run -c "$dir/$1.toml" >"$dir/$1.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }
 targets=()
-snigate_on snigate "$bin" 38451
+snigate_on snigate "$bin" 38451 "$workers"
 targets+=("snigate 38451 $LAST_PID")
 if [ -n "$before" ]; then
-    snigate_on before "$before" 38452
+    snigate_on before "$before" 38452 "$before_workers"
     targets+=("before 38452 $LAST_PID")
 fi
 for t in "${targets[@]}"; do
