@@ -6,11 +6,9 @@
 use crate::common;
 
 use crate::common::{
-    bounded, cert_toml, dead_addr, start_proxy_on, tls_connect, ClientOpts, Key, Pki,
+    bounded, cert_toml, dead_addr, second_start_error, start_proxy_on, tls_connect, ClientOpts,
+    Key, Pki,
 };
-use snigate::config::Settings;
-use snigate::server::workers::Workers;
-use snigate::server::Proxy;
 
 #[tokio::test]
 async fn a_wildcard_and_an_address_listener_share_a_port() {
@@ -75,15 +73,7 @@ servers = ["{}"]
 
         // A second instance on the same configuration is refused, not
         // handed half of the connections.
-        let settings = Settings::parse(&dir.path().join("snigate.toml"), &text).unwrap();
-        let second = match workers {
-            None => Proxy::start(settings).await,
-            Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
-        };
-        let err = match second {
-            Ok(_) => panic!("a second proxy started on the same addresses"),
-            Err(e) => e.to_string(),
-        };
+        let err = second_start_error(dir.path(), &text, workers).await;
         assert!(err.contains("cannot listen on"), "{err}");
         assert!(err.contains(&format!(":{port}")), "{err}");
         proxy.shutdown().await;

@@ -11,12 +11,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use crate::common::{
-    backend, bounded, cert_toml, dead_addr, get, start_proxy_on, streaming_backend, tls_connect,
-    ClientOpts, Key, Pki,
+    backend, bounded, cert_toml, dead_addr, get, second_start_error, start_proxy_on,
+    streaming_backend, tls_connect, ClientOpts, Key, Pki,
 };
-use snigate::config::Settings;
-use snigate::server::workers::Workers;
-use snigate::server::Proxy;
 
 /// A TLS listener "web" with `site.test`'s certificate as fallback, in
 /// front of `backend`.
@@ -143,15 +140,7 @@ async fn a_second_instance_cannot_join_the_workers_sockets() {
         let proxy = start_proxy_on(dir.path(), &text, Some(2)).await;
         assert_eq!(proxy.addr("web"), Some(addr));
         for workers in [Some(2), None] {
-            let settings = Settings::parse(&dir.path().join("snigate.toml"), &text).unwrap();
-            let second = match workers {
-                None => Proxy::start(settings).await,
-                Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
-            };
-            let err = match second {
-                Ok(_) => panic!("a second proxy ({workers:?} workers) started on {addr}"),
-                Err(e) => e.to_string(),
-            };
+            let err = second_start_error(dir.path(), &text, workers).await;
             assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
         }
         let tls = tls_connect(addr, &pki.ca_der, &ClientOpts::sni("site.test"))

@@ -27,7 +27,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use snigate::config::Settings;
 use snigate::server::workers::Workers;
-use snigate::server::Proxy;
+use snigate::server::{Proxy, StartError};
 use tokio::net::TcpListener;
 
 /// Upper bound for one test.
@@ -63,13 +63,28 @@ pub async fn start_proxy_on(dir: &Path, toml: &str, workers: Option<usize>) -> P
     std::fs::write(&path, toml).unwrap();
     let settings = Settings::parse(&path, toml)
         .unwrap_or_else(|e| panic!("configuration rejected:\n{e}\n---\n{toml}"));
-    let started = match workers {
-        None => Proxy::start(settings).await,
-        Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
-    };
-    match started {
+    match try_start(settings, workers).await {
         Ok(p) => p,
         Err(e) => panic!("proxy did not start:\n{e}\n---\n{toml}"),
+    }
+}
+
+/// Starts a proxy on `settings`, on `workers` threads of its own (`None`:
+/// on the test's runtime).
+pub async fn try_start(settings: Settings, workers: Option<usize>) -> Result<Proxy, StartError> {
+    match workers {
+        None => Proxy::start(settings).await,
+        Some(n) => Proxy::start_with_workers(settings, Workers::start(n).unwrap()).await,
+    }
+}
+
+/// Why a second proxy on `dir/snigate.toml` (`toml`) did not start, while
+/// one runs on it; panics if it did.
+pub async fn second_start_error(dir: &Path, toml: &str, workers: Option<usize>) -> String {
+    let settings = Settings::parse(&dir.join("snigate.toml"), toml).unwrap();
+    match try_start(settings, workers).await {
+        Ok(_) => panic!("a second proxy ({workers:?} workers) started on the same addresses"),
+        Err(e) => e.to_string(),
     }
 }
 
