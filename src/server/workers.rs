@@ -1,12 +1,12 @@
 //! Worker threads: a single-threaded tokio runtime on each, every one
-//! accepting on every listening socket and serving the connections it
-//! accepted to their end (thread per core, as nginx's worker processes).
+//! accepting connections on every configured address and serving the ones
+//! it accepted to their end (thread per core, as nginx's worker processes).
 //!
 //! Why not tokio's multi-thread scheduler: it moves tasks between its
 //! threads (work stealing, and wake-ups that land on the other thread), and
-//! at two workers snigate spent 6-20 % more CPU per request or handshake
-//! than at one (README "Two workers"), while nginx's two processes each
-//! keep what they accepted. Here a connection, the tasks it spawns (request
+//! at two workers snigate spent 9-18 % more CPU per request than at one
+//! (`benches/cpu-workers.sh`; 1-3 % now, README "Two workers"), while
+//! nginx's two processes each keep what they accepted. Here a connection, the tasks it spawns (request
 //! streams, tunnels, copies) and the upstream connections it opens (pooled
 //! per worker, `upstream::pool`) stay on one thread. The process's own
 //! runtime keeps the rest: signals, reloads, the admin endpoint, health
