@@ -25,6 +25,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,6 +85,19 @@ struct Bound {
     listener: String,
     addr: SocketAddr,
     stop: CancellationToken,
+    /// Its accept loops (one per worker); each closes its socket as it
+    /// ends. None for the admin endpoint.
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Bound {
+    /// Stops accepting; resolves once every socket of it is closed.
+    async fn close(self) {
+        self.stop.cancel();
+        for accepting in self.loops {
+            let _ = accepting.await;
+        }
+    }
 }
 
 /// What `/healthz` says about reloads.
@@ -367,6 +381,16 @@ impl Control {
             }
             Err(errors) => Err(errors),
         };
+        // A reload that returns has closed the addresses it removed.
+        let outcome = match outcome {
+            Ok((generation, gone)) => {
+                for socket in gone {
+                    socket.close().await;
+                }
+                Ok(generation)
+            }
+            Err(errors) => Err(errors),
+        };
         // "reloaded" is logged when the new state serves; the hygiene
         // warnings follow (and are on /healthz before this returns).
         self.record(&old, &outcome);
@@ -377,8 +401,14 @@ impl Control {
     }
 
     /// Binds what the new state adds, then swaps it in. Nothing changes if
-    /// a bind fails.
-    fn commit(self: &Arc<Self>, old: Arc<State>, mut state: State) -> Result<u64, Vec<String>> {
+    /// a bind fails. Returns the new generation and the sockets it stopped
+    /// listening on, which close as their accept loops end (on worker
+    /// threads, a moment later).
+    fn commit(
+        self: &Arc<Self>,
+        old: Arc<State>,
+        mut state: State,
+    ) -> Result<(u64, Vec<Bound>), Vec<String>> {
         for what in &state.settings.inactive {
             tracing::warn!("configured but not active in this version: {what}");
         }
@@ -464,22 +494,23 @@ impl Control {
         }
         // Sockets whose address is gone stop accepting; the ones that stay
         // now serve the new state's listener for their address.
-        {
+        let gone = {
             let mut sockets = lock(&self.sockets);
-            sockets.retain(|b| {
-                let keep = wanted.iter().any(|(k, _)| *k == b.key);
-                if !keep {
-                    tracing::info!(listener = %b.listener, addr = %b.addr, "stopped listening");
-                    b.stop.cancel();
-                }
-                keep
-            });
+            let (kept, gone): (Vec<Bound>, Vec<Bound>) = std::mem::take(&mut *sockets)
+                .into_iter()
+                .partition(|b| wanted.iter().any(|(k, _)| *k == b.key));
+            *sockets = kept;
+            for b in &gone {
+                tracing::info!(listener = %b.listener, addr = %b.addr, "stopped listening");
+                b.stop.cancel();
+            }
             for b in sockets.iter_mut() {
                 if let Some((_, i)) = wanted.iter().find(|(k, _)| *k == b.key) {
                     b.listener = state.listener(*i).settings.name.clone();
                 }
             }
-        }
+            gone
+        };
         if let Some(change) = admin_change {
             if let Some(b) = lock(&self.admin).take() {
                 b.stop.cancel();
@@ -490,7 +521,7 @@ impl Control {
         }
         self.start_background(&state);
         old.retire.cancel();
-        Ok(state.generation)
+        Ok((state.generation, gone))
     }
 
     fn record(&self, old: &State, outcome: &Result<u64, Vec<String>>) {
@@ -551,6 +582,7 @@ impl Control {
         };
         tracing::info!(listener = %name, %addr, mode = ?state.listener(index).settings.mode, "listening");
         let stop = self.stop.child_token();
+        let mut loops = Vec::new();
         for (worker, socket) in sockets.into_iter().enumerate() {
             let (current, key, stop) = (self.current.clone(), key.clone(), stop.clone());
             let tracker = self.tracker.clone();
@@ -558,9 +590,7 @@ impl Control {
                 crate::server::accept::accept_loop(current, key, socket, stop, tracker)
             };
             match self.serving.get(worker) {
-                None => {
-                    self.accepting.spawn(accepting(socket));
-                }
+                None => loops.push(self.accepting.spawn(accepting(socket))),
                 Some(runtime) => {
                     // Registered again, with the worker's own runtime.
                     let socket = socket.into_std();
@@ -572,7 +602,7 @@ impl Control {
                             }
                         }
                     };
-                    self.accepting.spawn_on(on_worker, runtime);
+                    loops.push(self.accepting.spawn_on(on_worker, runtime));
                 }
             }
         }
@@ -581,6 +611,7 @@ impl Control {
             listener: name,
             addr,
             stop,
+            loops,
         });
     }
 
@@ -600,6 +631,7 @@ impl Control {
             listener: "admin".into(),
             addr,
             stop,
+            loops: Vec::new(),
         });
     }
 
