@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::conn::ConnInfo;
 use crate::http::h1::Retirement;
-use crate::state::State;
+use crate::state::{Current, State};
 
 /// What a connection's next request is served with: the state, and the
 /// connection's facts in that state's terms (listener and certificate
@@ -21,7 +21,7 @@ pub(crate) struct Bound {
 /// What carries a connection across reloads.
 pub(crate) struct Life {
     pub bound: Arc<arc_swap::ArcSwap<Bound>>,
-    pub current: crate::state::Current,
+    pub current: Current,
 }
 
 impl Life {
@@ -31,19 +31,44 @@ impl Life {
         loop {
             let retire = self.bound.load().state.retire.clone();
             retire.cancelled().await;
-            let now = self.bound.load_full();
-            let next = self.current.load_full();
-            if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
+            if !rebind(&self.bound, &self.current) {
                 return;
             }
-            match successor(&now.state, &now.info, &next) {
-                Some(info) => self.bound.store(Arc::new(Bound {
-                    state: next,
-                    info: Arc::new(info),
-                })),
-                None => return,
-            }
         }
+    }
+}
+
+/// What a request is served with: the connection's bound state, rebound
+/// first when a reload has retired it. [`Life::ended`] rebinds too, but it
+/// runs when the connection's task next turns, which on a worker thread
+/// may come after the client's next request; a reload that has returned
+/// must serve that request with the new state.
+pub(crate) fn for_request(bound: &arc_swap::ArcSwap<Bound>, current: &Current) -> Arc<Bound> {
+    rebind(bound, current);
+    bound.load_full()
+}
+
+/// Rebinds `bound` to the current state if its own was retired and the
+/// connection can carry on with the current one. `false`: it cannot (its
+/// listener or certificate is gone, or the proxy stops).
+fn rebind(bound: &arc_swap::ArcSwap<Bound>, current: &Current) -> bool {
+    let now = bound.load_full();
+    if !now.state.retire.is_cancelled() {
+        return true;
+    }
+    let next = current.load_full();
+    if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
+        return false;
+    }
+    match successor(&now.state, &now.info, &next) {
+        Some(info) => {
+            bound.store(Arc::new(Bound {
+                state: next,
+                info: Arc::new(info),
+            }));
+            true
+        }
+        None => false,
     }
 }
 

@@ -67,11 +67,11 @@ where
         info: info.clone(),
     }));
     let service = {
-        let bound = bound.clone();
+        let (bound, current) = (bound.clone(), current.clone());
         let phase = phase.clone();
         service_fn(move |req| {
             let in_flight = phase.begin();
-            let bound = bound.load_full();
+            let bound = crate::http::life::for_request(&bound, &current);
             async move { handle(&bound.state, &bound.info, req, in_flight).await }
         })
     };
