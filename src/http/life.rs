@@ -104,3 +104,74 @@ fn successor(old: &State, info: &ConnInfo, next: &State) -> Option<ConnInfo> {
         ..info.clone()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use arc_swap::ArcSwap;
+
+    /// A state with an HTTP listener "web" (and "gone" if `with_gone`)
+    /// in front of `server`.
+    fn state(server: &str, with_gone: bool) -> Arc<State> {
+        let gone = if with_gone {
+            "[[listener]]\nname = \"gone\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\ndefault_upstream = \"farm\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+             default_upstream = \"farm\"\n{gone}\
+             [[upstream]]\nname = \"farm\"\nservers = [\"{server}\"]\n"
+        );
+        let settings = Settings::parse(std::path::Path::new("life.toml"), &text).unwrap();
+        Arc::new(State::build(settings).unwrap())
+    }
+
+    fn bound_on(state: &Arc<State>, listener: &str) -> ArcSwap<Bound> {
+        let listener = state
+            .find_listener(|l| l.settings.name == listener)
+            .unwrap();
+        let addr = "127.0.0.1:1".parse().unwrap();
+        ArcSwap::from_pointee(Bound {
+            state: state.clone(),
+            info: Arc::new(ConnInfo {
+                conn: 1,
+                listener,
+                peer: addr,
+                local: addr,
+                sni: None,
+                certificate: None,
+                tls: false,
+                affinity: Default::default(),
+                report: None,
+            }),
+        })
+    }
+
+    /// The request that follows a reload is served with the new state even
+    /// when [`Life::ended`] has not run yet (worker threads); a connection
+    /// whose listener the reload removed keeps its state for the request
+    /// racing the close.
+    #[test]
+    fn a_request_after_a_reload_is_served_with_the_new_state() {
+        let old = state("127.0.0.1:8001", true);
+        let current: Current = Arc::new(ArcSwap::new(old.clone()));
+        let web = bound_on(&old, "web");
+        let gone = bound_on(&old, "gone");
+        assert!(Arc::ptr_eq(&for_request(&web, &current).state, &old));
+
+        let new = state("127.0.0.1:8002", false);
+        current.store(new.clone());
+        assert!(
+            Arc::ptr_eq(&for_request(&web, &current).state, &old),
+            "not retired yet: the swap alone changes nothing"
+        );
+        old.retire.cancel();
+        let served = for_request(&web, &current);
+        assert!(Arc::ptr_eq(&served.state, &new));
+        assert_eq!(new.listener(served.info.listener).settings.name, "web");
+        assert!(Arc::ptr_eq(&web.load().state, &new), "rebound for good");
+        assert!(Arc::ptr_eq(&for_request(&gone, &current).state, &old));
+    }
+}
