@@ -85,8 +85,8 @@ struct Bound {
     listener: String,
     addr: SocketAddr,
     stop: CancellationToken,
-    /// Its accept loops (one per worker); each closes its socket as it
-    /// ends. None for the admin endpoint.
+    /// Its accept loops (one per worker; the admin endpoint's one); each
+    /// closes its socket as it ends.
     loops: Vec<JoinHandle<()>>,
 }
 
@@ -402,8 +402,8 @@ impl Control {
 
     /// Binds what the new state adds, then swaps it in. Nothing changes if
     /// a bind fails. Returns the new generation and the sockets it stopped
-    /// listening on, which close as their accept loops end (on worker
-    /// threads, a moment later).
+    /// listening on (listeners' and the admin endpoint's), which close as
+    /// their accept loops end (on worker threads, a moment later).
     fn commit(
         self: &Arc<Self>,
         old: Arc<State>,
@@ -494,7 +494,7 @@ impl Control {
         }
         // Sockets whose address is gone stop accepting; the ones that stay
         // now serve the new state's listener for their address.
-        let gone = {
+        let mut gone = {
             let mut sockets = lock(&self.sockets);
             let (kept, gone): (Vec<Bound>, Vec<Bound>) = std::mem::take(&mut *sockets)
                 .into_iter()
@@ -514,6 +514,7 @@ impl Control {
         if let Some(change) = admin_change {
             if let Some(b) = lock(&self.admin).take() {
                 b.stop.cancel();
+                gone.push(b);
             }
             if let Some((configured, socket)) = change {
                 self.serve_admin(configured, socket);
@@ -621,7 +622,10 @@ impl Control {
         };
         tracing::info!(%addr, "admin endpoint listening");
         let stop = self.stop.child_token();
-        tokio::spawn(crate::server::admin::serve(
+        // Its requests are tasks of their own: the loop ends at `stop`
+        // without waiting for them (a `POST /reload` that moves the
+        // endpoint waits for this loop).
+        let accepting = tokio::spawn(crate::server::admin::serve(
             self.clone(),
             socket,
             stop.clone(),
@@ -631,7 +635,7 @@ impl Control {
             listener: "admin".into(),
             addr,
             stop,
-            loops: Vec::new(),
+            loops: vec![accepting],
         });
     }
 

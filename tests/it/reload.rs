@@ -472,6 +472,40 @@ async fn post_reload_on_the_admin_endpoint() {
     .await;
 }
 
+/// `POST /reload` that moves the admin endpoint: answered (the reload does
+/// not wait for the request that asked for it), and once answered the old
+/// address is closed and the new one serves.
+#[tokio::test]
+async fn post_reload_that_moves_the_admin_endpoint() {
+    bounded(async {
+        let site = Site::new();
+        let farm = backend("farm").await;
+        let text = site.web(farm.addr, true);
+        let proxy = start_proxy(site.path(), &text).await;
+        let old = proxy.admin_addr().unwrap();
+        let moved = dead_addr().await;
+        let text = text.replace(
+            "[admin]\nbind = \"127.0.0.1:0\"",
+            &format!("[admin]\nbind = \"{moved}\""),
+        );
+        std::fs::write(site.path().join("snigate.toml"), text).unwrap();
+
+        let (status, body) = admin_request(old, "POST", "/reload").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            TcpStream::connect(old).await.is_err(),
+            "the old admin address is closed"
+        );
+        assert_eq!(proxy.admin_addr(), Some(moved));
+        let (status, health) = admin_get(moved, "/healthz").await;
+        assert_eq!(status, 200);
+        let health: Value = serde_json::from_str(&health).unwrap();
+        assert_eq!(health["generation"], 2);
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
 /// The binary: SIGHUP and `snigate reload` (through the pid file) reload.
 #[tokio::test]
 async fn sighup_and_snigate_reload_reload_a_running_process() {
