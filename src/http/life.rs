@@ -31,7 +31,7 @@ impl Life {
         loop {
             let retire = self.bound.load().state.retire.clone();
             retire.cancelled().await;
-            if !rebind(&self.bound, &self.current) {
+            if rebind(&self.bound, &self.current).is_err() {
                 return;
             }
         }
@@ -44,31 +44,34 @@ impl Life {
 /// may come after the client's next request; a reload that has returned
 /// must serve that request with the new state.
 pub(crate) fn for_request(bound: &arc_swap::ArcSwap<Bound>, current: &Current) -> Arc<Bound> {
-    rebind(bound, current);
-    bound.load_full()
+    match rebind(bound, current) {
+        Ok(bound) | Err(bound) => bound,
+    }
 }
 
 /// Rebinds `bound` to the current state if its own was retired and the
-/// connection can carry on with the current one. `false`: it cannot (its
-/// listener or certificate is gone, or the proxy stops).
-fn rebind(bound: &arc_swap::ArcSwap<Bound>, current: &Current) -> bool {
+/// connection can carry on with the current one; `Ok` with what it is now
+/// bound to. `Err` with the retired one: it cannot (its listener or
+/// certificate is gone, or the proxy stops).
+fn rebind(bound: &arc_swap::ArcSwap<Bound>, current: &Current) -> Result<Arc<Bound>, Arc<Bound>> {
     let now = bound.load_full();
     if !now.state.retire.is_cancelled() {
-        return true;
+        return Ok(now);
     }
     let next = current.load_full();
     if now.state.stop.is_cancelled() || Arc::ptr_eq(&next, &now.state) {
-        return false;
+        return Err(now);
     }
     match successor(&now.state, &now.info, &next) {
         Some(info) => {
-            bound.store(Arc::new(Bound {
+            let rebound = Arc::new(Bound {
                 state: next,
                 info: Arc::new(info),
-            }));
-            true
+            });
+            bound.store(rebound.clone());
+            Ok(rebound)
         }
-        None => false,
+        None => Err(now),
     }
 }
 

@@ -97,6 +97,7 @@ impl Bound {
         for accepting in self.loops {
             let _ = accepting.await;
         }
+        tracing::info!(listener = %self.listener, addr = %self.addr, "stopped listening");
     }
 }
 
@@ -401,9 +402,10 @@ impl Control {
     }
 
     /// Binds what the new state adds, then swaps it in. Nothing changes if
-    /// a bind fails. Returns the new generation and the sockets it stopped
-    /// listening on (listeners' and the admin endpoint's), which close as
-    /// their accept loops end (on worker threads, a moment later).
+    /// a bind fails. Returns the new generation and the sockets it no longer
+    /// listens on (listeners' and the admin endpoint's), for the caller to
+    /// close ([`Bound::close`]: their accept loops may run on worker
+    /// threads).
     fn commit(
         self: &Arc<Self>,
         old: Arc<State>,
@@ -492,18 +494,14 @@ impl Control {
         for (key, index, socket) in added {
             self.serve_socket(&state, key, index, socket);
         }
-        // Sockets whose address is gone stop accepting; the ones that stay
-        // now serve the new state's listener for their address.
+        // Sockets whose address is gone go back to the caller to close; the
+        // ones that stay now serve the new state's listener for their address.
         let mut gone = {
             let mut sockets = lock(&self.sockets);
             let (kept, gone): (Vec<Bound>, Vec<Bound>) = std::mem::take(&mut *sockets)
                 .into_iter()
                 .partition(|b| wanted.iter().any(|(k, _)| *k == b.key));
             *sockets = kept;
-            for b in &gone {
-                tracing::info!(listener = %b.listener, addr = %b.addr, "stopped listening");
-                b.stop.cancel();
-            }
             for b in sockets.iter_mut() {
                 if let Some((_, i)) = wanted.iter().find(|(k, _)| *k == b.key) {
                     b.listener = state.listener(*i).settings.name.clone();
@@ -512,10 +510,7 @@ impl Control {
             gone
         };
         if let Some(change) = admin_change {
-            if let Some(b) = lock(&self.admin).take() {
-                b.stop.cancel();
-                gone.push(b);
-            }
+            gone.extend(lock(&self.admin).take());
             if let Some((configured, socket)) = change {
                 self.serve_admin(configured, socket);
             }
