@@ -27,6 +27,12 @@ pub(crate) use validate::host_pattern;
 /// process cannot open a container's `/dev/stdout`).
 pub const STDOUT: &str = "-";
 
+/// The most `[runtime] workers` may ask for (HAProxy's default thread limit
+/// on 64-bit builds is the same): each worker is a thread with a listening
+/// socket per address, so a typo such as `workers = 80000` would otherwise
+/// fail at start on whichever thread or socket the system refused.
+pub const MAX_WORKERS: usize = 1024;
+
 /// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
 pub const DEFAULT_CLIENT_HELLO: Duration = Duration::from_secs(10);
 /// Default for `[timeouts] handshake`.
@@ -92,7 +98,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 pub struct Settings {
     /// The file it was read from (relative paths are resolved against its folder).
     pub source: PathBuf,
-    /// Worker threads; 0 = one per CPU.
+    /// Worker threads; 0 = one per CPU; at most [`MAX_WORKERS`].
     pub workers: usize,
     /// Where `run` writes its PID and `reload` finds it (`[runtime] pid_file`).
     pub pid_file: Option<PathBuf>,

@@ -11,8 +11,7 @@ use toml::Spanned;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuntime {
-    #[serde(default)]
-    pub workers: usize,
+    pub workers: Option<Spanned<usize>>,
     /// File the running process writes its PID to (for `snigate reload`).
     pub pid_file: Option<String>,
 }

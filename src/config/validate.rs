@@ -276,7 +276,7 @@ fn build(path: &Path, raw: RawConfig, errors: &mut Errors<'_>) -> Settings {
 
     Settings {
         source: path.to_path_buf(),
-        workers: raw.runtime.workers,
+        workers: globals::workers(&raw.runtime.workers, errors),
         pid_file: raw.runtime.pid_file.as_deref().map(|p| resolve(&base, p)),
         admin,
         log,
@@ -319,6 +319,23 @@ mod tests {
         );
         let ok = text.replace("expect_status = 20", "expect_status = 204");
         assert!(parse(Path::new("x.toml"), &ok).is_ok());
+    }
+
+    #[test]
+    fn workers_above_the_limit_are_refused_with_their_line() {
+        let text = "[runtime]\nworkers = 80000\n[[listener]]\nname = \"m\"\n\
+                    bind = [\"127.0.0.1:1\"]\nmode = \"http\"\ndefault_upstream = \"u\"\n\
+                    [[upstream]]\nname = \"u\"\nservers = [\"127.0.0.1:2\"]\n";
+        let errors = parse(Path::new("x.toml"), text).unwrap_err().to_string();
+        assert!(
+            errors
+                .contains("x.toml:2:11: workers = 80000 is more than 1024; use 0 for one per CPU"),
+            "{errors}"
+        );
+        let at_limit = parse(Path::new("x.toml"), &text.replace("80000", "1024")).unwrap();
+        assert_eq!(at_limit.workers, 1024);
+        let unset = parse(Path::new("x.toml"), &text.replace("workers = 80000\n", "")).unwrap();
+        assert_eq!(unset.workers, 0);
     }
 
     #[test]

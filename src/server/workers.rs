@@ -25,11 +25,14 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::MAX_WORKERS;
+
 /// The worker threads `[runtime] workers = configured` asks for: 0 is one
-/// per CPU the process may use.
+/// per CPU the process may use, at most [`MAX_WORKERS`] (the configuration
+/// refuses more).
 pub fn count(configured: usize) -> usize {
     match configured {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
         n => n,
     }
 }

@@ -1,9 +1,28 @@
-//! The sections written once: `[admin]`, `[log]` and `[timeouts]`.
+//! The sections written once: `[runtime]`, `[admin]`, `[log]` and
+//! `[timeouts]`.
 
 use super::*;
 
 /// The admin port when `[admin]` names no `bind`.
 const DEFAULT_ADMIN_PORT: u16 = 9900;
+
+/// `[runtime] workers`: 0 (one per CPU) when missing; more than
+/// [`MAX_WORKERS`] is refused here, with its line, rather than failing at
+/// start on the thread or the socket the system would not give.
+pub(super) fn workers(workers: &Option<Spanned<usize>>, errors: &mut Errors<'_>) -> usize {
+    let Some(w) = workers else { return 0 };
+    if *w.get_ref() > MAX_WORKERS {
+        errors.at(
+            Some(w.span()),
+            format!(
+                "workers = {} is more than {MAX_WORKERS}; use 0 for one per CPU",
+                w.get_ref()
+            ),
+        );
+        return 0;
+    }
+    *w.get_ref()
+}
 
 /// `[admin]`: the address of the admin endpoint, if there is one.
 pub(super) fn admin(admin: Option<RawAdmin>, errors: &mut Errors<'_>) -> Option<SocketAddr> {
