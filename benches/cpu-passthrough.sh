@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
 # CPU per new passthrough connection, user and kernel apart: nginx `stream`
-# + `ssl_preread` against snigate `mode = "passthrough"` (and, with
-# BEFORE_BIN, a second snigate build), measured in turns in one sitting.
+# + `ssl_preread` (as configured by default, and with `proxy_half_close
+# on`), HAProxy in TCP mode reading the SNI, and snigate `mode =
+# "passthrough"` (and, with BEFORE_BIN, a second snigate build), measured
+# in turns in one sitting.
 #
 # What: an nginx TLS terminator (one worker, ECDSA, pinned to CPU 1) behind
-# each proxy (one worker each, pinned to CPU 0): nginx stream on
-# 127.0.0.1:38444, snigate on :38445, the BEFORE_BIN build on :38446. For
-# each in turn, h2load (on CPU 1) makes N new TLS connections through it,
-# 50 at a time, one request each ('Connection: close'), and the script
-# prints the proxy's utime and stime from /proc per connection (µs). The
-# harness's "per CPU-s" rows for passthrough are dominated by the noise of
-# a proxy at 20 % of a core; this adds the split between user space and
-# kernel, and runs the builds side by side on the same terminator.
+# each proxy (one worker or thread each, pinned to CPU 0): nginx stream on
+# 127.0.0.1:38444 and, half-close passed on, :38447 (the same worker
+# process); HAProxy (`nbthread 1`, `req.ssl_sni`) on :38448; snigate on
+# :38445, the BEFORE_BIN build on :38446. For each in turn, h2load (on
+# CPU 1) makes N new TLS connections through it, 50 at a time, one request
+# each ('Connection: close'), and the script prints the proxy's utime and
+# stime from /proc per connection (µs; their sum is the scheduler's exact
+# run time, the split between them is sampled at the tick), with its
+# voluntary context switches per connection. The harness's "per CPU-s"
+# rows for passthrough are dominated by the noise of a proxy at 20 % of a
+# core; this adds the split between user space and kernel, and runs the
+# builds side by side on the same terminator.
 #
-# Run:   benches/cpu-passthrough.sh        (about 1 minute per round)
+# Why half-close matters here: with 'Connection: close' the terminator
+# closes first. nginx `stream` by default then closes both sides at once;
+# snigate and HAProxy pass the end on (shutdown of the client's side) and
+# wait for the client to end its own direction, which costs them a
+# shutdown, a read and a wake-up more per connection. nginx with
+# `proxy_half_close on` does what they do.
+#
+# Run:   benches/cpu-passthrough.sh        (about 1.5 minutes per round)
 #   env: N=20000 RUNS=3  SNIGATE_BIN=target/release/snigate  BEFORE_BIN=
-# Needs: nginx with libnginx-mod-stream, h2load (nghttp2-client), openssl,
-# curl, a release build.
+# Needs: nginx with libnginx-mod-stream, haproxy, h2load (nghttp2-client),
+# openssl, curl, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -24,7 +37,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 before="${BEFORE_BIN:-}"
 n="${N:-20000}"
-need nginx h2load openssl curl taskset
+need nginx haproxy h2load openssl curl taskset
 need_stream_module
 dir="$(new_tmpdir snigate-cpupt)"
 trap cleanup EXIT
@@ -40,10 +53,35 @@ $(nginx_http_basics "$dir")
 }
 EOT
 nginx_conf "$dir/stream" 4096 "load_module $STREAM_MODULE;" <<EOT
-stream { server { listen 127.0.0.1:38444; ssl_preread on; proxy_pass 127.0.0.1:39443; } }
+stream {
+  server { listen 127.0.0.1:38444; ssl_preread on; proxy_pass 127.0.0.1:39443; }
+  server { listen 127.0.0.1:38447; ssl_preread on; proxy_pass 127.0.0.1:39443; proxy_half_close on; }
+}
+EOT
+cat >"$dir/haproxy.cfg" <<EOT
+global
+  nbthread 1
+  maxconn 4096
+  pidfile $dir/haproxy.pid
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend pt
+  bind 127.0.0.1:38448
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend be if { req.ssl_sni -i b.test }
+  default_backend be
+backend be
+  server s 127.0.0.1:39443
 EOT
 start_nginx "$dir/backend" 1
 start_nginx "$dir/stream" 0
+taskset -c 0 haproxy -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+haproxy_pid=$!
+PIDS+=("$haproxy_pid")
 
 # snigate_on NAME BIN PORT: a passthrough snigate on CPU 0; sets LAST_PID.
 LAST_PID=
@@ -66,7 +104,7 @@ EOT
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }
-targets=("nginx 38444")
+targets=("nginx 38444" "nginx-hc 38447" "haproxy 38448 $haproxy_pid")
 snigate_on snigate "$bin" 38445
 targets+=("snigate 38445 $LAST_PID")
 if [ -n "$before" ]; then
@@ -80,21 +118,26 @@ for t in "${targets[@]}"; do
 done
 nginx_worker="$(pgrep -P "$(cat "$dir/stream.pid")" | head -1)"
 targets[0]="nginx 38444 $nginx_worker"
+targets[1]="nginx-hc 38447 $nginx_worker"
 
 tck="$(getconf CLK_TCK)"
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# Voluntary context switches (the proxy waiting for its sockets), all threads.
+waits() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/{s += $2} END {printf "%.0f", s}'; }
 # measure NAME PORT PID: N connections through PORT; PID's CPU per connection.
 measure() {
-    local u0 s0 u1 s1
+    local u0 s0 u1 s1 w0 w1
     read -r u0 s0 < <(ticks "$3")
+    w0="$(waits "$3")"
     taskset -c 1 h2load --h1 -n "$n" -c 50 -H 'Connection: close' \
         "https://127.0.0.1:$2/s" >"$dir/$1.h2load" 2>&1
     read -r u1 s1 < <(ticks "$3")
+    w1="$(waits "$3")"
     grep -q " $n succeeded, 0 failed" "$dir/$1.h2load" ||
         { echo "$1: not every request succeeded:" >&2; grep "requests:" "$dir/$1.h2load" >&2; exit 1; }
-    awk -v n="$n" -v t="$tck" -v name="$1" -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
+    awk -v n="$n" -v t="$tck" -v name="$1" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN {
         k = 1e6 / t / n
-        printf "%-8s user %6.1f  kernel %6.1f  total %6.1f  µs per connection\n", name, u * k, s * k, (u + s) * k }'
+        printf "%-8s user %6.1f  kernel %6.1f  total %6.1f  µs per connection, %.2f waits\n", name, u * k, s * k, (u + s) * k, w / n }'
 }
 for _ in $(seq "${RUNS:-3}"); do
     for t in "${targets[@]}"; do
