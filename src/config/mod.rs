@@ -27,10 +27,11 @@ pub(crate) use validate::host_pattern;
 /// process cannot open a container's `/dev/stdout`).
 pub const STDOUT: &str = "-";
 
-/// The most `[runtime] workers` may ask for (HAProxy's default thread limit
-/// on 64-bit builds is the same): each worker is a thread with a listening
-/// socket per address, so a typo such as `workers = 80000` would otherwise
-/// fail at start on whichever thread or socket the system refused.
+/// The most `[runtime] workers` may ask for (HAProxy's 64-bit builds stop
+/// `nbthread` at 64, or 256 with thread groups): each worker is a thread
+/// with a listening socket per address, so a typo such as `workers =
+/// 80000` would otherwise fail at start on whichever thread or socket the
+/// system refused.
 pub const MAX_WORKERS: usize = 1024;
 
 /// Default for `[timeouts] client_hello`: first byte to complete ClientHello.
