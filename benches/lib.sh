@@ -267,14 +267,20 @@ callgrind_count() {
 
 # syscalls_per PID OUT N TITLE CMD...: `strace -f -c` attached to PID (into
 # OUT) while CMD runs, then TITLE and PID's system calls divided by N, by
-# call, and their total.
+# call, and their total; then the TCP segments the whole machine sent
+# while CMD ran (`nstat TcpOutSegs`: client, proxy and backend on
+# loopback), divided by N: a proxy that splits a response or sends an ACK
+# of its own makes the kernel work more per request without a system call
+# more.
 syscalls_per() {
-    local pid=$1 out=$2 n=$3 title=$4 tracer
+    local pid=$1 out=$2 n=$3 title=$4 tracer segs
     shift 4
     strace -f -c -o "$out" -p "$pid" 2>/dev/null &
     tracer=$!
     sleep 1
+    nstat -n
     "$@"
+    segs="$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')"
     sleep 0.5
     kill -INT "$tracer"
     wait "$tracer" 2>/dev/null || true
@@ -282,6 +288,7 @@ syscalls_per() {
     awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
             printf "  %-14s %6.2f\n", $NF, $4 / n; sum += $4 }
          END { printf "  %-14s %6.2f\n", "total", sum / n }' "$out"
+    awk -v n="$n" -v s="${segs:-0}" 'BEGIN { printf "  %-14s %6.2f  (TCP segments sent on the machine)\n", "segments", s / n }'
 }
 
 # ------------------------------------------------------------- sessions

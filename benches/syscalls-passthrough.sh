@@ -13,14 +13,15 @@
 #
 # Run:   benches/syscalls-passthrough.sh          (about 30 s)
 #   env: N=100  SNIGATE_BIN=target/release/snigate  KEEP=1 (keep the folder)
-# Needs: strace, curl, nginx with libnginx-mod-stream, a release build.
+# Needs: strace, nstat (iproute2), curl, nginx with libnginx-mod-stream, a
+# release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 n="${N:-100}"
-need strace curl nginx
+need strace nstat curl nginx
 need_stream_module
 
 dir="$(new_tmpdir snigate-sys)"

@@ -14,14 +14,14 @@
 #
 # Run:   benches/syscalls-request.sh          (about 30 s)
 #   env: N=2000  SNIGATE_BIN=target/release/snigate  KEEP=1 (keep the folder)
-# Needs: strace, curl, nginx, a release build.
+# Needs: strace, nstat (iproute2), curl, nginx, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/benches/lib.sh"
 bin="${SNIGATE_BIN:-$here/target/release/snigate}"
 n="${N:-2000}"
-need strace curl nginx
+need strace nstat curl nginx
 dir="$(new_tmpdir snigate-sysreq)"
 trap cleanup EXIT
 
