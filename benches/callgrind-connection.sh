@@ -25,6 +25,10 @@
 #        makes each batch, every request closing its connection, so all but
 #        the first connection of a batch resume (the first cancels out in
 #        B - A); passthrough is skipped.
+#        FLOOR_BIN: the least a tokio passthrough proxy does
+#        (benches/passthrough_floor.rs; `cargo bench --bench
+#        passthrough_floor --no-run` prints its path) is counted too, on
+#        :18490 (FLOOR_TIMERS=1 passes through to it).
 # Needs: valgrind (callgrind_control), curl, nginx with libnginx-mod-stream,
 # a release build.
 set -euo pipefail
@@ -88,6 +92,13 @@ valgrind --tool=callgrind --callgrind-out-file="$dir/nginx.%p" \
     nginx -c "$dir/proxy.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
 nginx_vg=$!
 PIDS+=("$nginx_vg")
+floor_vg=
+if [ -n "${FLOOR_BIN:-}" ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$dir/floor.%p" \
+        "$FLOOR_BIN" 127.0.0.1:18490 127.0.0.1:18085 >"$dir/floor.log" 2>&1 &
+    floor_vg=$!
+    PIDS+=("$floor_vg")
+fi
 
 one() { # PORT: one connection, one request
     a_test_get "$1" 1 -f --http1.1
@@ -99,7 +110,9 @@ connections() { # PORT N: N connections, one request each
         for _ in $(seq "$2"); do one "$1"; done
     fi
 }
-for port in 18486 18487 18488 18489; do
+ports=(18486 18487 18488 18489)
+if [ -n "$floor_vg" ]; then ports+=(18490); fi
+for port in "${ports[@]}"; do
     retry 300 0.2 one "$port" || { echo "nothing answers on port $port" >&2; exit 1; }
     connections "$port" 10 # warm-up: pools, tables, allocator
 done
@@ -121,3 +134,7 @@ s_pass="$(per "$snigate_vg" snigate 18487)"
 n_pass="$(per "$nginx_vg" nginx 18489)"
 echo "  https, full handshake + 1 request: snigate $s_https, nginx $n_https (snigate / nginx $(ratio "$s_https" "$n_https"))"
 echo "  passthrough:                       snigate $s_pass, nginx stream $n_pass (snigate / nginx $(ratio "$s_pass" "$n_pass"))"
+if [ -n "$floor_vg" ]; then
+    f_pass="$(per "$floor_vg" floor 18490)"
+    echo "  passthrough floor (benches/passthrough_floor.rs): $f_pass (snigate / floor $(ratio "$s_pass" "$f_pass"))"
+fi

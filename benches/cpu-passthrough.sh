@@ -26,8 +26,14 @@
 # shutdown, a read and a wake-up more per connection. nginx with
 # `proxy_half_close on` does what they do.
 #
+# With FLOOR_BIN (`cargo bench --bench passthrough_floor --no-run` prints
+# its path), the least a tokio passthrough proxy does (benches/
+# passthrough_floor.rs) runs on :38449 as "floor": what snigate spends
+# above it is snigate's own, what it spends above nginx is tokio's.
+#
 # Run:   benches/cpu-passthrough.sh        (about 1.5 minutes per round)
 #   env: N=20000 RUNS=3  SNIGATE_BIN=target/release/snigate  BEFORE_BIN=
+#        FLOOR_BIN=
 # Needs: nginx with libnginx-mod-stream, haproxy, h2load (nghttp2-client),
 # openssl, curl, a release build.
 set -euo pipefail
@@ -110,6 +116,11 @@ targets+=("snigate 38445 $LAST_PID")
 if [ -n "$before" ]; then
     snigate_on before "$before" 38446
     targets+=("before 38446 $LAST_PID")
+fi
+if [ -n "${FLOOR_BIN:-}" ]; then
+    taskset -c 0 "$FLOOR_BIN" 127.0.0.1:38449 127.0.0.1:39443 >"$dir/floor.log" 2>&1 &
+    PIDS+=("$!")
+    targets+=("floor 38449 $!")
 fi
 get() { curl -sk -o /dev/null "https://127.0.0.1:$1/s"; }
 for t in "${targets[@]}"; do

@@ -11,8 +11,12 @@
 # proxy's system calls per connection, by call. A standing one-second timer
 # of snigate's adds about 2 calls a second, which is in the counts.
 #
+# With FLOOR_BIN (see benches/passthrough_floor.rs), the least a tokio
+# passthrough proxy does is counted too, on :18446.
+#
 # Run:   benches/syscalls-passthrough.sh          (about 30 s)
 #   env: N=100  SNIGATE_BIN=target/release/snigate  KEEP=1 (keep the folder)
+#        FLOOR_BIN=
 # Needs: strace, nstat (iproute2), curl, nginx with libnginx-mod-stream, a
 # release build.
 set -euo pipefail
@@ -70,7 +74,14 @@ EOF
 snigate_pid=$!
 PIDS+=("$snigate_pid")
 
-for port in 18444 18445; do
+ports=(18444 18445)
+if [ -n "${FLOOR_BIN:-}" ]; then
+    "$FLOOR_BIN" 127.0.0.1:18446 127.0.0.1:18443 >"$dir/floor.log" 2>&1 &
+    floor_pid=$!
+    PIDS+=("$floor_pid")
+    ports+=(18446)
+fi
+for port in "${ports[@]}"; do
     retry 100 0.1 a_test_get "$port" 1 || { echo "nothing answers on port $port" >&2; exit 1; }
 done
 
@@ -87,3 +98,4 @@ count() {
 }
 count snigate "$snigate_pid" 18444
 count nginx-stream "$(pgrep -P "$(cat "$dir/stream.pid")" | head -1)" 18445
+if [ -n "${FLOOR_BIN:-}" ]; then count floor "$floor_pid" 18446; fi
