@@ -23,6 +23,10 @@
 #        a.test's routes, the baseline to compare with.
 #        BODY=N: the backend answers N bytes (a file) instead of 19 (for the
 #        64 KiB row: BODY=65536, with fewer requests: A=20 B=220).
+#        FLOOR_BIN: the least a tokio + rustls + hyper proxy does
+#        (benches/request_floor.rs; `cargo bench --bench request_floor
+#        --no-run` prints its path), traced the same way on :18450 over
+#        HTTP/1.1.
 # Needs: valgrind (callgrind_control), curl, nginx, a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,10 +73,12 @@ curl_n() { # PORT N
 }
 retry 300 0.2 curl_n 18446 1 || true
 curl_n 18446 50 # warm-up: pools, tables, allocator
-# per NAME PID PREFIX PORT: instructions per keep-alive request, both protocols.
+# per NAME PID PREFIX PORT [PROTO...]: instructions per keep-alive request,
+# over each PROTO (curl's option; both HTTP/1.1 and h2 by default).
 per() {
-    local ia ib
-    for proto in --http1.1 --http2; do
+    local ia ib protos=("${@:5}")
+    [ ${#protos[@]} -gt 0 ] || protos=(--http1.1 --http2)
+    for proto in "${protos[@]}"; do
         ia="$(callgrind_count "$2" "$3" curl_n "$4" "$a")"
         ib="$(callgrind_count "$2" "$3" curl_n "$4" "$b")"
         echo "$1 ${proto#--}: instructions for $a requests $ia, for $b requests $ib;" \
@@ -80,6 +86,17 @@ per() {
     done
 }
 per snigate "$vg" cg 18446
+if [ -n "${FLOOR_BIN:-}" ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$dir/floor.%p" \
+        "$FLOOR_BIN" 127.0.0.1:18450 127.0.0.1:18081 "$dir/certs/a.test.crt" "$dir/certs/a.test.key" \
+        >"$dir/floor.log" 2>&1 &
+    floor_vg=$!
+    PIDS+=("$floor_vg")
+    proto="--http1.1"
+    retry 300 0.2 curl_n 18450 1 || true
+    curl_n 18450 50
+    per floor "$floor_vg" floor 18450 --http1.1
+fi
 [ "${WITH_NGINX:-1}" = 1 ] || exit 0
 # nginx as the same proxy (one process, upstream keep-alive pool), traced
 # the same way, for comparison.
