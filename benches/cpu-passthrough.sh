@@ -131,24 +131,10 @@ nginx_worker="$(pgrep -P "$(cat "$dir/stream.pid")" | head -1)"
 targets[0]="nginx 38444 $nginx_worker"
 targets[1]="nginx-hc 38447 $nginx_worker"
 
-tck="$(getconf CLK_TCK)"
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-# Voluntary context switches (the proxy waiting for its sockets), all threads.
-waits() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/{s += $2} END {printf "%.0f", s}'; }
 # measure NAME PORT PID: N connections through PORT; PID's CPU per connection.
 measure() {
-    local u0 s0 u1 s1 w0 w1
-    read -r u0 s0 < <(ticks "$3")
-    w0="$(waits "$3")"
-    taskset -c 1 h2load --h1 -n "$n" -c 50 -H 'Connection: close' \
-        "https://127.0.0.1:$2/s" >"$dir/$1.h2load" 2>&1
-    read -r u1 s1 < <(ticks "$3")
-    w1="$(waits "$3")"
-    grep -q " $n succeeded, 0 failed" "$dir/$1.h2load" ||
-        { echo "$1: not every request succeeded:" >&2; grep "requests:" "$dir/$1.h2load" >&2; exit 1; }
-    awk -v n="$n" -v t="$tck" -v name="$1" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN {
-        k = 1e6 / t / n
-        printf "%-8s user %6.1f  kernel %6.1f  total %6.1f  µs per connection, %.2f waits\n", name, u * k, s * k, (u + s) * k, w / n }'
+    cpu_per "$1" "$3" "$n" connection "$dir/$1.h2load" \
+        taskset -c 1 h2load --h1 -n "$n" -c 50 -H 'Connection: close' "https://127.0.0.1:$2/s"
 }
 for _ in $(seq "${RUNS:-3}"); do
     for t in "${targets[@]}"; do

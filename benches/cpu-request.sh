@@ -37,22 +37,10 @@ nginx_conf "$dir/backend" 4096 <<EOT
 $(nginx_backend_http 127.0.0.1:39461 'return 200 "hello world 19 B..\n";')
 EOT
 start_nginx "$dir/backend" 1
-# As the harness's nginx: a pool of 128 idle backend connections (with 16,
-# as nginx_https_proxy_http keeps, 50 clients make it open and close
-# backend connections all the time), keep-alive kept for good.
 nginx_conf "$dir/proxy" 4096 <<EOT
 http {
 $(nginx_http_basics "$dir")
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
-  upstream backend {
-    server 127.0.0.1:39461;
-    keepalive 128;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
-  }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
+$(nginx_harness_pool 127.0.0.1:39461)
   server {
     listen 127.0.0.1:38461 ssl;
     ssl_certificate $dir/certs/a.test.crt; ssl_certificate_key $dir/certs/a.test.key;
@@ -78,23 +66,10 @@ for t in "${targets[@]}"; do
 done
 targets[0]="nginx 38461 $(pgrep -P "$(cat "$dir/proxy.pid")" | head -1)"
 
-tck="$(getconf CLK_TCK)"
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-# Voluntary context switches (the proxy waiting for its sockets), all threads.
-waits() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/{s += $2} END {printf "%.0f", s}'; }
 # measure NAME PORT PID: N keep-alive requests through PORT; PID's CPU per request.
 measure() {
-    local u0 s0 u1 s1 w0 w1
-    read -r u0 s0 < <(ticks "$3")
-    w0="$(waits "$3")"
-    taskset -c 1 h2load --h1 -n "$n" -c 50 "https://127.0.0.1:$2/" >"$dir/$1.h2load" 2>&1
-    read -r u1 s1 < <(ticks "$3")
-    w1="$(waits "$3")"
-    grep -q " $n succeeded, 0 failed" "$dir/$1.h2load" ||
-        { echo "$1: not every request succeeded:" >&2; grep "requests:" "$dir/$1.h2load" >&2; exit 1; }
-    awk -v n="$n" -v t="$tck" -v name="$1" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN {
-        k = 1e6 / t / n
-        printf "%-8s user %5.2f  kernel %5.2f  total %5.2f  µs per request, %.2f waits\n", name, u * k, s * k, (u + s) * k, w / n }'
+    cpu_per "$1" "$3" "$n" request "$dir/$1.h2load" \
+        taskset -c 1 h2load --h1 -n "$n" -c 50 "https://127.0.0.1:$2/"
 }
 for _ in $(seq "${RUNS:-3}"); do
     for t in "${targets[@]}"; do

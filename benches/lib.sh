@@ -131,6 +131,25 @@ nginx_https_proxy_http() {
 EOF
 }
 
+# nginx_harness_pool BACKEND: inside http {}: client keep-alive kept for
+# good and upstream `backend` (BACKEND) with a pool of 128 idle keep-alive
+# connections, as the harness's nginx (with 16, 50 clients make nginx open
+# and close backend connections all the time).
+nginx_harness_pool() {
+    cat <<EOF
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  upstream backend {
+    server $1;
+    keepalive 128;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+  }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+EOF
+}
+
 # nginx_harness_proxy LISTEN BACKEND CERTS: inside http {}: the TLS proxy of
 # ../shared/bench/run.sh's nginx mode (its status server and verification
 # log aside): keep-alive kept for good on both sides, a pool of 128 to
@@ -138,18 +157,9 @@ EOF
 # anything else -> CERTS/fallback.
 nginx_harness_proxy() {
     local listen=$1 backend=$2 certs=$3
+    nginx_harness_pool "$backend"
     cat <<EOF
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
   ssl_protocols TLSv1.2 TLSv1.3;
-  upstream backend {
-    server $backend;
-    keepalive 128;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
-  }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
   server {
     listen $listen ssl default_server backlog=4096;
     server_name _;
@@ -264,6 +274,28 @@ callgrind_count() {
     dump="$(ls -t "$dir/$prefix".* | head -1)"
     awk '/^summary:|^totals:/ { print $2; exit }' "$dump"
 }
+
+# cpu_per NAME PID N UNIT OUT CMD...: runs CMD (output to OUT), fails
+# unless OUT says N of N succeeded (h2load), then prints PID's CPU time per
+# UNIT (µs; utime + stime from /proc, which is the scheduler's exact run
+# time, split between user and kernel by sampling at the tick) and its
+# voluntary context switches (waits for its sockets, all threads) per UNIT.
+cpu_per() {
+    local name=$1 pid=$2 n=$3 unit=$4 out=$5 u0 s0 u1 s1 w0 w1
+    shift 5
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    w0="$(cpu_per_waits "$pid")"
+    "$@" >"$out" 2>&1
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    w1="$(cpu_per_waits "$pid")"
+    grep -q " $n succeeded, 0 failed" "$out" ||
+        { echo "$name: not every request succeeded:" >&2; grep "requests:" "$out" >&2; exit 1; }
+    awk -v n="$n" -v t="$(getconf CLK_TCK)" -v name="$name" -v unit="$unit" \
+        -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) 'BEGIN {
+        k = 1e6 / t / n
+        printf "%-8s user %6.2f  kernel %6.2f  total %6.2f  µs per %s, %.2f waits\n", name, u * k, s * k, (u + s) * k, unit, w / n }'
+}
+cpu_per_waits() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {printf "%.0f", s}'; }
 
 # syscalls_per PID OUT N TITLE CMD...: `strace -f -c` attached to PID (into
 # OUT) while CMD runs, then TITLE and PID's system calls divided by N, by
