@@ -6,11 +6,11 @@
 //! threads (work stealing, and wake-ups that land on the other thread), and
 //! at two workers snigate spent 9-18 % more CPU per request than at one
 //! (`benches/cpu-workers.sh`; 1-3 % now, README "Two workers"), while
-//! nginx's two processes each keep what they accepted. Here a connection, the tasks it spawns (request
-//! streams, tunnels, copies) and the upstream connections it opens (pooled
-//! per worker, `upstream::pool`) stay on one thread. The process's own
-//! runtime keeps the rest: signals, reloads, the admin endpoint, health
-//! checks.
+//! nginx's two processes each keep what they accepted. Here a connection,
+//! the tasks it spawns (request streams, tunnels, copies) and the upstream
+//! connections it opens (pooled per worker, `upstream::pool`) stay on one
+//! thread. The process's own runtime keeps the rest: signals, reloads, the
+//! admin endpoint, health checks.
 //!
 //! Each worker accepts on a listening socket of its own for every address:
 //! the process binds one socket per worker with `SO_REUSEPORT`, and the

@@ -30,6 +30,14 @@ struct Idle {
     tls_name: Option<ServerName<'static>>,
 }
 
+impl Idle {
+    /// Still worth a request: idle for less than `max_idle`, and not closed
+    /// by the server.
+    fn usable(&self, max_idle: Duration) -> bool {
+        self.since.elapsed() < max_idle && !self.sender.is_closed()
+    }
+}
+
 /// The idle connections of one server, a pool per worker.
 pub(crate) struct IdlePools {
     pools: Box<[Mutex<VecDeque<Idle>>]>,
@@ -63,7 +71,7 @@ impl IdlePools {
         while i > 0 {
             i -= 1;
             let c = &idle[i];
-            if c.since.elapsed() >= max_idle || c.sender.is_closed() {
+            if !c.usable(max_idle) {
                 idle.remove(i);
             } else if c.tls_name.as_ref() == tls_name {
                 return idle.remove(i).map(|c| c.sender);
@@ -96,7 +104,7 @@ impl IdlePools {
     /// every worker's pool.
     pub(crate) fn prune(&self, max_idle: Duration) {
         for pool in self.pools.iter() {
-            lock(pool).retain(|c| c.since.elapsed() < max_idle && !c.sender.is_closed());
+            lock(pool).retain(|c| c.usable(max_idle));
         }
     }
 
